@@ -1,0 +1,90 @@
+package mutex
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// LockerSet is the state shared by the [sync.Locker] adapters of one
+// [Keyed]: the lease each locked key holds. Implementations keep one
+// LockerSet and return [LockerSet.Locker] from their Locker method, so
+// that m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in another
+// behave like one [sync.Mutex].
+//
+// The zero value is ready to use. A LockerSet must not be copied after
+// first use.
+type LockerSet[K comparable] struct {
+	mu   sync.Mutex // guards held
+	held map[K]Lease
+}
+
+// Locker returns a [sync.Locker] for key backed by m.
+//
+// Its Lock blocks until it holds the lock: it retries errors from m
+// (Redis unreachable, say) with a capped exponential backoff, reporting
+// each to onError, which may be nil. It panics only if m returns
+// [ErrClosed], since it cannot return an error and must not block forever.
+//
+// Its Unlock panics if key is not locked through a Locker of this set,
+// like [sync.Mutex.Unlock]. Errors from the lease's Unlock, [ErrLost]
+// included, go to onError; they do not panic.
+func (s *LockerSet[K]) Locker(m Keyed[K], key K, onError func(key K, err error)) sync.Locker {
+	return &locker[K]{set: s, m: m, key: key, onError: onError}
+}
+
+type locker[K comparable] struct {
+	set     *LockerSet[K]
+	m       Keyed[K]
+	key     K
+	onError func(K, error)
+}
+
+// Backoff bounds for retrying backend errors in the Locker adapter.
+const (
+	lockerMinBackoff = time.Millisecond
+	lockerMaxBackoff = time.Second
+)
+
+func (l *locker[K]) Lock() {
+	backoff := lockerMinBackoff
+	for {
+		lease, err := l.m.Lock(context.Background(), l.key)
+		if err == nil {
+			l.set.mu.Lock()
+			if l.set.held == nil {
+				l.set.held = make(map[K]Lease)
+			}
+			l.set.held[l.key] = lease
+			l.set.mu.Unlock()
+			return
+		}
+		if errors.Is(err, ErrClosed) {
+			panic(fmt.Sprintf("mutex: Locker(%v).Lock on a closed keyed mutex: %v", l.key, err))
+		}
+		if l.onError != nil {
+			l.onError(l.key, err)
+		}
+		// Full jitter keeps many blocked adapters from retrying in step.
+		time.Sleep(backoff/2 + rand.N(backoff/2+1))
+		backoff = min(2*backoff, lockerMaxBackoff)
+	}
+}
+
+func (l *locker[K]) Unlock() {
+	l.set.mu.Lock()
+	lease, ok := l.set.held[l.key]
+	if ok {
+		delete(l.set.held, l.key)
+	}
+	l.set.mu.Unlock()
+	if !ok {
+		panic(fmt.Sprintf("mutex: Locker(%v).Unlock of unlocked key", l.key))
+	}
+	if err := lease.Unlock(); err != nil && l.onError != nil {
+		l.onError(l.key, err)
+	}
+}

@@ -1,0 +1,137 @@
+package mutex_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// fakeLease is a Lease the test ends by hand.
+type fakeLease struct {
+	once sync.Once
+	done chan struct{}
+	mu   sync.Mutex
+	err  error
+}
+
+func newFakeLease() *fakeLease { return &fakeLease{done: make(chan struct{})} }
+
+func (l *fakeLease) end(err error) bool {
+	ended := false
+	l.once.Do(func() {
+		l.mu.Lock()
+		l.err = err
+		l.mu.Unlock()
+		close(l.done)
+		ended = true
+	})
+	return ended
+}
+
+func (l *fakeLease) Unlock() error {
+	if l.end(mutex.ErrUnlocked) {
+		return nil
+	}
+	return l.Err()
+}
+func (l *fakeLease) Done() <-chan struct{} { return l.done }
+func (l *fakeLease) Err() error            { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
+func (l *fakeLease) Token() uint64         { return 1 }
+
+func TestWithLeaseCause(t *testing.T) {
+	tests := []struct {
+		name string
+		end  func(l *fakeLease, cancel context.CancelFunc)
+		want error
+	}{
+		{"lost", func(l *fakeLease, _ context.CancelFunc) { l.end(mutex.ErrLost) }, mutex.ErrLost},
+		{"unlocked", func(l *fakeLease, _ context.CancelFunc) { l.Unlock() }, context.Canceled},
+		{"cancel", func(_ *fakeLease, cancel context.CancelFunc) { cancel() }, context.Canceled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newFakeLease()
+			ctx, cancel := mutex.WithLease(context.Background(), l)
+			defer cancel()
+			if err := ctx.Err(); err != nil {
+				t.Fatalf("ctx.Err() while held = %v; want nil", err)
+			}
+			tt.end(l, cancel)
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+				t.Fatal("ctx not done after the lease ended")
+			}
+			if got := context.Cause(ctx); !errors.Is(got, tt.want) {
+				t.Errorf("Cause = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWithLeaseAlreadyLost(t *testing.T) {
+	l := newFakeLease()
+	l.end(mutex.ErrLost)
+	ctx, cancel := mutex.WithLease(context.Background(), l)
+	defer cancel()
+	if got := context.Cause(ctx); !errors.Is(got, mutex.ErrLost) {
+		t.Errorf("Cause = %v; want ErrLost", got)
+	}
+}
+
+// flaky fails its first n Locks with a transport-like error.
+type flaky struct {
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (f *flaky) Lock(ctx context.Context, key string) (mutex.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.fails {
+		return nil, errors.New("backend down")
+	}
+	return newFakeLease(), nil
+}
+func (f *flaky) TryLock(ctx context.Context, key string) (mutex.Lease, error) { return f.Lock(ctx, key) }
+func (f *flaky) Locker(key string) sync.Locker                                { panic("unused") }
+
+func TestLockerRetriesAndReports(t *testing.T) {
+	var set mutex.LockerSet[string]
+	f := &flaky{fails: 3}
+	var reported []error
+	onErr := func(key string, err error) { reported = append(reported, err) }
+	set.Locker(f, "k", onErr).Lock()
+	if len(reported) != 3 {
+		t.Errorf("onError called %d times; want 3", len(reported))
+	}
+	set.Locker(f, "k", onErr).Unlock() // another adapter for the same key
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("Unlock of unlocked key did not panic")
+		}
+	}()
+	set.Locker(f, "k", onErr).Unlock()
+}
+
+type closed struct{ flaky }
+
+func (closed) Lock(ctx context.Context, key string) (mutex.Lease, error) {
+	return nil, mutex.ErrClosed
+}
+
+func TestLockerPanicsOnClosed(t *testing.T) {
+	var set mutex.LockerSet[string]
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("Lock on a closed Keyed did not panic")
+		}
+	}()
+	set.Locker(&closed{}, "k", nil).Lock()
+}

@@ -99,8 +99,10 @@ func (f *flaky) Lock(ctx context.Context, key string) (mutex.Lease, error) {
 	}
 	return newFakeLease(), nil
 }
-func (f *flaky) TryLock(ctx context.Context, key string) (mutex.Lease, error) { return f.Lock(ctx, key) }
-func (f *flaky) Locker(key string) sync.Locker                                { panic("unused") }
+func (f *flaky) TryLock(ctx context.Context, key string) (mutex.Lease, error) {
+	return f.Lock(ctx, key)
+}
+func (f *flaky) Locker(key string) sync.Locker { panic("unused") }
 
 func TestLockerRetriesAndReports(t *testing.T) {
 	var set mutex.LockerSet[string]

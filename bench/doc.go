@@ -1,0 +1,20 @@
+// Package bench compares the keyed mutexes of this module with each other
+// and with the best Go peers, github.com/go-redsync/redsync/v4 and
+// github.com/bsm/redislock, in one run:
+//
+//	go -C bench test -run '^$' -bench . -benchtime 3s
+//
+// It is a nested module so that the peer libraries and the plotting
+// library never enter the library's own module graph. The benchmarks live
+// in the _test.go files; this package itself holds only the statistics
+// they report (wait-time histogram, percentiles, Jain's fairness index),
+// which the tests check.
+//
+// The Redis server used is, in order: the one at $REDIS_ADDR (it must be
+// dedicated to the run: redis-cmds/op is read from INFO commandstats and
+// counts every client's commands); a redis-server found on PATH, started on
+// a free loopback port in a temp dir and stopped after; or miniredis, whose
+// timings say nothing about Redis.
+//
+// The chart in docs/ is drawn from the output by ./cmd/chart.
+package bench

@@ -1,0 +1,262 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// scenario is the shape of one row: procs simulated processes with
+// goroutines goroutines each, locking one of keys keys chosen at random
+// and holding it for work (busy, not sleeping).
+type scenario struct {
+	procs, goroutines, keys int
+	work                    time.Duration
+}
+
+// result is what one run of a row measured.
+type result struct {
+	total      int64
+	elapsed    time.Duration
+	perProc    []float64 // acquisitions per process
+	wait       Histogram // Lock call to acquisition
+	handoff    Histogram // Handoff rows: the other's Unlock call to acquisition
+	violations int64     // two holders of one key at once: must stay 0
+}
+
+// drive runs n acquisitions in total, shared by every goroutine of every
+// process, and measures them. Lock errors end the goroutine that got them
+// and are returned joined.
+func drive(ctx context.Context, lockers []locker, sc scenario, n int64) (*result, error) {
+	keys := make([]string, sc.keys)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	inUse := make([]atomic.Int32, sc.keys)
+	perProc := make([]atomic.Int64, len(lockers))
+	var remaining, violations atomic.Int64
+	remaining.Store(n)
+
+	var (
+		mu    sync.Mutex // guards wait, errs
+		wait  Histogram
+		errs  []error
+		wg    sync.WaitGroup
+		start = time.Now()
+	)
+	for p, l := range lockers {
+		for g := range sc.goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := new(Histogram)
+				r := rand.New(rand.NewPCG(uint64(p), uint64(g)))
+				var err error
+				for remaining.Add(-1) >= 0 {
+					k := 0
+					if sc.keys > 1 {
+						k = r.IntN(sc.keys)
+					}
+					t0 := time.Now()
+					var unlock func() error
+					unlock, err = l.Lock(ctx, keys[k])
+					if err != nil {
+						err = fmt.Errorf("Lock(%q): %w", keys[k], err)
+						break
+					}
+					h.Record(int64(time.Since(t0)))
+					if inUse[k].Add(1) != 1 {
+						violations.Add(1)
+					}
+					busy(sc.work)
+					inUse[k].Add(-1)
+					perProc[p].Add(1)
+					if err = unlock(); err != nil {
+						err = fmt.Errorf("Unlock(%q): %w", keys[k], err)
+						break
+					}
+				}
+				mu.Lock()
+				wait.Merge(h)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	res := &result{elapsed: time.Since(start), wait: wait, violations: violations.Load()}
+	for i := range perProc {
+		c := perProc[i].Load()
+		res.total += c
+		res.perProc = append(res.perProc, float64(c))
+	}
+	return res, errors.Join(errs...)
+}
+
+// busy spins for d: a critical section that uses the CPU, as real work
+// under a lock does, rather than parking the goroutine.
+func busy(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	for t0 := time.Now(); time.Since(t0) < d; {
+	}
+}
+
+// handoffHold is how long a Handoff holder keeps the key after the other
+// process has called Lock, so that the waiter is surely parked (subscribed,
+// or between spin retries) when the release comes.
+const handoffHold = time.Millisecond
+
+// driveHandoff has two processes, one goroutine each, pass one key back and
+// forth n times in total: each holds the key until the other has called
+// Lock, waits handoffHold more, and releases; the time from that Unlock
+// call to the other's Lock returning is the handoff latency.
+func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, error) {
+	if len(lockers) != 2 {
+		return nil, fmt.Errorf("driveHandoff: %d processes; want 2", len(lockers))
+	}
+	var (
+		remaining, released, holders atomic.Int64 // released: UnixNano of the last Unlock call, 0 = none
+		calling                      = [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}
+		exited                       = [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+		res                          = &result{perProc: make([]float64, 2)}
+		mu                           sync.Mutex // guards res, errs
+		errs                         []error
+		wg                           sync.WaitGroup
+	)
+	remaining.Store(n)
+	start := time.Now()
+	for p := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(exited[p])
+			var wait, handoff Histogram
+			var count int64
+			var err error
+			for remaining.Add(-1) >= 0 {
+				calling[p] <- struct{}{} // buffered: never blocks, the other drains it
+				t0 := time.Now()
+				var unlock func() error
+				unlock, err = lockers[p].Lock(ctx, "k")
+				if err != nil {
+					err = fmt.Errorf("Lock: %w", err)
+					break
+				}
+				now := time.Now()
+				wait.Record(int64(now.Sub(t0)))
+				if r := released.Swap(0); r != 0 {
+					handoff.Record(now.UnixNano() - r)
+				}
+				if holders.Add(1) != 1 {
+					mu.Lock()
+					res.violations++
+					mu.Unlock()
+				}
+				count++
+				select { // hold until the other process is in Lock, or gone
+				case <-calling[1-p]:
+					time.Sleep(handoffHold)
+				case <-exited[1-p]:
+				case <-ctx.Done():
+				}
+				holders.Add(-1)
+				released.Store(time.Now().UnixNano())
+				if err = unlock(); err != nil {
+					err = fmt.Errorf("Unlock: %w", err)
+					break
+				}
+			}
+			mu.Lock()
+			res.wait.Merge(&wait)
+			res.handoff.Merge(&handoff)
+			res.perProc[p] = float64(count)
+			res.total += count
+			if err != nil {
+				errs = append(errs, err)
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	return res, errors.Join(errs...)
+}
+
+// rowDeadline bounds one run of one row: a strategy that starves a waiter
+// fails the row instead of hanging the whole benchmark.
+const rowDeadline = 5 * time.Minute
+
+// runRow runs one sub-benchmark: b.N acquisitions shared by all goroutines
+// of all processes, timed from the first Lock call to the last Unlock,
+// then reports the row's metrics. Setup and teardown are not timed.
+func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), rowDeadline)
+	defer cancel()
+	prefix := rowPrefix()
+	lockers, closeAll, err := st.procs(t, prefix, sc.procs)
+	if err != nil {
+		b.Fatalf("%s: build %d processes: %v", st.name, sc.procs, err)
+	}
+	admin := t.client()
+	defer admin.Close()
+	defer func() {
+		closeAll()
+		if err := dropKeys(context.Background(), admin, prefix); err != nil {
+			b.Errorf("drop keys %s*: %v", prefix, err)
+		}
+	}()
+	cmds0, err := t.commands(ctx, admin)
+	if err != nil {
+		b.Fatalf("commandstats: %v", err)
+	}
+
+	b.ResetTimer()
+	var res *result
+	if handoff {
+		res, err = driveHandoff(ctx, lockers, int64(b.N))
+	} else {
+		res, err = drive(ctx, lockers, sc, int64(b.N))
+	}
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("%s: %v", st.name, err)
+	}
+	if res.violations != 0 {
+		b.Fatalf("%s: mutual exclusion violated %d times", st.name, res.violations)
+	}
+	cmds1, err := t.commands(ctx, admin)
+	if err != nil {
+		b.Fatalf("commandstats: %v", err)
+	}
+	report(b, t, res, cmds1-cmds0, handoff)
+}
+
+func report(b *testing.B, t *target, res *result, cmds int64, handoff bool) {
+	if res.total == 0 {
+		return
+	}
+	acqs := float64(res.total) / res.elapsed.Seconds()
+	b.ReportMetric(acqs, "acq/s")
+	b.ReportMetric(float64(cmds)/float64(res.total), "redis-cmds/op")
+	b.ReportMetric(float64(res.wait.Quantile(0.5)), "p50-wait-ns")
+	b.ReportMetric(float64(res.wait.Quantile(0.99)), "p99-wait-ns")
+	b.ReportMetric(Jain(res.perProc), "jain")
+	b.ReportMetric(t.bound(), "bound-acq/s")
+	b.ReportMetric(acqs/t.bound(), "bound-ratio")
+	if handoff && res.handoff.Count() > 0 {
+		p50 := res.handoff.Quantile(0.5)
+		b.ReportMetric(float64(p50), "p50-handoff-ns")
+		b.ReportMetric(float64(res.handoff.Quantile(0.99)), "p99-handoff-ns")
+		b.ReportMetric(float64(p50)/float64(t.rtt), "handoff/rtt")
+	}
+}

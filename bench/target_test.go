@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keyedmutex/keyedmutex/internal/redistest"
+)
+
+// target is the Redis server one top-level benchmark runs against, with
+// the PING round trip measured on it at the start.
+type target struct {
+	kind string // "REDIS_ADDR", "redis-server" or "miniredis"
+	addr string
+	mini *miniredis.Miniredis // nil unless kind is "miniredis"
+	rtt  time.Duration        // median PING round trip
+}
+
+var announced sync.Map // kind -> struct{}: the target is described once per run
+
+// newTarget picks the server: $REDIS_ADDR, else a redis-server on PATH
+// started for tb (stopped at its cleanup), else miniredis.
+func newTarget(tb testing.TB) *target {
+	tb.Helper()
+	t := &target{}
+	switch addr := os.Getenv("REDIS_ADDR"); {
+	case addr != "":
+		t.kind, t.addr = "REDIS_ADDR", addr
+	case redistest.Binary() != "":
+		t.kind, t.addr = "redis-server", redistest.Start(tb).Addr()
+	default:
+		t.kind = "miniredis"
+		t.mini = miniredis.RunT(tb)
+		t.addr = t.mini.Addr()
+	}
+	c := t.client()
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		tb.Fatalf("bench: %s target %s: PING: %v", t.kind, t.addr, err)
+	}
+	t.rtt = pingRTT(ctx, c, 1000)
+	if _, dup := announced.LoadOrStore(t.kind, struct{}{}); !dup {
+		fmt.Fprintf(os.Stderr, "bench: target: %s\n", t.describe(ctx, c))
+		if t.kind == "miniredis" {
+			fmt.Fprintln(os.Stderr, "bench: WARNING: timings on miniredis say nothing about Redis; install redis-server or set REDIS_ADDR for real figures")
+		}
+	}
+	fmt.Fprintf(os.Stderr, "bench: %s: PING RTT p50 %v, physical bound 1/(2·RTT) = %.0f acq/s\n", tb.Name(), t.rtt, t.bound())
+	return t
+}
+
+func (t *target) describe(ctx context.Context, c *redis.Client) string {
+	switch t.kind {
+	case "REDIS_ADDR":
+		return fmt.Sprintf("the Redis at $REDIS_ADDR=%s (version %s; it must be dedicated to this run)", t.addr, serverVersion(ctx, c))
+	case "redis-server":
+		return fmt.Sprintf("redis-server %s started on %s for this run", serverVersion(ctx, c), t.addr)
+	}
+	return "miniredis (in-process fake; neither REDIS_ADDR nor redis-server on PATH)"
+}
+
+func serverVersion(ctx context.Context, c *redis.Client) string {
+	s, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+			return v
+		}
+	}
+	return "unknown"
+}
+
+// client returns a new client: one per simulated process, so that no two
+// processes share a connection pool.
+func (t *target) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: t.addr})
+}
+
+// bound is the physical bound on cross-process handoffs per second: a
+// handoff needs about two round trips (the release notice out, SET NX
+// back), so 1/(2·RTT).
+func (t *target) bound() float64 { return 1 / (2 * t.rtt.Seconds()) }
+
+// pingRTT returns the median of n sequential PING round trips, after a
+// short warm-up.
+func pingRTT(ctx context.Context, c *redis.Client, n int) time.Duration {
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n+n/10; i++ {
+		t0 := time.Now()
+		if c.Ping(ctx).Err() != nil {
+			continue
+		}
+		if i >= n/10 {
+			ds = append(ds, time.Since(t0))
+		}
+	}
+	if len(ds) == 0 {
+		return time.Millisecond
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// commands returns the number of commands the server has executed,
+// commands run inside Lua scripts included, INFO itself excluded.
+func (t *target) commands(ctx context.Context, c *redis.Client) (int64, error) {
+	if t.mini != nil {
+		return int64(t.mini.CommandCount()), nil // counts redis.call inside Lua too
+	}
+	s, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	return sumCommandStats(s)
+}
+
+// sumCommandStats sums calls= over the cmdstat_ lines of INFO
+// commandstats, except cmdstat_info.
+func sumCommandStats(info string) (int64, error) {
+	var total int64
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		name, rest, ok := strings.Cut(l, ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("bench: bad commandstats line %q: %w", l, err)
+				}
+				total += n
+			}
+		}
+	}
+	return total, sc.Err()
+}
+
+var rowSeq atomic.Int64
+
+// rowPrefix returns a key prefix unique to one run of one row, so rows
+// never see each other's keys, even on a shared server.
+func rowPrefix() string {
+	return fmt.Sprintf("kmbench:%d:%d:", time.Now().UnixNano(), rowSeq.Add(1))
+}
+
+// dropKeys deletes every key under prefix.
+func dropKeys(ctx context.Context, c *redis.Client, prefix string) error {
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := c.Del(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return c.Del(ctx, batch...).Err()
+	}
+	return nil
+}

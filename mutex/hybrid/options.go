@@ -1,0 +1,55 @@
+package hybrid
+
+import "time"
+
+// DefaultMaxLocalHandoffs is the default of [WithMaxLocalHandoffs]. See
+// BenchmarkHotKey: past 16 the throughput gain flattens while the time one
+// process keeps a hot key from the others keeps growing.
+const DefaultMaxLocalHandoffs = 16
+
+// Bounds of the adaptive yield after a bound release; see
+// [WithReleaseYield].
+const (
+	minYield = 20 * time.Microsecond
+	maxYield = 10 * time.Millisecond
+)
+
+// An Option configures a [Mutex].
+type Option func(*config)
+
+type config struct {
+	maxHandoffs int
+	onError     func(error)
+	yield       time.Duration // used if yieldSet
+	yieldSet    bool
+}
+
+// WithMaxLocalHandoffs bounds how many times in a row the remote lease
+// passes from one local holder to the next local waiter without a remote
+// command. 0 means every Unlock releases the remote lease. A larger bound
+// gives more throughput on a hot key and fewer remote commands, but lets
+// one process keep the key longer while other processes wait. A negative
+// n is a configuration error that Lock and TryLock report. The bound is
+// forced to 0 for a remote that does not implement [mutex.TokenBlocker].
+// The default is [DefaultMaxLocalHandoffs] (16).
+func WithMaxLocalHandoffs(n int) Option {
+	return func(c *config) { c.maxHandoffs = n }
+}
+
+// WithErrorHandler sets the function that receives errors that no caller
+// can be given: those of the [sync.Locker] adapter's retries, and failed
+// remote releases behind a lost lease. The default logs them with the
+// standard log package.
+func WithErrorHandler(f func(error)) Option {
+	return func(c *config) { c.onError = f }
+}
+
+// WithReleaseYield fixes how long the next local head waits before it
+// contends for the remote lease after a release forced by the handoff
+// bound, so that a waiting process can take the key first. 0 disables the
+// yield; a negative d is a configuration error that Lock and TryLock
+// report. The default adapts: twice the moving average of the measured
+// remote release latency, within 20µs and 10ms.
+func WithReleaseYield(d time.Duration) Option {
+	return func(c *config) { c.yield, c.yieldSet = d, true }
+}

@@ -1,0 +1,366 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+var (
+	_ mutex.Keyed[string]        = (*Mutex[string])(nil)
+	_ mutex.TokenBlocker[string] = (*Mutex[string])(nil)
+	_ mutex.Lease                = (*lease[string])(nil)
+)
+
+// Errors of this package. They are wrapped with the key, so test with
+// [errors.Is].
+var (
+	// ErrBlockSize is returned by LockBlock and TryLockBlock for n == 0.
+	ErrBlockSize = errors.New("local: token block size must be at least 1")
+	// ErrTokensExhausted is returned when a block of tokens would overflow
+	// the 64-bit token space. Only absurd block sizes get there.
+	ErrTokensExhausted = errors.New("local: fencing tokens exhausted")
+)
+
+const (
+	numShards = 64 // a power of two
+	cacheLine = 64
+	// shrinkAbove is the number of live entries a shard must have reached
+	// for its map to be dropped, rather than kept, when it empties. Go maps
+	// never shrink: without this a burst of many keys held at once would
+	// keep its buckets forever.
+	shrinkAbove = 1024
+)
+
+// seed is fixed for the life of the process, so a key always maps to the
+// same shard: that is what keeps its tokens increasing across entries.
+var seed = maphash.MakeSeed()
+
+// Mutex is a family of in-process mutexes, one per key of type K.
+//
+// The zero value is ready to use: all keys unlocked. A Mutex must not be
+// copied after first use.
+//
+// For any key, the Unlock of a lease synchronizes before the Lock or
+// TryLock that next returns a lease for that key, as with [sync.Mutex].
+// Waiters are served in FIFO order (see the package doc). Only keys that
+// are held or waited for take memory.
+type Mutex[K comparable] struct {
+	shards  [numShards]shard[K]
+	entries sync.Pool // of *entry[K], recycled between keys
+	lockers mutex.LockerSet[K]
+}
+
+type shard[K comparable] struct {
+	mu   sync.Mutex      // guards the fields below and the entries in m
+	m    map[K]*entry[K] // keys held or waited for
+	last uint64          // the last fencing token issued in this shard
+	peak int             // len(m) high-water mark since m was made
+	_    [cacheLine - 32]byte
+}
+
+// entry is the state of one key that is held or waited for. All fields
+// are guarded by sh.mu.
+type entry[K comparable] struct {
+	key        K
+	m          *Mutex[K]
+	sh         *shard[K]
+	ref        int  // the holder (if locked) plus the waiters
+	locked     bool // stays true while the lock passes from holder to waiter
+	head, tail *waiter[K]
+}
+
+// waiter states, guarded by the shard's mu.
+const (
+	waiting = iota
+	granted // the lock was handed to this waiter
+	failed  // the waiter was dequeued with an error in err
+)
+
+type waiter[K comparable] struct {
+	ready      chan struct{} // closed when state leaves waiting
+	l          *lease[K]
+	n          uint64 // tokens to reserve
+	state      int
+	err        error
+	prev, next *waiter[K]
+}
+
+// lease is one holding of one key. Once returned to the caller it is never
+// reused, so a second Unlock always sees state 1.
+type lease[K comparable] struct {
+	e     *entry[K] // nil once unlocked; read only by the Unlock that wins state
+	token uint64
+	state atomic.Uint32                 // 0 held, 1 unlocked
+	done  atomic.Pointer[chan struct{}] // made lazily by Done
+}
+
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// testHookCancelled, if set, runs when a waiter has seen its ctx end and
+// before it takes the shard lock to leave the queue. Tests use it to hand
+// the lock over in that window.
+var testHookCancelled func()
+
+func (m *Mutex[K]) shard(key K) *shard[K] {
+	return &m.shards[maphash.Comparable(seed, key)&(numShards-1)]
+}
+
+// Lock blocks until the caller holds the lock for key or ctx is done. On
+// ctx end it returns an error satisfying errors.Is(err, ctx.Err()) and
+// does not hold the lock. The returned [mutex.Lease] has Token() strictly
+// greater than every earlier lease's for key.
+func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
+	return m.lock(ctx, key, 1, true)
+}
+
+// TryLock takes the lock for key only if nobody holds it now; otherwise it
+// returns an error satisfying errors.Is(err, [mutex.ErrLocked]). It never
+// waits for the holder. If ctx is already done it returns ctx's error.
+func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
+	return m.lock(ctx, key, 1, false)
+}
+
+// LockBlock is Lock with a lease that reserves n consecutive fencing
+// tokens: Token() is the first, and the next lease for key gets a token
+// above all n. n == 0 returns an error satisfying errors.Is(err,
+// [ErrBlockSize]). See [mutex.TokenBlocker].
+func (m *Mutex[K]) LockBlock(ctx context.Context, key K, n uint64) (mutex.Lease, error) {
+	if n == 0 {
+		return nil, fmt.Errorf("local: LockBlock(%v, 0): %w", key, ErrBlockSize)
+	}
+	return m.lock(ctx, key, n, true)
+}
+
+// TryLockBlock is TryLock with a lease that reserves n consecutive fencing
+// tokens, as LockBlock.
+func (m *Mutex[K]) TryLockBlock(ctx context.Context, key K, n uint64) (mutex.Lease, error) {
+	if n == 0 {
+		return nil, fmt.Errorf("local: TryLockBlock(%v, 0): %w", key, ErrBlockSize)
+	}
+	return m.lock(ctx, key, n, false)
+}
+
+// Locker returns a [sync.Locker] for key. Lockers of one Mutex share
+// state: m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in
+// another behave like one [sync.Mutex]. Unlock of a key not locked through
+// a Locker panics, like [sync.Mutex.Unlock].
+func (m *Mutex[K]) Locker(key K) sync.Locker {
+	return m.lockers.Locker(m, key, nil)
+}
+
+func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxErr(ctx, key)
+	}
+	l := new(lease[K])
+	sh := m.shard(key)
+	sh.mu.Lock()
+	e := sh.m[key]
+	if e == nil {
+		e = m.newEntry(sh, key)
+	}
+	if !e.locked {
+		tok, ok := sh.take(n)
+		if !ok {
+			m.dropIfUnused(sh, e)
+			sh.mu.Unlock()
+			return nil, fmt.Errorf("local: lock %v: %w", key, ErrTokensExhausted)
+		}
+		e.locked = true
+		e.ref++
+		sh.mu.Unlock()
+		l.e, l.token = e, tok
+		return l, nil
+	}
+	if !wait {
+		sh.mu.Unlock()
+		return nil, fmt.Errorf("local: lock %v: %w", key, mutex.ErrLocked)
+	}
+	w := &waiter[K]{ready: make(chan struct{}), l: l, n: n}
+	e.push(w)
+	e.ref++
+	sh.mu.Unlock()
+
+	select {
+	case <-w.ready:
+		if w.err != nil {
+			return nil, fmt.Errorf("local: lock %v: %w", key, w.err)
+		}
+		return l, nil
+	case <-ctx.Done():
+	}
+	if testHookCancelled != nil {
+		testHookCancelled()
+	}
+	sh.mu.Lock()
+	switch w.state {
+	case waiting:
+		e.remove(w)
+		e.ref--
+		m.dropIfUnused(sh, e)
+	case granted:
+		// The lock was handed to us as ctx ended: pretend it was not,
+		// and pass it on.
+		m.release(sh, e)
+	case failed:
+		// Already dequeued and uncounted by the releaser.
+	}
+	sh.mu.Unlock()
+	return nil, ctxErr(ctx, key)
+}
+
+// ctxErr returns an error satisfying errors.Is for ctx.Err() and for its
+// cause, if that differs.
+func ctxErr[K comparable](ctx context.Context, key K) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("local: lock %v: %w (%w)", key, err, cause)
+	}
+	return fmt.Errorf("local: lock %v: %w", key, err)
+}
+
+// take issues n consecutive tokens and returns the first. sh.mu is held.
+func (sh *shard[K]) take(n uint64) (uint64, bool) {
+	if sh.last > math.MaxUint64-n {
+		return 0, false
+	}
+	tok := sh.last + 1
+	sh.last += n
+	return tok, true
+}
+
+// newEntry adds an unlocked entry for key. sh.mu is held.
+func (m *Mutex[K]) newEntry(sh *shard[K], key K) *entry[K] {
+	e, _ := m.entries.Get().(*entry[K])
+	if e == nil {
+		e = new(entry[K])
+	}
+	e.key, e.m, e.sh = key, m, sh
+	if sh.m == nil {
+		sh.m = make(map[K]*entry[K])
+	}
+	sh.m[key] = e
+	if len(sh.m) > sh.peak {
+		sh.peak = len(sh.m)
+	}
+	return e
+}
+
+// dropIfUnused deletes e if no holder or waiter is left. sh.mu is held.
+func (m *Mutex[K]) dropIfUnused(sh *shard[K], e *entry[K]) {
+	if e.ref != 0 {
+		return
+	}
+	if sh.m[e.key] == e {
+		delete(sh.m, e.key)
+	}
+	if len(sh.m) == 0 && sh.peak > shrinkAbove {
+		sh.m, sh.peak = nil, 0
+	}
+	*e = entry[K]{}
+	m.entries.Put(e)
+}
+
+// release ends the current holding of e: the lock passes to the first
+// waiter, or e is unlocked (and dropped if nobody waits). sh.mu is held.
+func (m *Mutex[K]) release(sh *shard[K], e *entry[K]) {
+	e.ref--
+	for w := e.head; w != nil; w = e.head {
+		e.remove(w)
+		tok, ok := sh.take(w.n)
+		if !ok {
+			e.ref--
+			w.state, w.err = failed, ErrTokensExhausted
+			close(w.ready)
+			continue
+		}
+		w.l.e, w.l.token = e, tok
+		w.state = granted
+		close(w.ready)
+		return
+	}
+	e.locked = false
+	m.dropIfUnused(sh, e)
+}
+
+func (e *entry[K]) push(w *waiter[K]) {
+	w.prev = e.tail
+	if e.tail != nil {
+		e.tail.next = w
+	} else {
+		e.head = w
+	}
+	e.tail = w
+}
+
+func (e *entry[K]) remove(w *waiter[K]) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else {
+		e.head = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else {
+		e.tail = w.prev
+	}
+	w.prev, w.next = nil, nil
+}
+
+// Unlock releases the lock, handing it to the longest waiting goroutine if
+// any. Done is closed before the next holder can get the lock. A second
+// call returns [mutex.ErrUnlocked].
+func (l *lease[K]) Unlock() error {
+	if !l.state.CompareAndSwap(0, 1) {
+		return mutex.ErrUnlocked
+	}
+	if !l.done.CompareAndSwap(nil, &closedChan) {
+		close(*l.done.Load())
+	}
+	e := l.e
+	l.e = nil
+	// e.m and e.sh are read without the lock: they do not change while e
+	// is held, and e cannot be recycled before this release.
+	sh := e.sh
+	sh.mu.Lock()
+	e.m.release(sh, e)
+	sh.mu.Unlock()
+	return nil
+}
+
+// Done returns a channel closed when the lease is unlocked. Local leases
+// are never lost.
+func (l *lease[K]) Done() <-chan struct{} {
+	if p := l.done.Load(); p != nil {
+		return *p
+	}
+	c := make(chan struct{})
+	if l.done.CompareAndSwap(nil, &c) {
+		return c
+	}
+	return *l.done.Load()
+}
+
+// Err returns nil while the lease is held and [mutex.ErrUnlocked] after
+// Unlock.
+func (l *lease[K]) Err() error {
+	if l.state.Load() != 0 {
+		return mutex.ErrUnlocked
+	}
+	return nil
+}
+
+// Token returns the lease's fencing token: strictly greater than every
+// token issued earlier for the same key by the same Mutex.
+func (l *lease[K]) Token() uint64 { return l.token }

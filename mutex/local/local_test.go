@@ -1,0 +1,589 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
+	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// wait bounds how long a test waits for something that should happen
+// promptly. It is a hang guard, not a timing assertion.
+const wait = 10 * time.Second
+
+// entries returns the number of live entries in m.
+func (m *Mutex[K]) entriesLen() int {
+	n := 0
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// waiters returns the number of goroutines queued for key.
+func (m *Mutex[K]) waiters(key K) int {
+	sh := m.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	n := 0
+	if e := sh.m[key]; e != nil {
+		for w := e.head; w != nil; w = w.next {
+			n++
+		}
+	}
+	return n
+}
+
+// waitWaiters polls until key has n waiters queued.
+func waitWaiters[K comparable](t *testing.T, m *Mutex[K], key K, n int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for m.waiters(key) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiters(%v) = %d after %v; want %d", key, m.waiters(key), wait, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+func checkEmpty[K comparable](t *testing.T, m *Mutex[K]) {
+	t.Helper()
+	if n := m.entriesLen(); n != 0 {
+		t.Errorf("%d entries left after every lease was unlocked; want 0", n)
+	}
+}
+
+func TestConformance(t *testing.T) {
+	leakcheck.Register(t)
+	keyedtest.Run(t, keyedtest.Config{
+		New: func(t *testing.T) mutex.Keyed[string] {
+			m := new(Mutex[string])
+			t.Cleanup(func() { checkEmpty(t, m) })
+			return m
+		},
+		Goroutines: 16,
+		Iterations: 200,
+		Keys:       8,
+	})
+}
+
+func TestMutualExclusionManyKeys(t *testing.T) {
+	var m Mutex[int]
+	const goroutines, keys, rounds = 32, 100, 20
+	counters := make([]int, keys) // updated without atomics, under the key's lock
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				for i := 0; i < keys; i++ {
+					k := (i*7 + g) % keys
+					var l mutex.Lease
+					var err error
+					switch (g + r) % 3 {
+					case 0:
+						l, err = m.Lock(ctx, k)
+					case 1:
+						l, err = m.LockBlock(ctx, k, 3)
+					default:
+						for {
+							l, err = m.TryLock(ctx, k)
+							if !errors.Is(err, mutex.ErrLocked) {
+								break
+							}
+							runtime.Gosched()
+						}
+					}
+					if err != nil {
+						errs <- fmt.Errorf("lock %d: %w", k, err)
+						return
+					}
+					counters[k]++
+					if err := l.Unlock(); err != nil {
+						errs <- fmt.Errorf("Unlock %d: %w", k, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for k, got := range counters {
+		if got != goroutines*rounds {
+			t.Errorf("counter[%d] = %d; want %d", k, got, goroutines*rounds)
+		}
+	}
+	checkEmpty(t, &m)
+}
+
+// TestCancelRace cancels waiters while the holder unlocks, many times.
+// Every waiter either gets the lock or a ctx error, nothing is left held
+// and no entry is left behind.
+func TestCancelRace(t *testing.T) {
+	var m Mutex[string]
+	const rounds, waiters = 300, 4
+	for r := 0; r < rounds; r++ {
+		key := "k" + strconv.Itoa(r%3)
+		l, err := m.Lock(context.Background(), key)
+		if err != nil {
+			t.Fatalf("Lock = %v", err)
+		}
+		var wg sync.WaitGroup
+		results := make(chan error, waiters)
+		cancels := make([]context.CancelFunc, waiters)
+		for i := range cancels {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancels[i] = cancel
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l, err := m.Lock(ctx, key)
+				if err == nil {
+					results <- l.Unlock()
+					return
+				}
+				if !errors.Is(err, context.Canceled) {
+					results <- fmt.Errorf("Lock = %w; want nil or Canceled", err)
+					return
+				}
+				results <- nil
+			}()
+		}
+		if r%2 == 0 {
+			waitWaiters(t, &m, key, waiters) // all queued, then race
+		}
+		for i, cancel := range cancels {
+			if i%2 == r%2 {
+				go cancel()
+			}
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatalf("Unlock = %v", err)
+		}
+		wg.Wait()
+		close(results)
+		for err := range results {
+			if err != nil {
+				t.Fatalf("round %d: %v", r, err)
+			}
+		}
+		for _, cancel := range cancels {
+			cancel()
+		}
+		// The lock was not lost: it is free now.
+		l, err = m.TryLock(context.Background(), key)
+		if err != nil {
+			t.Fatalf("round %d: TryLock after the waiters = %v; want nil (handoff lost)", r, err)
+		}
+		l.Unlock()
+		checkEmpty(t, &m)
+	}
+}
+
+// TestHandoffRacingCancel forces the race: the lock is handed to a waiter
+// after it saw its ctx end. The waiter must return the ctx error and pass
+// the lock on to the next waiter.
+func TestHandoffRacingCancel(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	holder, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	testHookCancelled = func() {
+		if err := holder.Unlock(); err != nil {
+			t.Errorf("holder Unlock = %v", err)
+		}
+	}
+	defer func() { testHookCancelled = nil }()
+
+	first := make(chan error, 1)
+	go func() {
+		l, err := m.Lock(cctx, "k")
+		if err == nil {
+			l.Unlock()
+		}
+		first <- err
+	}()
+	waitWaiters(t, &m, "k", 1)
+	second := make(chan error, 1)
+	go func() {
+		l, err := m.Lock(ctx, "k")
+		if err == nil {
+			err = l.Unlock()
+		}
+		second <- err
+	}()
+	waitWaiters(t, &m, "k", 2)
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled waiter: Lock = %v; want Canceled", err)
+	}
+	testHookCancelled = nil
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Errorf("second waiter: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("second waiter never got the lock: the handoff was lost")
+	}
+	checkEmpty(t, &m)
+}
+
+func TestCancelledWaitersLeaveNoEntry(t *testing.T) {
+	var m Mutex[string]
+	l, err := m.Lock(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	boom := errors.New("boom")
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			_, err := m.Lock(ctx, "k")
+			errs <- err
+		}()
+	}
+	waitWaiters(t, &m, "k", 3)
+	cancel(boom)
+	for i := 0; i < 3; i++ {
+		err := <-errs
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, boom) {
+			t.Errorf("Lock = %v; want Canceled and the cause", err)
+		}
+	}
+	if got := m.waiters("k"); got != 0 {
+		t.Errorf("waiters = %d after cancel; want 0", got)
+	}
+	if got := m.entriesLen(); got != 1 {
+		t.Errorf("entries = %d while held; want 1", got)
+	}
+	l.Unlock()
+	checkEmpty(t, &m)
+}
+
+func TestFIFO(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	l, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	order := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := m.Lock(ctx, "k")
+			if err != nil {
+				t.Errorf("waiter %d: Lock = %v", i, err)
+				return
+			}
+			order <- i
+			l.Unlock()
+		}()
+		waitWaiters(t, &m, "k", i+1) // queued in order i
+	}
+	// A newcomer must not barge past the queue.
+	if l2, err := m.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		if err == nil {
+			l2.Unlock()
+		}
+		t.Errorf("TryLock with waiters = %v; want ErrLocked", err)
+	}
+	l.Unlock()
+	wg.Wait()
+	close(order)
+	want := 0
+	for got := range order {
+		if got != want {
+			t.Errorf("waiter %d got the lock in position %d; want FIFO", got, want)
+		}
+		want++
+	}
+	checkEmpty(t, &m)
+}
+
+func heapAlloc() uint64 {
+	var ms runtime.MemStats
+	// Two cycles: sync.Pool keeps its contents for one.
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func checkHeap(t *testing.T, before, after uint64) {
+	t.Helper()
+	// Generous: a leak of the entries would be tens of megabytes.
+	if limit := 2*before + 4<<20; after > limit {
+		t.Errorf("HeapAlloc = %d after, %d before; want at most %d", after, before, limit)
+	}
+}
+
+func TestMillionKeysLeaveNoHeap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	m := new(Mutex[int])
+	ctx := context.Background()
+	before := heapAlloc()
+	for k := 0; k < 1_000_000; k++ {
+		l, err := m.Lock(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := heapAlloc()
+	checkEmpty(t, m)
+	checkHeap(t, before, after)
+	t.Logf("HeapAlloc before %d, after %d", before, after)
+	runtime.KeepAlive(m)
+}
+
+// TestBurstLeavesNoHeap holds many keys at once, so the shard maps grow,
+// then releases them: the maps must go too.
+func TestBurstLeavesNoHeap(t *testing.T) {
+	m := new(Mutex[string])
+	ctx := context.Background()
+	keys := make([]string, 200_000)
+	for i := range keys {
+		keys[i] = "key-" + strconv.Itoa(i)
+	}
+	leases := make([]mutex.Lease, len(keys))
+	before := heapAlloc()
+	for i, k := range keys {
+		l, err := m.TryLock(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[i] = l
+	}
+	if got := m.entriesLen(); got != len(keys) {
+		t.Fatalf("entries = %d while held; want %d", got, len(keys))
+	}
+	for i, l := range leases {
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		leases[i] = nil
+	}
+	after := heapAlloc()
+	checkEmpty(t, m)
+	checkHeap(t, before, after)
+	t.Logf("HeapAlloc before %d, after %d", before, after)
+	runtime.KeepAlive(m)
+	runtime.KeepAlive(keys)
+}
+
+func TestLeaseLifecycle(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	l, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := l.Done()
+	if l.Done() != done {
+		t.Error("Done() returned different channels")
+	}
+	select {
+	case <-done:
+		t.Fatal("Done closed while held")
+	default:
+	}
+	if err := l.Err(); err != nil {
+		t.Errorf("Err() while held = %v; want nil", err)
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatalf("Unlock() = %v", err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Error("Done not closed after Unlock")
+	}
+	if err := l.Unlock(); !errors.Is(err, mutex.ErrUnlocked) {
+		t.Errorf("second Unlock() = %v; want ErrUnlocked", err)
+	}
+	// Unlock twice stays detected after the key is locked again.
+	l2, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(); !errors.Is(err, mutex.ErrUnlocked) {
+		t.Errorf("stale Unlock() = %v; want ErrUnlocked", err)
+	}
+	if _, err := m.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLock after stale Unlock = %v; want ErrLocked (stale Unlock released a live lease)", err)
+	}
+	// Done called only after Unlock is closed.
+	l2.Unlock()
+	select {
+	case <-l2.Done():
+	default:
+		t.Error("Done() after Unlock not closed")
+	}
+	checkEmpty(t, &m)
+}
+
+func TestTryLockDoneCtx(t *testing.T) {
+	var m Mutex[string]
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.TryLock(ctx, "k"); !errors.Is(err, context.Canceled) {
+		t.Errorf("TryLock(done ctx) = %v; want Canceled", err)
+	}
+	checkEmpty(t, &m)
+}
+
+func TestTokensSurviveEntryDeletion(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	var last uint64
+	for i := 0; i < 100; i++ {
+		l, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Token() <= last {
+			t.Fatalf("Token() = %d; want > %d", l.Token(), last)
+		}
+		last = l.Token()
+		l.Unlock()
+		checkEmpty(t, &m) // the next Lock makes a fresh entry
+	}
+}
+
+func TestTokenBlocker(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	if _, err := m.LockBlock(ctx, "k", 0); !errors.Is(err, ErrBlockSize) {
+		t.Errorf("LockBlock(n=0) = %v; want ErrBlockSize", err)
+	}
+	if _, err := m.TryLockBlock(ctx, "k", 0); !errors.Is(err, ErrBlockSize) {
+		t.Errorf("TryLockBlock(n=0) = %v; want ErrBlockSize", err)
+	}
+	a, err := m.LockBlock(ctx, "k", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.TryLockBlock(ctx, "k", 2); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLockBlock(held) = %v; want ErrLocked", err)
+	}
+	// A waiter with a block gets its tokens on handoff.
+	got := make(chan mutex.Lease, 1)
+	go func() {
+		l, err := m.LockBlock(ctx, "k", 5)
+		if err != nil {
+			t.Errorf("LockBlock waiter = %v", err)
+			close(got)
+			return
+		}
+		got <- l
+	}()
+	waitWaiters(t, &m, "k", 1)
+	a.Unlock()
+	b, ok := <-got
+	if !ok {
+		t.FailNow()
+	}
+	if want := a.Token() + 10; b.Token() < want {
+		t.Errorf("token after a block of 10 = %d; want >= %d", b.Token(), want)
+	}
+	b.Unlock()
+	c, err := m.TryLockBlock(ctx, "k", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := b.Token() + 5; c.Token() < want {
+		t.Errorf("token after a block of 5 = %d; want >= %d", c.Token(), want)
+	}
+	c.Unlock()
+	checkEmpty(t, &m)
+}
+
+func TestTokensExhausted(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	l, err := m.LockBlock(ctx, "k", math.MaxUint64-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A waiter that cannot get a token fails when the lock reaches it...
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.LockBlock(ctx, "k", 2)
+		errc <- err
+	}()
+	waitWaiters(t, &m, "k", 1)
+	l.Unlock()
+	if err := <-errc; !errors.Is(err, ErrTokensExhausted) {
+		t.Errorf("LockBlock after exhaustion = %v; want ErrTokensExhausted", err)
+	}
+	checkEmpty(t, &m)
+	// ... and so does a newcomer, with nothing left behind.
+	if _, err := m.TryLockBlock(ctx, "k", 2); !errors.Is(err, ErrTokensExhausted) {
+		t.Errorf("TryLockBlock after exhaustion = %v; want ErrTokensExhausted", err)
+	}
+	checkEmpty(t, &m)
+}
+
+func TestLockerAdapter(t *testing.T) {
+	var m Mutex[string]
+	const goroutines, iters = 8, 200
+	counter := 0
+	var wg sync.WaitGroup
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < iters; i++ {
+				m.Locker("k").Lock()
+				counter++
+				m.Locker("k").Unlock() // another adapter value releases
+			}
+		}()
+	}
+	wg.Wait()
+	if counter != goroutines*iters {
+		t.Errorf("counter = %d; want %d", counter, goroutines*iters)
+	}
+	checkEmpty(t, &m)
+	var panicked atomic.Bool
+	func() {
+		defer func() { panicked.Store(recover() != nil) }()
+		m.Locker("k").Unlock()
+	}()
+	if !panicked.Load() {
+		t.Error("Locker().Unlock() of an unlocked key did not panic")
+	}
+}

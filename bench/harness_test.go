@@ -117,22 +117,33 @@ func busy(d time.Duration) {
 const handoffHold = time.Millisecond
 
 // driveHandoff has two processes, one goroutine each, pass one key back and
-// forth n times in total: each holds the key until the other has called
-// Lock, waits handoffHold more, and releases; the time from that Unlock
-// call to the other's Lock returning is the handoff latency.
+// forth n times in total, strictly alternating: process 0 takes the key
+// first; a holder keeps it until the other process has called Lock, waits
+// handoffHold more (so the waiter is surely parked: subscribed, or between
+// spin retries), and releases; the releaser calls Lock again only once the
+// other has acquired. The time from the Unlock call to the other's Lock
+// returning is the handoff latency.
 func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, error) {
 	if len(lockers) != 2 {
 		return nil, fmt.Errorf("driveHandoff: %d processes; want 2", len(lockers))
 	}
 	var (
-		remaining, released, holders atomic.Int64 // released: UnixNano of the last Unlock call, 0 = none
+		remaining, released, holders atomic.Int64 // released: UnixNano of the last Unlock call, 0 = taken
 		calling                      = [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}
+		acquired                     = [2]chan struct{}{make(chan struct{}, 1), make(chan struct{}, 1)}
 		exited                       = [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+		started                      = make(chan struct{})
 		res                          = &result{perProc: make([]float64, 2)}
 		mu                           sync.Mutex // guards res, errs
 		errs                         []error
 		wg                           sync.WaitGroup
 	)
+	signal := func(c chan struct{}) {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
 	remaining.Store(n)
 	start := time.Now()
 	for p := range 2 {
@@ -143,8 +154,18 @@ func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, erro
 			var wait, handoff Histogram
 			var count int64
 			var err error
+			first := p == 0
+			if p == 1 {
+				select {
+				case <-started:
+				case <-exited[0]:
+				case <-ctx.Done():
+				}
+			}
 			for remaining.Add(-1) >= 0 {
-				calling[p] <- struct{}{} // buffered: never blocks, the other drains it
+				if !first {
+					signal(calling[p])
+				}
 				t0 := time.Now()
 				var unlock func() error
 				unlock, err = lockers[p].Lock(ctx, "k")
@@ -154,8 +175,13 @@ func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, erro
 				}
 				now := time.Now()
 				wait.Record(int64(now.Sub(t0)))
+				if first {
+					close(started)
+					first = false
+				}
 				if r := released.Swap(0); r != 0 {
 					handoff.Record(now.UnixNano() - r)
+					signal(acquired[p])
 				}
 				if holders.Add(1) != 1 {
 					mu.Lock()
@@ -174,6 +200,11 @@ func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, erro
 				if err = unlock(); err != nil {
 					err = fmt.Errorf("Unlock: %w", err)
 					break
+				}
+				select { // lock again only after the other took the key
+				case <-acquired[1-p]:
+				case <-exited[1-p]:
+				case <-ctx.Done():
 				}
 			}
 			mu.Lock()

@@ -1,0 +1,114 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+)
+
+// miniTarget is a miniredis target for tests: hermetic and fast.
+func miniTarget(t *testing.T) *target {
+	t.Helper()
+	m := miniredis.RunT(t)
+	return &target{kind: "miniredis", addr: m.Addr(), mini: m, rtt: 100 * time.Microsecond}
+}
+
+// TestStrategiesSmoke drives every strategy for a few acquisitions, on
+// several keys and on one key passed back and forth, and checks what the
+// harness measured: every acquisition counted once, per process, with a
+// wait time; no two holders at once; Redis commands seen for the Redis
+// strategies and none for local; and no key left behind.
+func TestStrategiesSmoke(t *testing.T) {
+	leakcheck.Register(t)
+	tg := miniTarget(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := tg.client()
+	defer admin.Close()
+	for _, st := range append([]strategy{ping}, strategies...) {
+		t.Run(st.name, func(t *testing.T) {
+			prefix := rowPrefix()
+			lockers, closeAll, err := st.procs(tg, prefix, 2)
+			if err != nil {
+				t.Fatalf("procs() = %v", err)
+			}
+			if len(lockers) != 2 {
+				t.Fatalf("procs(2) built %d processes; want 2", len(lockers))
+			}
+			cmds0, _ := tg.commands(ctx, admin)
+			const n = 40
+			res, err := drive(ctx, lockers, scenario{procs: 2, goroutines: 3, keys: 3}, n)
+			if err != nil {
+				t.Fatalf("drive() = %v", err)
+			}
+			if res.total != n || res.wait.Count() != n {
+				t.Errorf("drive(%d): total %d, %d waits recorded; want %d", n, res.total, res.wait.Count(), n)
+			}
+			if res.perProc[0]+res.perProc[1] != n {
+				t.Errorf("drive(%d): per process %v; want a sum of %d", n, res.perProc, n)
+			}
+			if res.violations != 0 {
+				t.Errorf("drive(): %d mutual exclusion violations; want 0", res.violations)
+			}
+			if st.name != "ping" {
+				res, err = driveHandoff(ctx, lockers, 6)
+				if err != nil {
+					t.Fatalf("driveHandoff() = %v", err)
+				}
+				// Strict alternation: 3 each, and every acquisition but
+				// the first is a handoff.
+				if res.total != 6 || res.perProc[0] != 3 || res.perProc[1] != 3 || res.handoff.Count() != 5 {
+					t.Errorf("driveHandoff(6): total %d, per process %v, %d handoffs; want 6, [3 3], 5",
+						res.total, res.perProc, res.handoff.Count())
+				}
+				if res.violations != 0 {
+					t.Errorf("driveHandoff(): %d mutual exclusion violations; want 0", res.violations)
+				}
+			}
+			cmds1, _ := tg.commands(ctx, admin)
+			if got := cmds1 - cmds0; st.redis && got < n || !st.redis && got != 0 {
+				t.Errorf("%s sent %d Redis commands for %d acquisitions", st.name, got, n)
+			}
+			closeAll()
+			if err := dropKeys(ctx, admin, prefix); err != nil {
+				t.Fatal(err)
+			}
+			if keys := tg.mini.Keys(); len(keys) != 0 {
+				t.Errorf("keys left after the row: %q", keys)
+			}
+		})
+	}
+}
+
+func TestSumCommandStats(t *testing.T) {
+	info := "# Commandstats\r\n" +
+		"cmdstat_set:calls=10,usec=20,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_evalsha:calls=5,usec=50,usec_per_call=10.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_info:calls=7,usec=70,usec_per_call=10.00,rejected_calls=0,failed_calls=0\r\n" +
+		"cmdstat_publish:calls=3,usec=3,usec_per_call=1.00,rejected_calls=0,failed_calls=0\r\n"
+	got, err := sumCommandStats(info)
+	if err != nil || got != 18 {
+		t.Errorf("sumCommandStats() = %d, %v; want 18, nil", got, err)
+	}
+	if _, err := sumCommandStats("cmdstat_get:calls=x,usec=1\r\n"); err == nil {
+		t.Error("sumCommandStats(calls=x) = nil error; want an error")
+	}
+}
+
+// TestTargetFallsBackToMiniredis: with neither REDIS_ADDR nor redis-server
+// on PATH, the benchmarks run on miniredis and measure a round trip.
+func TestTargetFallsBackToMiniredis(t *testing.T) {
+	t.Setenv("REDIS_ADDR", "")
+	t.Setenv("PATH", t.TempDir())
+	tg := newTarget(t)
+	if tg.kind != "miniredis" || tg.mini == nil {
+		t.Fatalf("newTarget() kind = %q; want miniredis", tg.kind)
+	}
+	if tg.rtt <= 0 || tg.bound() <= 0 {
+		t.Errorf("newTarget() rtt = %v, bound %v; want > 0", tg.rtt, tg.bound())
+	}
+}

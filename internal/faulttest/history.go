@@ -1,0 +1,343 @@
+package faulttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// History records every holding of every lock in a run and checks the
+// invariants of a keyed mutex over them (see [History.Check]).
+//
+// The recorded interval of a holding lies inside the real one: acquired
+// is taken after Lock returns and released before Unlock is called. So
+// an overlap in the record is an overlap in fact.
+//
+// A History is safe for concurrent use. Create it with [NewHistory].
+type History struct {
+	ttl   time.Duration
+	bound time.Duration
+
+	mu         sync.Mutex // guards the fields below
+	holds      []*Hold
+	faults     []window
+	violations []string
+
+	locks, lockErrs, ctxErrs atomic.Int64
+}
+
+type window struct {
+	name       string
+	start, end time.Time // end zero: still on
+}
+
+// NewHistory returns a History for leases of length ttl (an overlap
+// involving a lost lease is excused up to ttl after a fault ended) and a
+// liveness bound: every Lock must return within bound of its ctx ending.
+func NewHistory(ttl, bound time.Duration) *History {
+	return &History{ttl: ttl, bound: bound}
+}
+
+// Hold is one recorded holding of a lock.
+type Hold struct {
+	h        *History
+	Key      string
+	Instance int
+	Token    uint64
+	Lease    mutex.Lease
+
+	mu       sync.Mutex // guards the fields below
+	acquired time.Time
+	released time.Time
+	lost     bool
+	rejected int // fenced writes rejected while this hold was not known lost
+}
+
+// Fault records that a fault named name begins now; the returned func
+// records its end. Overlaps of a lost lease with another holding are
+// excused only near a fault.
+func (h *History) Fault(name string) (end func()) {
+	h.mu.Lock()
+	h.faults = append(h.faults, window{name: name, start: time.Now()})
+	i := len(h.faults) - 1
+	h.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			h.faults[i].end = time.Now()
+			h.mu.Unlock()
+		})
+	}
+}
+
+// Violation records a violation found by the test itself.
+func (h *History) Violation(format string, args ...any) {
+	h.mu.Lock()
+	h.violations = append(h.violations, fmt.Sprintf(format, args...))
+	h.mu.Unlock()
+}
+
+// Lock calls m.Lock(ctx, key) for instance and records the result: on
+// success a Hold, which the caller must end with [Hold.Unlock]. It
+// checks liveness: Lock must return within the bound after ctx ends.
+func (h *History) Lock(ctx context.Context, m mutex.Keyed[string], instance int, key string) (*Hold, error) {
+	var doneAt atomic.Int64
+	stop := context.AfterFunc(ctx, func() { doneAt.Store(time.Now().UnixNano()) })
+	lease, err := m.Lock(ctx, key)
+	end := time.Now()
+	stop()
+	h.checkLiveness(ctx, key, end, doneAt.Load(), err)
+	return h.record(instance, key, lease, err, end)
+}
+
+// Record records the outcome of a Lock or TryLock made by the caller,
+// returning a Hold on success.
+func (h *History) Record(instance int, key string, lease mutex.Lease, err error) (*Hold, error) {
+	return h.record(instance, key, lease, err, time.Now())
+}
+
+func (h *History) record(instance int, key string, lease mutex.Lease, err error, at time.Time) (*Hold, error) {
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			h.ctxErrs.Add(1)
+		} else {
+			h.lockErrs.Add(1)
+		}
+		return nil, err
+	}
+	h.locks.Add(1)
+	hd := &Hold{h: h, Key: key, Instance: instance, Token: lease.Token(), Lease: lease, acquired: at}
+	h.mu.Lock()
+	h.holds = append(h.holds, hd)
+	h.mu.Unlock()
+	return hd, nil
+}
+
+func (h *History) checkLiveness(ctx context.Context, key string, end time.Time, doneAt int64, err error) {
+	if dl, ok := ctx.Deadline(); ok && end.After(dl.Add(h.bound)) {
+		h.Violation("liveness: Lock(%q) returned %v after its ctx deadline (bound %v, err %v)", key, end.Sub(dl), h.bound, err)
+		return
+	}
+	if doneAt != 0 {
+		if late := end.Sub(time.Unix(0, doneAt)); late > h.bound {
+			h.Violation("liveness: Lock(%q) returned %v after its ctx was cancelled (bound %v, err %v)", key, late, h.bound, err)
+		}
+	}
+}
+
+// Write writes the hold's token to f for the hold's key. A rejection is
+// recorded: at check time it is a violation unless the hold was lost.
+func (hd *Hold) Write(f *Fenced) error {
+	err := f.Write(hd.Key, hd.Token)
+	if err != nil {
+		hd.mu.Lock()
+		hd.rejected++
+		hd.mu.Unlock()
+	}
+	return err
+}
+
+// MarkLost records that the holder learned, some other way than Unlock,
+// that its lease was lost.
+func (hd *Hold) MarkLost() {
+	hd.mu.Lock()
+	hd.lost = true
+	hd.mu.Unlock()
+}
+
+// Unlock records the release time and unlocks the lease. ErrLost, from
+// Unlock or from Lease.Err, marks the hold lost.
+func (hd *Hold) Unlock() error {
+	hd.mu.Lock()
+	hd.released = time.Now()
+	hd.mu.Unlock()
+	err := hd.Lease.Unlock()
+	if errors.Is(err, mutex.ErrLost) || errors.Is(hd.Lease.Err(), mutex.ErrLost) {
+		hd.MarkLost()
+	}
+	return err
+}
+
+// Lost reports whether the hold is known lost.
+func (hd *Hold) Lost() bool {
+	hd.mu.Lock()
+	defer hd.mu.Unlock()
+	return hd.lost
+}
+
+// Stats are the figures of a run.
+type Stats struct {
+	Acquisitions int64 // successful Locks
+	LockErrors   int64 // Locks that failed other than by their ctx
+	CtxErrors    int64 // Locks ended by their ctx
+	Lost         int   // holds that learned they lost their lease
+	Faults       int   // faults recorded with Fault
+	Violations   int   // found by Check (call it first)
+}
+
+func (s Stats) String() string {
+	return fmt.Sprintf("acquisitions=%d lock-errors=%d ctx-errors=%d lost=%d faults=%d violations=%d",
+		s.Acquisitions, s.LockErrors, s.CtxErrors, s.Lost, s.Faults, s.Violations)
+}
+
+// Stats returns the figures so far.
+func (h *History) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	lost := 0
+	for _, hd := range h.holds {
+		if hd.Lost() {
+			lost++
+		}
+	}
+	return Stats{
+		Acquisitions: h.locks.Load(),
+		LockErrors:   h.lockErrs.Load(),
+		CtxErrors:    h.ctxErrs.Load(),
+		Lost:         lost,
+		Faults:       len(h.faults),
+		Violations:   len(h.violations),
+	}
+}
+
+// Check checks the recorded holdings and returns every violation found,
+// together with those recorded before (liveness, [History.Violation]):
+//
+//   - every hold was unlocked;
+//   - two holds of one key overlap only if one of them was lost near a
+//     fault (within ttl after it ended);
+//   - a hold is lost only near a fault;
+//   - of two holds of one key, one after the other, the later has the
+//     greater token;
+//   - a fenced write was rejected only for a hold that was lost.
+//
+// Call it once, after every hold has been unlocked.
+func (h *History) Check() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	byKey := make(map[string][]*Hold)
+	for _, hd := range h.holds {
+		byKey[hd.Key] = append(byKey[hd.Key], hd)
+	}
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	nearFault := func(hd *Hold) bool {
+		end := hd.released
+		if end.IsZero() {
+			end = now
+		}
+		for _, f := range h.faults {
+			fend := f.end
+			if fend.IsZero() {
+				fend = now
+			}
+			if hd.acquired.Before(fend.Add(h.ttl)) && f.start.Before(end) {
+				return true
+			}
+		}
+		return false
+	}
+	keys := make([]string, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		hs := byKey[key]
+		sort.Slice(hs, func(i, j int) bool { return hs[i].acquired.Before(hs[j].acquired) })
+		for i, a := range hs {
+			aEnd := a.released
+			if aEnd.IsZero() {
+				add("hold of %q (instance %d, token %d) never unlocked", key, a.Instance, a.Token)
+				aEnd = now
+			}
+			if a.lost && !nearFault(a) {
+				add("lease of %q (instance %d, token %d, held %v) lost with no fault near it", key, a.Instance, a.Token, aEnd.Sub(a.acquired))
+			}
+			if a.rejected > 0 && !a.lost {
+				add("fencing: %d writes of %q (instance %d, token %d) rejected while its lease was not lost", a.rejected, key, a.Instance, a.Token)
+			}
+			nextSeen := false
+			for _, b := range hs[i+1:] {
+				if !b.acquired.Before(aEnd) {
+					// b follows a: its token must be greater. One check per
+					// hold suffices: tokens of later holds are checked
+					// against b in turn.
+					if !nextSeen {
+						nextSeen = true
+						if b.Token <= a.Token {
+							add("fencing: %q token %d (instance %d) after token %d (instance %d): not increasing", key, b.Token, b.Instance, a.Token, a.Instance)
+						}
+					}
+					break
+				}
+				if (a.lost && nearFault(a)) || (b.lost && nearFault(b)) {
+					continue
+				}
+				add("mutual exclusion: %q held by instance %d (token %d) from +%v to +%v and by instance %d (token %d) from +%v",
+					key, a.Instance, a.Token, a.acquired.Sub(h.start()), aEnd.Sub(h.start()), b.Instance, b.Token, b.acquired.Sub(h.start()))
+			}
+		}
+	}
+	out = append(h.violations, out...)
+	h.violations = out
+	return out
+}
+
+// start is the time of the first hold, for readable messages.
+func (h *History) start() time.Time {
+	var t time.Time
+	for _, hd := range h.holds {
+		if t.IsZero() || hd.acquired.Before(t) {
+			t = hd.acquired
+		}
+	}
+	return t
+}
+
+// ErrStale is returned by [Fenced.Write] for a token lower than one the
+// resource has accepted.
+var ErrStale = errors.New("faulttest: stale fencing token")
+
+// Fenced is a resource guarded by fencing tokens, as a storage service
+// that checks them would be: per key, it accepts a write only if its
+// token is at least the highest it has accepted.
+//
+// The zero value is ready to use; a Fenced must not be copied after first
+// use. It is safe for concurrent use.
+type Fenced struct {
+	mu       sync.Mutex // guards max
+	max      map[string]uint64
+	accepted atomic.Int64
+	rejected atomic.Int64
+}
+
+// Write writes token for key, or returns an error wrapping [ErrStale].
+func (f *Fenced) Write(key string, token uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.max == nil {
+		f.max = make(map[string]uint64)
+	}
+	if m := f.max[key]; token < m {
+		f.rejected.Add(1)
+		return fmt.Errorf("write %q with token %d, highest accepted %d: %w", key, token, m, ErrStale)
+	}
+	f.max[key] = token
+	f.accepted.Add(1)
+	return nil
+}
+
+// Accepted and Rejected count the writes.
+func (f *Fenced) Accepted() int64 { return f.accepted.Load() }
+
+// Rejected counts the writes rejected as stale.
+func (f *Fenced) Rejected() int64 { return f.rejected.Load() }

@@ -111,17 +111,18 @@ func busy(d time.Duration) {
 	}
 }
 
-// handoffHold is how long a Handoff holder keeps the key after the other
-// process has called Lock, so that the waiter is surely parked (subscribed,
-// or between spin retries) when the release comes.
+// handoffHold is the least time a Handoff holder keeps the key after the
+// other process has called Lock, so that the waiter is surely parked
+// (subscribed, or between spin retries) when the release comes. A random
+// extra of up to handoffHold more keeps a waiter that retries at a fixed
+// period from falling into step with the release.
 const handoffHold = time.Millisecond
 
 // driveHandoff has two processes, one goroutine each, pass one key back and
 // forth n times in total, strictly alternating: process 0 takes the key
 // first; a holder keeps it until the other process has called Lock, waits
-// handoffHold more (so the waiter is surely parked: subscribed, or between
-// spin retries), and releases; the releaser calls Lock again only once the
-// other has acquired. The time from the Unlock call to the other's Lock
+// one to two handoffHold more, and releases; the releaser calls Lock again
+// only once the other has acquired. The time from the Unlock call to the other's Lock
 // returning is the handoff latency.
 func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, error) {
 	if len(lockers) != 2 {
@@ -191,7 +192,7 @@ func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, erro
 				count++
 				select { // hold until the other process is in Lock, or gone
 				case <-calling[1-p]:
-					time.Sleep(handoffHold)
+					time.Sleep(handoffHold + rand.N(handoffHold))
 				case <-exited[1-p]:
 				case <-ctx.Done():
 				}

@@ -1,0 +1,197 @@
+// Command chart draws the HotKey results of the bench module as bar
+// charts: acquisitions per second and Redis commands per acquisition, per
+// strategy, one bar per critical-section length, both on log scales.
+//
+//	go -C bench test -run '^$' -bench . -benchtime 3s | tee results.txt
+//	go -C bench run ./cmd/chart -in results.txt -out ../docs/bench.svg
+//
+// The output format follows the -out extension: .svg or .png.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+	"gonum.org/v1/plot/vg/vgsvg"
+)
+
+func main() {
+	in := flag.String("in", "", "go test -bench output to read (default stdin)")
+	out := flag.String("out", "bench.svg", "image to write: .svg or .png")
+	bench := flag.String("bench", "HotKey", "benchmark to draw: its rows are Benchmark<bench>/<group>/<strategy>")
+	flag.Parse()
+	if err := run(*in, *out, *bench); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(in, out, bench string) error {
+	var r io.Reader = os.Stdin
+	if in != "" {
+		f, err := os.Open(in)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		r = f
+	}
+	rows, cpu, err := parse(r)
+	if err != nil {
+		return err
+	}
+	acq := collect(rows, bench, "acq/s")
+	cmds := collect(rows, bench, "redis-cmds/op")
+	if len(acq.strategies) == 0 {
+		return fmt.Errorf("chart: no Benchmark%s/<group>/<strategy> rows with acq/s in the input", bench)
+	}
+	title := bench
+	if cpu != "" {
+		title += " (" + cpu + ")"
+	}
+	p1, err := barPlot(acq, title+": acquisitions/s (higher is better)", "acq/s")
+	if err != nil {
+		return err
+	}
+	p2, err := barPlot(cmds, bench+": Redis commands per acquisition (lower is better)", "redis-cmds/op")
+	if err != nil {
+		return err
+	}
+	return save(out, [][]*plot.Plot{{p1}, {p2}})
+}
+
+var palette = []color.Color{
+	color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+	color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+	color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+}
+
+// barPlot draws s as grouped bars on a log scale. Bars rise from a floor
+// below the smallest value, since a log axis has no zero; a zero value
+// (local.Mutex sends no command) is drawn as no bar, labelled "0".
+func barPlot(s series, title, unit string) (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = unit + " (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = true
+	p.Legend.Left = false
+	p.Add(plotter.NewGrid()) // first, so the bars are drawn over it
+
+	lo, hi := math.Inf(1), 0.0
+	for _, g := range s.groups {
+		for _, v := range s.values[g] {
+			if v > 0 {
+				lo, hi = math.Min(lo, v), math.Max(hi, v)
+			}
+		}
+	}
+	if hi == 0 {
+		lo, hi = 1, 10
+	}
+	floor := math.Pow(10, math.Floor(math.Log10(lo)))
+	w := vg.Points(18)
+	for gi, g := range s.groups {
+		vals := make(plotter.Values, len(s.strategies))
+		base := make(plotter.Values, len(s.strategies))
+		var xys plotter.XYs
+		var labels []string
+		for i, st := range s.strategies {
+			v, ok := s.values[g][st]
+			base[i] = floor
+			if ok && v > floor {
+				vals[i] = v - floor
+			}
+			if ok {
+				xys = append(xys, plotter.XY{X: float64(i), Y: math.Max(v, floor)})
+				labels = append(labels, short(v))
+			}
+		}
+		floorBars, err := plotter.NewBarChart(base, w)
+		if err != nil {
+			return nil, err
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, err
+		}
+		bars.StackOn(floorBars)
+		bars.Color = palette[gi%len(palette)]
+		bars.LineStyle.Width = 0
+		off := w * vg.Length(2*gi-len(s.groups)+1) / 2
+		bars.Offset = off
+		p.Add(bars)
+		p.Legend.Add(g, bars)
+		lb, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+		if err != nil {
+			return nil, err
+		}
+		for i := range lb.TextStyle {
+			lb.TextStyle[i].Font.Size = vg.Points(7)
+			lb.TextStyle[i].XAlign = draw.XCenter
+		}
+		lb.Offset = vg.Point{X: off, Y: vg.Points(2)}
+		p.Add(lb)
+	}
+	p.NominalX(s.strategies...)
+	p.X.Min, p.X.Max = -0.6, float64(len(s.strategies))-0.4
+	p.Y.Min, p.Y.Max = floor, math.Pow(10, math.Ceil(math.Log10(hi*10)))
+	return p, nil
+}
+
+// short formats v with three significant digits.
+func short(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'g', 3, 64) + "M"
+	case v >= 1e3:
+		return strconv.FormatFloat(v/1e3, 'g', 3, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// save writes the plots, one per row, to one image.
+func save(out string, plots [][]*plot.Plot) error {
+	width, height := vg.Points(760), vg.Points(330*float64(len(plots)))
+	var c vg.CanvasWriterTo
+	switch filepath.Ext(out) {
+	case ".svg":
+		c = vgsvg.New(width, height)
+	case ".png":
+		c = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(width, height), vgimg.UseDPI(120))}
+	default:
+		return fmt.Errorf("chart: -out %q: want a .svg or .png file", out)
+	}
+	dc := draw.New(c)
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadTop: vg.Points(6), PadBottom: vg.Points(6), PadX: vg.Points(6), PadY: vg.Points(12)}
+	canvases := plot.Align(plots, tiles, dc)
+	for i, row := range plots {
+		for j, p := range row {
+			p.Draw(canvases[i][j])
+		}
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := c.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,295 @@
+package hybrid
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
+	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/redistest"
+	"github.com/keyedmutex/keyedmutex/mutex"
+	"github.com/keyedmutex/keyedmutex/mutex/distributed"
+)
+
+// backend is a Redis shared by the "processes" of a test.
+type backend struct {
+	name   string
+	client func(t *testing.T) *redis.Client // a new client (connection pool), closed at cleanup
+	keys   func(t *testing.T) []string
+}
+
+func backends(t *testing.T) []backend {
+	mr := miniredis.RunT(t)
+	bs := []backend{{
+		name: "miniredis",
+		client: func(t *testing.T) *redis.Client {
+			c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+			t.Cleanup(func() { c.Close() })
+			return c
+		},
+		keys: func(t *testing.T) []string { return mr.Keys() },
+	}}
+	if redistest.Binary() == "" {
+		if os.Getenv(redistest.RequireEnv) != "" {
+			redistest.Need(t) // fails
+		}
+		t.Log("redis-server not on PATH: real-Redis cases skipped")
+	} else {
+		s := redistest.Start(t)
+		bs = append(bs, backend{
+			name:   "redis",
+			client: func(t *testing.T) *redis.Client { return s.Client(t) },
+			keys: func(t *testing.T) []string {
+				c := s.Client(t)
+				ks, err := c.Keys(context.Background(), "*").Result()
+				if err != nil {
+					t.Fatalf("KEYS * = %v", err)
+				}
+				return ks
+			},
+		})
+	}
+	return bs
+}
+
+// process is one hybrid instance with its own distributed mutex and
+// client: a stand-in for one process.
+func process(t *testing.T, b backend, prefix string, opts []distributed.Option, hopts ...Option) *Mutex[string] {
+	t.Helper()
+	c := b.client(t)
+	d, err := distributed.New[string](c, append([]distributed.Option{
+		distributed.WithPrefix(prefix),
+		distributed.WithErrorHandler(func(err error) { t.Logf("distributed: %v", err) }),
+	}, opts...)...)
+	if err != nil {
+		t.Fatalf("distributed.New() = %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return newT(t, d, hopts...)
+}
+
+// lockKeysLeft returns the lock keys (not fence counters) under prefix.
+func lockKeysLeft(t *testing.T, b backend, prefix string) []string {
+	var left []string
+	for _, k := range b.keys(t) {
+		if strings.HasPrefix(k, prefix+"{") {
+			left = append(left, k)
+		}
+	}
+	return left
+}
+
+var prefixSeq int
+
+func uniquePrefix(t *testing.T) string {
+	prefixSeq++
+	return fmt.Sprintf("hybridtest%d:", prefixSeq)
+}
+
+func TestDistributedConformance(t *testing.T) {
+	leakcheck.Register(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			prefix := uniquePrefix(t)
+			keyedtest.Run(t, keyedtest.Config{
+				New:       func(t *testing.T) mutex.Keyed[string] { return process(t, b, prefix, nil) },
+				Instances: 3,
+			})
+		})
+	}
+}
+
+// TestDistributedProcesses: several hybrid instances, each with its own
+// distributed mutex and client, increment a plain counter under one key.
+// From the log of (instance, token) it checks mutual exclusion, strictly
+// increasing tokens and the handoff bound: an instance's run of
+// consecutive tokens (local handoffs of one remote lease) is at most
+// bound+1 holders long.
+func TestDistributedProcesses(t *testing.T) {
+	leakcheck.Register(t)
+	const instances, goroutines, iterations = 4, 6, 40
+	for _, b := range backends(t) {
+		for _, bound := range []int{0, 3, DefaultMaxLocalHandoffs} {
+			t.Run(fmt.Sprintf("%s/bound=%d", b.name, bound), func(t *testing.T) {
+				prefix := uniquePrefix(t)
+				key := keyedtest.Key(t)
+				ms := make([]*Mutex[string], instances)
+				for i := range ms {
+					ms[i] = process(t, b, prefix, nil, WithMaxLocalHandoffs(bound))
+				}
+				type entry struct {
+					inst  int
+					token uint64
+				}
+				var (
+					counter int     // guarded by the keyed mutex only
+					log     []entry // guarded by the keyed mutex only
+					wg      sync.WaitGroup
+				)
+				errs := make(chan error, instances*goroutines)
+				for i, m := range ms {
+					for range goroutines {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for range iterations {
+								l, err := m.Lock(context.Background(), key)
+								if err != nil {
+									errs <- err
+									return
+								}
+								counter++
+								log = append(log, entry{i, l.Token()})
+								if err := l.Unlock(); err != nil {
+									errs <- err
+									return
+								}
+							}
+						}()
+					}
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					t.Fatal(err)
+				}
+				if want := instances * goroutines * iterations; counter != want {
+					t.Errorf("counter = %d; want %d", counter, want)
+				}
+				run := 1
+				for j := 1; j < len(log); j++ {
+					if log[j].token <= log[j-1].token {
+						t.Fatalf("acquisition %d token %d; want > %d", j, log[j].token, log[j-1].token)
+					}
+					if log[j].inst == log[j-1].inst && log[j].token == log[j-1].token+1 {
+						run++
+					} else {
+						run = 1
+					}
+					if run > bound+1 {
+						t.Fatalf("acquisition %d: %d holders of one remote lease in a row; want <= %d", j, run, bound+1)
+					}
+				}
+				for _, m := range ms {
+					if err := m.Close(); err != nil {
+						t.Errorf("Close() = %v", err)
+					}
+				}
+				if left := lockKeysLeft(t, b, prefix); len(left) != 0 {
+					t.Errorf("lock keys left in Redis: %q", left)
+				}
+			})
+		}
+	}
+}
+
+// TestDistributedLostLease deletes the lock key behind the holder's back;
+// renewal notices, and the hybrid lease ends as lost.
+func TestDistributedLostLease(t *testing.T) {
+	leakcheck.Register(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			prefix := uniquePrefix(t)
+			m := process(t, b, prefix, []distributed.Option{distributed.WithTTL(60 * time.Millisecond)})
+			key := keyedtest.Key(t)
+			a := mustLock(t, m, key)
+			got := make(chan mutex.Lease, 1)
+			go func() {
+				l, err := m.Lock(context.Background(), key)
+				if err != nil {
+					t.Errorf("waiter Lock() = %v", err)
+				}
+				got <- l
+			}()
+			queued(t, m, key, 1)
+			left := lockKeysLeft(t, b, prefix)
+			if len(left) != 1 {
+				t.Fatalf("lock keys = %q; want 1", left)
+			}
+			if err := b.client(t).Del(context.Background(), left[0]).Err(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-a.Done():
+			case <-time.After(wait):
+				t.Fatal("Done() not closed after the lock key was deleted")
+			}
+			if err := a.Err(); !errors.Is(err, mutex.ErrLost) {
+				t.Errorf("Err() = %v; want ErrLost", err)
+			}
+			queued(t, m, key, 1) // still excluded locally
+			if err := a.Unlock(); !errors.Is(err, mutex.ErrLost) {
+				t.Errorf("Unlock() = %v; want ErrLost", err)
+			}
+			l := <-got
+			if l == nil {
+				t.FailNow()
+			}
+			if l.Token() <= a.Token() {
+				t.Errorf("Token() = %d; want > %d", l.Token(), a.Token())
+			}
+			if err := l.Unlock(); err != nil {
+				t.Errorf("Unlock() = %v", err)
+			}
+		})
+	}
+}
+
+// TestDistributedClose closes an instance with a holder, local waiters and
+// a head contending against another instance: no lock key of the closed
+// instance is left, and every waiter gets ErrClosed.
+func TestDistributedClose(t *testing.T) {
+	leakcheck.Register(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			prefix := uniquePrefix(t)
+			m := process(t, b, prefix, nil)
+			other := process(t, b, prefix, nil)
+			held, contended := keyedtest.Key(t), keyedtest.Key(t)
+			h := mustLock(t, m, held)
+			o := mustLock(t, other, contended)
+			errs := make(chan error, 3)
+			lock := func(key string) {
+				l, err := m.Lock(context.Background(), key)
+				if err == nil {
+					l.Unlock()
+					err = errors.New("Lock succeeded")
+				}
+				errs <- err
+			}
+			go lock(held)
+			go lock(contended)
+			queued(t, m, held, 1)
+			// the contended head is owned but has no remote lease yet
+			go lock(contended)
+			queued(t, m, contended, 1)
+			if err := m.Close(); err != nil {
+				t.Errorf("Close() = %v", err)
+			}
+			for range 3 {
+				if err := <-errs; !errors.Is(err, mutex.ErrClosed) {
+					t.Errorf("Lock() = %v; want ErrClosed", err)
+				}
+			}
+			if err := h.Err(); !errors.Is(err, mutex.ErrLost) {
+				t.Errorf("held lease Err() after Close = %v; want ErrLost", err)
+			}
+			h.Unlock()
+			if err := o.Unlock(); err != nil {
+				t.Errorf("other Unlock() = %v", err)
+			}
+			if left := lockKeysLeft(t, b, prefix); len(left) != 0 {
+				t.Errorf("lock keys left: %q; want none", left)
+			}
+		})
+	}
+}

@@ -36,6 +36,12 @@ const (
 	// never shrink: without this a burst of many keys held at once would
 	// keep its buckets forever.
 	shrinkAbove = 1024
+	// maxFree is how many unused entries a shard keeps for reuse.
+	maxFree = 4
+	// numSlots is how many entries a shard keeps outside its map. The
+	// common case, a few keys held at once, then never touches the map:
+	// no second hash, no map insert or delete.
+	numSlots = 2
 )
 
 // seed is fixed for the life of the process, so a key always maps to the
@@ -53,27 +59,32 @@ var seed = maphash.MakeSeed()
 // are held or waited for take memory.
 type Mutex[K comparable] struct {
 	shards  [numShards]shard[K]
-	entries sync.Pool // of *entry[K], recycled between keys
 	lockers mutex.LockerSet[K]
 }
 
 type shard[K comparable] struct {
-	mu   sync.Mutex      // guards the fields below and the entries in m
-	m    map[K]*entry[K] // keys held or waited for
-	last uint64          // the last fencing token issued in this shard
-	peak int             // len(m) high-water mark since m was made
-	_    [cacheLine - 32]byte
+	mu sync.Mutex // guards the fields below and the entries they hold
+	// The keys held or waited for: each in one of slots, or else in m.
+	slots [numSlots]*entry[K]
+	m     map[K]*entry[K]
+	last  uint64    // the last fencing token issued in this shard
+	peak  int       // len(m) high-water mark since m was made
+	free  *entry[K] // unused entries, linked by nextFree
+	nfree int       // length of free, at most maxFree
+	// The fields above fill one cache line on 64-bit platforms, so
+	// neighbouring shards do not share one (false sharing).
 }
 
 // entry is the state of one key that is held or waited for. All fields
 // are guarded by sh.mu.
 type entry[K comparable] struct {
 	key        K
-	m          *Mutex[K]
 	sh         *shard[K]
 	ref        int  // the holder (if locked) plus the waiters
+	slot       int  // index in sh.slots, or -1 when in sh.m
 	locked     bool // stays true while the lock passes from holder to waiter
 	head, tail *waiter[K]
+	nextFree   *entry[K]
 }
 
 // waiter states, guarded by the shard's mu.
@@ -93,15 +104,18 @@ type waiter[K comparable] struct {
 }
 
 // lease is one holding of one key. Once returned to the caller it is never
-// reused, so a second Unlock always sees state 1.
+// reused, so a second Unlock always sees it unlocked.
 type lease[K comparable] struct {
-	e     *entry[K] // nil once unlocked; read only by the Unlock that wins state
+	e     *entry[K] // read only by the Unlock that ends the lease
 	token uint64
-	state atomic.Uint32                 // 0 held, 1 unlocked
-	done  atomic.Pointer[chan struct{}] // made lazily by Done
+	// end is nil while held and Done was not called, the Done channel
+	// while held after that, and &unlocked once unlocked: one word, so
+	// that Unlock ends the lease with one compare-and-swap.
+	end atomic.Pointer[chan struct{}]
 }
 
-var closedChan = func() chan struct{} {
+// unlocked is a closed channel; its address marks an unlocked lease.
+var unlocked = func() chan struct{} {
 	c := make(chan struct{})
 	close(c)
 	return c
@@ -166,14 +180,14 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 	l := new(lease[K])
 	sh := m.shard(key)
 	sh.mu.Lock()
-	e := sh.m[key]
+	e := sh.lookup(key)
 	if e == nil {
-		e = m.newEntry(sh, key)
+		e = sh.newEntry(key)
 	}
 	if !e.locked {
 		tok, ok := sh.take(n)
 		if !ok {
-			m.dropIfUnused(sh, e)
+			sh.dropIfUnused(e)
 			sh.mu.Unlock()
 			return nil, fmt.Errorf("local: lock %v: %w", key, ErrTokensExhausted)
 		}
@@ -208,11 +222,11 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 	case waiting:
 		e.remove(w)
 		e.ref--
-		m.dropIfUnused(sh, e)
+		sh.dropIfUnused(e)
 	case granted:
 		// The lock was handed to us as ctx ended: pretend it was not,
 		// and pass it on.
-		m.release(sh, e)
+		sh.release(e)
 	case failed:
 		// Already dequeued and uncounted by the releaser.
 	}
@@ -241,12 +255,22 @@ func (sh *shard[K]) take(n uint64) (uint64, bool) {
 }
 
 // newEntry adds an unlocked entry for key. sh.mu is held.
-func (m *Mutex[K]) newEntry(sh *shard[K], key K) *entry[K] {
-	e, _ := m.entries.Get().(*entry[K])
-	if e == nil {
-		e = new(entry[K])
+func (sh *shard[K]) newEntry(key K) *entry[K] {
+	e := sh.free
+	if e != nil {
+		sh.free, e.nextFree = e.nextFree, nil
+		sh.nfree--
+	} else {
+		e = &entry[K]{sh: sh}
 	}
-	e.key, e.m, e.sh = key, m, sh
+	e.key = key
+	for i, s := range sh.slots {
+		if s == nil {
+			sh.slots[i], e.slot = e, i
+			return e
+		}
+	}
+	e.slot = -1
 	if sh.m == nil {
 		sh.m = make(map[K]*entry[K])
 	}
@@ -257,24 +281,46 @@ func (m *Mutex[K]) newEntry(sh *shard[K], key K) *entry[K] {
 	return e
 }
 
+// lookup returns the entry of key, or nil. sh.mu is held.
+func (sh *shard[K]) lookup(key K) *entry[K] {
+	for _, e := range sh.slots {
+		if e != nil && e.key == key {
+			return e
+		}
+	}
+	if len(sh.m) == 0 {
+		return nil
+	}
+	return sh.m[key]
+}
+
 // dropIfUnused deletes e if no holder or waiter is left. sh.mu is held.
-func (m *Mutex[K]) dropIfUnused(sh *shard[K], e *entry[K]) {
+// An entry stays in its slot or in m, as the only entry of its key, from
+// newEntry until its ref falls to 0 here.
+func (sh *shard[K]) dropIfUnused(e *entry[K]) {
 	if e.ref != 0 {
 		return
 	}
-	if sh.m[e.key] == e {
+	if e.slot >= 0 {
+		sh.slots[e.slot] = nil
+	} else {
 		delete(sh.m, e.key)
+		if len(sh.m) == 0 && sh.peak > shrinkAbove {
+			sh.m, sh.peak = nil, 0
+		}
 	}
-	if len(sh.m) == 0 && sh.peak > shrinkAbove {
-		sh.m, sh.peak = nil, 0
+	if sh.nfree < maxFree {
+		var zero K
+		e.key = zero // hold no memory of the key
+		e.nextFree = sh.free
+		sh.free = e
+		sh.nfree++
 	}
-	*e = entry[K]{}
-	m.entries.Put(e)
 }
 
 // release ends the current holding of e: the lock passes to the first
 // waiter, or e is unlocked (and dropped if nobody waits). sh.mu is held.
-func (m *Mutex[K]) release(sh *shard[K], e *entry[K]) {
+func (sh *shard[K]) release(e *entry[K]) {
 	e.ref--
 	for w := e.head; w != nil; w = e.head {
 		e.remove(w)
@@ -291,7 +337,7 @@ func (m *Mutex[K]) release(sh *shard[K], e *entry[K]) {
 		return
 	}
 	e.locked = false
-	m.dropIfUnused(sh, e)
+	sh.dropIfUnused(e)
 }
 
 func (e *entry[K]) push(w *waiter[K]) {
@@ -322,19 +368,25 @@ func (e *entry[K]) remove(w *waiter[K]) {
 // any. Done is closed before the next holder can get the lock. A second
 // call returns [mutex.ErrUnlocked].
 func (l *lease[K]) Unlock() error {
-	if !l.state.CompareAndSwap(0, 1) {
-		return mutex.ErrUnlocked
-	}
-	if !l.done.CompareAndSwap(nil, &closedChan) {
-		close(*l.done.Load())
+	for {
+		p := l.end.Load()
+		if p == &unlocked {
+			return mutex.ErrUnlocked
+		}
+		if l.end.CompareAndSwap(p, &unlocked) {
+			if p != nil {
+				close(*p)
+			}
+			break
+		}
 	}
 	e := l.e
 	l.e = nil
-	// e.m and e.sh are read without the lock: they do not change while e
-	// is held, and e cannot be recycled before this release.
+	// e.sh is read without the lock: it never changes, and e cannot be
+	// recycled before this release.
 	sh := e.sh
 	sh.mu.Lock()
-	e.m.release(sh, e)
+	sh.release(e)
 	sh.mu.Unlock()
 	return nil
 }
@@ -342,20 +394,20 @@ func (l *lease[K]) Unlock() error {
 // Done returns a channel closed when the lease is unlocked. Local leases
 // are never lost.
 func (l *lease[K]) Done() <-chan struct{} {
-	if p := l.done.Load(); p != nil {
+	if p := l.end.Load(); p != nil {
 		return *p
 	}
 	c := make(chan struct{})
-	if l.done.CompareAndSwap(nil, &c) {
+	if l.end.CompareAndSwap(nil, &c) {
 		return c
 	}
-	return *l.done.Load()
+	return *l.end.Load()
 }
 
 // Err returns nil while the lease is held and [mutex.ErrUnlocked] after
 // Unlock.
 func (l *lease[K]) Err() error {
-	if l.state.Load() != 0 {
+	if l.end.Load() == &unlocked {
 		return mutex.ErrUnlocked
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
@@ -28,6 +29,11 @@ func (m *Mutex[K]) entriesLen() int {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		n += len(sh.m)
+		for _, e := range sh.slots {
+			if e != nil {
+				n++
+			}
+		}
 		sh.mu.Unlock()
 	}
 	return n
@@ -39,7 +45,7 @@ func (m *Mutex[K]) waiters(key K) int {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	n := 0
-	if e := sh.m[key]; e != nil {
+	if e := sh.lookup(key); e != nil {
 		for w := e.head; w != nil; w = w.next {
 			n++
 		}
@@ -398,6 +404,11 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 	}
 	after := heapAlloc()
 	checkEmpty(t, m)
+	for i := range m.shards {
+		if m.shards[i].m != nil {
+			t.Errorf("shard %d keeps its emptied map of peak %d entries; want it dropped", i, m.shards[i].peak)
+		}
+	}
 	checkHeap(t, before, after)
 	t.Logf("HeapAlloc before %d, after %d", before, after)
 	runtime.KeepAlive(m)
@@ -585,5 +596,14 @@ func TestLockerAdapter(t *testing.T) {
 	}()
 	if !panicked.Load() {
 		t.Error("Locker().Unlock() of an unlocked key did not panic")
+	}
+}
+
+func TestShardSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the layout is tuned for 64-bit platforms")
+	}
+	if got := unsafe.Sizeof(shard[string]{}); got != cacheLine {
+		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
 	}
 }

@@ -49,6 +49,24 @@ func BenchmarkManyKeys(b *testing.B) {
 	}
 }
 
+// BenchmarkManyKeysCluster is ManyKeys on a Redis Cluster of 3 masters,
+// to set next to BenchmarkManyKeys on one node: acquisitions/s, and Redis
+// commands per acquisition in total and on each shard (shardN-cmds/op),
+// which shows the load, release notices included, spread over the shards.
+// It needs redis-server and redis-cli on PATH and skips otherwise; local
+// has no Redis and no row here.
+func BenchmarkManyKeysCluster(b *testing.B) {
+	t := startCluster(b, clusterMasters)
+	for _, st := range strategies {
+		if !st.redis {
+			continue
+		}
+		b.Run(st.name, func(b *testing.B) {
+			runRow(b, t, st, scenario{procs: 4, goroutines: 16, keys: 10000}, false)
+		})
+	}
+}
+
 // BenchmarkHandoff is two processes passing one key back and forth; it
 // reports the release-to-acquire latency (p50-handoff-ns) and its ratio to
 // one PING round trip (handoff/rtt). Its acq/s is bounded by the 1 ms hold

@@ -239,15 +239,17 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 	if err != nil {
 		b.Fatalf("%s: build %d processes: %v", st.name, sc.procs, err)
 	}
-	admin := t.client()
-	defer admin.Close()
+	admins := t.admins()
 	defer func() {
 		closeAll()
-		if err := dropKeys(context.Background(), admin, prefix); err != nil {
+		if err := dropKeys(context.Background(), admins, prefix); err != nil {
 			b.Errorf("drop keys %s*: %v", prefix, err)
 		}
+		for _, c := range admins {
+			c.Close()
+		}
 	}()
-	cmds0, err := t.commands(ctx, admin)
+	cmds0, err := t.commands(ctx, admins)
 	if err != nil {
 		b.Fatalf("commandstats: %v", err)
 	}
@@ -266,20 +268,35 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 	if res.violations != 0 {
 		b.Fatalf("%s: mutual exclusion violated %d times", st.name, res.violations)
 	}
-	cmds1, err := t.commands(ctx, admin)
+	cmds1, err := t.commands(ctx, admins)
 	if err != nil {
 		b.Fatalf("commandstats: %v", err)
 	}
-	report(b, t, res, cmds1-cmds0, handoff)
+	perShard := make([]int64, len(cmds1))
+	for i := range cmds1 {
+		perShard[i] = cmds1[i] - cmds0[i]
+	}
+	report(b, t, res, perShard, handoff)
 }
 
-func report(b *testing.B, t *target, res *result, cmds int64, handoff bool) {
+// report reports one row's metrics; cmds are the commands each server
+// executed during the row (one entry, or one per cluster master).
+func report(b *testing.B, t *target, res *result, cmds []int64, handoff bool) {
 	if res.total == 0 {
 		return
 	}
 	acqs := float64(res.total) / res.elapsed.Seconds()
 	b.ReportMetric(acqs, "acq/s")
-	b.ReportMetric(float64(cmds)/float64(res.total), "redis-cmds/op")
+	var sum int64
+	for _, c := range cmds {
+		sum += c
+	}
+	b.ReportMetric(float64(sum)/float64(res.total), "redis-cmds/op")
+	if len(cmds) > 1 {
+		for i, c := range cmds {
+			b.ReportMetric(float64(c)/float64(res.total), fmt.Sprintf("shard%d-cmds/op", i+1))
+		}
+	}
 	b.ReportMetric(float64(res.wait.Quantile(0.5)), "p50-wait-ns")
 	b.ReportMetric(float64(res.wait.Quantile(0.99)), "p99-wait-ns")
 	b.ReportMetric(Jain(res.perProc), "jain")

@@ -47,7 +47,7 @@ var localStrategy = strategy{name: "local", procs: func(_ *target, _ string, n i
 // distributedProcs builds n processes, each a distributed.Mutex on its own
 // client (so its own subscriber), optionally wrapped by wrap.
 func distributedProcs(t *target, prefix string, n int, opts []distributed.Option, wrap func(*distributed.Mutex[string]) (mutex.Keyed[string], func())) ([]locker, func(), error) {
-	return eachProc(t, n, func(c *redis.Client) (locker, func(), error) {
+	return eachProc(t, n, func(c redis.UniversalClient) (locker, func(), error) {
 		d, err := distributed.New[string](c, append([]distributed.Option{distributed.WithTTL(ttl), distributed.WithPrefix(prefix)}, opts...)...)
 		if err != nil {
 			return nil, nil, err

@@ -27,8 +27,8 @@ func TestStrategiesSmoke(t *testing.T) {
 	tg := miniTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin := tg.client()
-	defer admin.Close()
+	admins := tg.admins()
+	defer admins[0].Close()
 	for _, st := range append([]strategy{ping}, strategies...) {
 		t.Run(st.name, func(t *testing.T) {
 			prefix := rowPrefix()
@@ -39,7 +39,7 @@ func TestStrategiesSmoke(t *testing.T) {
 			if len(lockers) != 2 {
 				t.Fatalf("procs(2) built %d processes; want 2", len(lockers))
 			}
-			cmds0, _ := tg.commands(ctx, admin)
+			cmds0, _ := tg.commands(ctx, admins)
 			const n = 40
 			res, err := drive(ctx, lockers, scenario{procs: 2, goroutines: 3, keys: 3}, n)
 			if err != nil {
@@ -69,12 +69,12 @@ func TestStrategiesSmoke(t *testing.T) {
 					t.Errorf("driveHandoff(): %d mutual exclusion violations; want 0", res.violations)
 				}
 			}
-			cmds1, _ := tg.commands(ctx, admin)
-			if got := cmds1 - cmds0; st.redis && got < n || !st.redis && got != 0 {
+			cmds1, _ := tg.commands(ctx, admins)
+			if got := cmds1[0] - cmds0[0]; st.redis && got < n || !st.redis && got != 0 {
 				t.Errorf("%s sent %d Redis commands for %d acquisitions", st.name, got, n)
 			}
 			closeAll()
-			if err := dropKeys(ctx, admin, prefix); err != nil {
+			if err := dropKeys(ctx, admins, prefix); err != nil {
 				t.Fatal(err)
 			}
 			if keys := tg.mini.Keys(); len(keys) != 0 {

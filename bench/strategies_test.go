@@ -35,7 +35,7 @@ const ttl = 10 * time.Second
 const retry = time.Millisecond
 
 // eachProc builds n processes, each with its own client.
-func eachProc(t *target, n int, mk func(c *redis.Client) (locker, func(), error)) ([]locker, func(), error) {
+func eachProc(t *target, n int, mk func(c redis.UniversalClient) (locker, func(), error)) ([]locker, func(), error) {
 	var ls []locker
 	var closers []func()
 	closeAll := func() {
@@ -61,10 +61,10 @@ func eachProc(t *target, n int, mk func(c *redis.Client) (locker, func(), error)
 
 // ping is the Uncontended row's yardstick: one PING round trip.
 var ping = strategy{name: "ping", redis: true, procs: func(t *target, _ string, n int) ([]locker, func(), error) {
-	return eachProc(t, n, func(c *redis.Client) (locker, func(), error) { return pingLocker{c}, nil, nil })
+	return eachProc(t, n, func(c redis.UniversalClient) (locker, func(), error) { return pingLocker{c}, nil, nil })
 }}
 
-type pingLocker struct{ c *redis.Client }
+type pingLocker struct{ c redis.UniversalClient }
 
 func (p pingLocker) Lock(ctx context.Context, _ string) (func() error, error) {
 	return func() error { return nil }, p.c.Ping(ctx).Err()
@@ -78,7 +78,7 @@ func (p pingLocker) Lock(ctx context.Context, _ string) (func() error, error) {
 // ErrFailed after about 32 x 150 ms ≈ 5 s. Each failed try also sends the
 // release script (delete-if-value), so a retry costs two commands.
 var redsyncStrategy = strategy{name: "redsync", redis: true, procs: func(t *target, prefix string, n int) ([]locker, func(), error) {
-	return eachProc(t, n, func(c *redis.Client) (locker, func(), error) {
+	return eachProc(t, n, func(c redis.UniversalClient) (locker, func(), error) {
 		return redsyncLocker{rs: redsync.New(goredis.NewPool(c)), prefix: prefix}, nil, nil
 	})
 }}
@@ -106,7 +106,7 @@ func (r redsyncLocker) Lock(ctx context.Context, key string) (func() error, erro
 // tries once and returns ErrNotObtained), and where retries are set but
 // ctx has no deadline, it gives up after the TTL.
 var redislockStrategy = strategy{name: "redislock", redis: true, procs: func(t *target, prefix string, n int) ([]locker, func(), error) {
-	return eachProc(t, n, func(c *redis.Client) (locker, func(), error) {
+	return eachProc(t, n, func(c redis.UniversalClient) (locker, func(), error) {
 		return redislockLocker{c: redislock.New(c), prefix: prefix}, nil, nil
 	})
 }}

@@ -22,10 +22,11 @@ import (
 // target is the Redis server one top-level benchmark runs against, with
 // the PING round trip measured on it at the start.
 type target struct {
-	kind string // "REDIS_ADDR", "redis-server" or "miniredis"
-	addr string
-	mini *miniredis.Miniredis // nil unless kind is "miniredis"
-	rtt  time.Duration        // median PING round trip
+	kind  string // "REDIS_ADDR", "redis-server", "miniredis" or "cluster"
+	addr  string
+	nodes []string             // cluster: the masters' addresses, addr is nodes[0]
+	mini  *miniredis.Miniredis // nil unless kind is "miniredis"
+	rtt   time.Duration        // median PING round trip (to one node)
 }
 
 var announced sync.Map // kind -> struct{}: the target is described once per run
@@ -45,7 +46,16 @@ func newTarget(tb testing.TB) *target {
 		t.mini = miniredis.RunT(tb)
 		t.addr = t.mini.Addr()
 	}
-	c := t.client()
+	t.measure(tb)
+	return t
+}
+
+// measure checks the target answers, measures the PING round trip and
+// says what the target is: once per kind on stderr, and the round trip
+// once per top-level benchmark.
+func (t *target) measure(tb testing.TB) {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: t.addr})
 	defer c.Close()
 	ctx := context.Background()
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -59,7 +69,6 @@ func newTarget(tb testing.TB) *target {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: %s: PING RTT p50 %v, physical bound 1/(2·RTT) = %.0f acq/s\n", tb.Name(), t.rtt, t.bound())
-	return t
 }
 
 func (t *target) describe(ctx context.Context, c *redis.Client) string {
@@ -68,6 +77,8 @@ func (t *target) describe(ctx context.Context, c *redis.Client) string {
 		return fmt.Sprintf("the Redis at $REDIS_ADDR=%s (version %s; it must be dedicated to this run)", t.addr, serverVersion(ctx, c))
 	case "redis-server":
 		return fmt.Sprintf("redis-server %s started on %s for this run", serverVersion(ctx, c), t.addr)
+	case "cluster":
+		return fmt.Sprintf("Redis Cluster of %d masters (redis-server %s) on %s, started for this run", len(t.nodes), serverVersion(ctx, c), strings.Join(t.nodes, " "))
 	}
 	return "miniredis (in-process fake; neither REDIS_ADDR nor redis-server on PATH)"
 }
@@ -86,9 +97,26 @@ func serverVersion(ctx context.Context, c *redis.Client) string {
 }
 
 // client returns a new client: one per simulated process, so that no two
-// processes share a connection pool.
-func (t *target) client() *redis.Client {
+// processes share a connection pool. On a cluster it is a ClusterClient.
+func (t *target) client() redis.UniversalClient {
+	if len(t.nodes) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: t.nodes})
+	}
 	return redis.NewClient(&redis.Options{Addr: t.addr})
+}
+
+// admins returns one plain client per server (per master on a cluster),
+// for counting commands and dropping keys. The caller closes them.
+func (t *target) admins() []*redis.Client {
+	addrs := t.nodes
+	if len(addrs) == 0 {
+		addrs = []string{t.addr}
+	}
+	var cs []*redis.Client
+	for _, a := range addrs {
+		cs = append(cs, redis.NewClient(&redis.Options{Addr: a}))
+	}
+	return cs
 }
 
 // bound is the physical bound on cross-process handoffs per second: a
@@ -116,17 +144,26 @@ func pingRTT(ctx context.Context, c *redis.Client, n int) time.Duration {
 	return ds[len(ds)/2]
 }
 
-// commands returns the number of commands the server has executed,
-// commands run inside Lua scripts included, INFO itself excluded.
-func (t *target) commands(ctx context.Context, c *redis.Client) (int64, error) {
+// commands returns the number of commands each server of admins has
+// executed, commands run inside Lua scripts included, INFO itself
+// excluded.
+func (t *target) commands(ctx context.Context, admins []*redis.Client) ([]int64, error) {
 	if t.mini != nil {
-		return int64(t.mini.CommandCount()), nil // counts redis.call inside Lua too
+		return []int64{int64(t.mini.CommandCount())}, nil // counts redis.call inside Lua too
 	}
-	s, err := c.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return 0, err
+	var n []int64
+	for _, c := range admins {
+		s, err := c.Info(ctx, "commandstats").Result()
+		if err != nil {
+			return nil, fmt.Errorf("INFO commandstats on %s: %w", c.Options().Addr, err)
+		}
+		k, err := sumCommandStats(s)
+		if err != nil {
+			return nil, err
+		}
+		n = append(n, k)
 	}
-	return sumCommandStats(s)
+	return n, nil
 }
 
 // sumCommandStats sums calls= over the cmdstat_ lines of INFO
@@ -161,14 +198,23 @@ func rowPrefix() string {
 	return fmt.Sprintf("kmbench:%d:%d:", time.Now().UnixNano(), rowSeq.Add(1))
 }
 
-// dropKeys deletes every key under prefix.
-func dropKeys(ctx context.Context, c *redis.Client, prefix string) error {
+// dropKeys deletes every key under prefix on every server of admins.
+func dropKeys(ctx context.Context, admins []*redis.Client, prefix string) error {
+	for _, c := range admins {
+		if err := dropKeysOn(ctx, c, prefix); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dropKeysOn(ctx context.Context, c *redis.Client, prefix string) error {
 	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	var batch []string
 	for iter.Next(ctx) {
 		batch = append(batch, iter.Val())
 		if len(batch) == 1000 {
-			if err := c.Del(ctx, batch...).Err(); err != nil {
+			if err := del(ctx, c, batch); err != nil {
 				return err
 			}
 			batch = batch[:0]
@@ -177,8 +223,20 @@ func dropKeys(ctx context.Context, c *redis.Client, prefix string) error {
 	if err := iter.Err(); err != nil {
 		return err
 	}
-	if len(batch) > 0 {
-		return c.Del(ctx, batch...).Err()
+	return del(ctx, c, batch)
+}
+
+// del deletes keys one command each, pipelined: on a cluster node a
+// multi-key DEL of keys in different slots is refused (CROSSSLOT).
+func del(ctx context.Context, c *redis.Client, keys []string) error {
+	if len(keys) == 0 {
+		return nil
 	}
-	return nil
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	return err
 }

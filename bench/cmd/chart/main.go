@@ -5,7 +5,10 @@
 //	go -C bench test -run '^$' -bench . -benchtime 3s | tee results.txt
 //	go -C bench run ./cmd/chart -in results.txt -out ../docs/bench.svg
 //
-// The output format follows the -out extension: .svg or .png.
+// The output format follows the -out extension: .svg or .png. With
+// -targets it also prints the targets of the comparison (hybrid against
+// pub/sub and the peers, pub/sub against the physical bound, ...), each
+// met or missed and by how much; it needs -in.
 package main
 
 import (
@@ -30,11 +33,32 @@ func main() {
 	in := flag.String("in", "", "go test -bench output to read (default stdin)")
 	out := flag.String("out", "bench.svg", "image to write: .svg or .png")
 	bench := flag.String("bench", "HotKey", "benchmark to draw: its rows are Benchmark<bench>/<group>/<strategy>")
+	targets := flag.Bool("targets", false, "also print the targets of the comparison, met or missed, to stdout")
 	flag.Parse()
+	if *targets {
+		if err := printTargets(*in); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	if err := run(*in, *out, *bench); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+func printTargets(in string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	rows, _, err := parse(f)
+	if err != nil {
+		return err
+	}
+	printChecks(os.Stdout, checks(rows))
+	return nil
 }
 
 func run(in, out, bench string) error {

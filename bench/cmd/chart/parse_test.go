@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,31 @@ func TestRunWritesImage(t *testing.T) {
 	}
 	if err := run(in, filepath.Join(dir, "x.gif"), "HotKey"); err == nil {
 		t.Error("run(-out x.gif) = nil; want an error")
+	}
+}
+
+func TestChecks(t *testing.T) {
+	in := "BenchmarkHotKey/empty/pubsub-2 100 1 ns/op 1000 acq/s 4 redis-cmds/op 0.5 bound-ratio\n" +
+		"BenchmarkHotKey/empty/hybrid-2 100 1 ns/op 9000 acq/s 0.25 redis-cmds/op\n" +
+		"BenchmarkHotKey/empty/redsync-2 100 1 ns/op 2000 acq/s\n" +
+		"BenchmarkHotKey/empty/redislock-2 100 1 ns/op 1500 acq/s\n"
+	rows, _, err := parse(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range checks(rows) {
+		got = append(got, fmt.Sprintf("%s %.3g %v", c.what, c.got, c.met()))
+	}
+	want := []string{
+		"HotKey/empty: hybrid acq/s ÷ pubsub acq/s 9 true",
+		"HotKey/empty: hybrid acq/s ÷ best peer acq/s 4.5 false",
+		"HotKey/empty: hybrid redis-cmds/op 0.25 true",
+		"HotKey/empty: pubsub acq/s ÷ bound 1/(2·RTT) 0.5 false",
+		"HotKey/empty: pubsub redis-cmds/op 4 true",
+		"Handoff: pubsub p50 handoff ÷ PING RTT NaN false", // no Handoff row
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("checks() mismatch (-want +got):\n%s", diff)
 	}
 }

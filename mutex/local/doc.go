@@ -22,9 +22,14 @@
 //
 // Waiters of a key are served in FIFO order: Unlock hands the lock
 // directly to the longest waiting goroutine, and a newcomer never takes a
-// lock that has waiters. No waiter starves, at the cost of a goroutine
-// wake-up per contended handoff (a [sync.Mutex] lets newcomers barge,
-// which is faster on a hot lock but can starve a waiter for up to 1ms).
+// lock that has waiters. No waiter starves. A handoff to a queued waiter
+// costs a goroutine wake-up, so a newcomer that finds the key held and
+// nobody queued first yields a few times (when GOMAXPROCS > 1), taking
+// the lock if it comes free meanwhile, before it queues: short critical
+// sections then pass the lock without parking. Only one goroutine per key
+// does this at a time, and it never takes a lock that has queued waiters.
+// A [sync.Mutex] lets every newcomer barge, which is faster still on a hot
+// lock but can starve a waiter for up to 1ms.
 //
 // # Cancellation
 //

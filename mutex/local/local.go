@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -42,6 +43,9 @@ const (
 	// common case, a few keys held at once, then never touches the map:
 	// no second hash, no map insert or delete.
 	numSlots = 2
+	// spinRounds bounds how many times a newcomer that finds its key
+	// locked, with nobody queued, yields and looks again before it queues.
+	spinRounds = 4
 )
 
 // seed is fixed for the life of the process, so a key always maps to the
@@ -82,6 +86,7 @@ type entry[K comparable] struct {
 	sh         *shard[K]
 	ref        int  // the holder (if locked) plus the waiters
 	slot       int  // index in sh.slots, or -1 when in sh.m
+	spinners   int  // goroutines spinning in lock, at most 1
 	locked     bool // stays true while the lock passes from holder to waiter
 	head, tail *waiter[K]
 	nextFree   *entry[K]
@@ -185,21 +190,30 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 		e = sh.newEntry(key)
 	}
 	if !e.locked {
-		tok, ok := sh.take(n)
-		if !ok {
-			sh.dropIfUnused(e)
-			sh.mu.Unlock()
-			return nil, fmt.Errorf("local: lock %v: %w", key, ErrTokensExhausted)
-		}
-		e.locked = true
-		e.ref++
-		sh.mu.Unlock()
-		l.e, l.token = e, tok
-		return l, nil
+		return sh.grab(e, l, n)
 	}
 	if !wait {
 		sh.mu.Unlock()
 		return nil, fmt.Errorf("local: lock %v: %w", key, mutex.ErrLocked)
+	}
+	if e.head == nil && e.spinners == 0 && runtime.GOMAXPROCS(0) > 1 {
+		// Nobody is queued: spin briefly, since a short critical section
+		// often ends sooner than a goroutine can park and wake. The
+		// spinner takes the lock only when it is free, which implies an
+		// empty queue, so it never overtakes a queued waiter; and it
+		// queues like anyone else when the rounds are over.
+		e.ref++ // keeps e while the shard lock is let go
+		e.spinners++
+		for i := 0; i < spinRounds && e.locked && e.head == nil; i++ {
+			sh.mu.Unlock()
+			runtime.Gosched()
+			sh.mu.Lock()
+		}
+		e.spinners--
+		e.ref--
+		if !e.locked {
+			return sh.grab(e, l, n)
+		}
 	}
 	w := &waiter[K]{ready: make(chan struct{}), l: l, n: n}
 	e.push(w)
@@ -242,6 +256,23 @@ func ctxErr[K comparable](ctx context.Context, key K) error {
 		return fmt.Errorf("local: lock %v: %w (%w)", key, err, cause)
 	}
 	return fmt.Errorf("local: lock %v: %w", key, err)
+}
+
+// grab takes the free lock of e for l, issuing n tokens, and unlocks
+// sh.mu, which the caller holds.
+func (sh *shard[K]) grab(e *entry[K], l *lease[K], n uint64) (mutex.Lease, error) {
+	tok, ok := sh.take(n)
+	if !ok {
+		key := e.key
+		sh.dropIfUnused(e)
+		sh.mu.Unlock()
+		return nil, fmt.Errorf("local: lock %v: %w", key, ErrTokensExhausted)
+	}
+	e.locked = true
+	e.ref++
+	sh.mu.Unlock()
+	l.e, l.token = e, tok
+	return l, nil
 }
 
 // take issues n consecutive tokens and returns the first. sh.mu is held.

@@ -90,7 +90,7 @@ func runFake(t *testing.T, m *fakeKeyed) (*History, *Fenced) {
 		Fenced:    f,
 		History:   h,
 	}
-	w.Run(t, 200*time.Millisecond)
+	w.Run(t, 200*time.Millisecond, nil)
 	return h, f
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ type History struct {
 	holds      []*Hold
 	faults     []window
 	violations []string
+	errSamples map[string]int // Lock errors other than ctx, by message shape
 
 	locks, lockErrs, ctxErrs atomic.Int64
 }
@@ -54,8 +56,10 @@ type Hold struct {
 
 	mu       sync.Mutex // guards the fields below
 	acquired time.Time
-	released time.Time
+	released time.Time // Unlock called
+	returned time.Time // Unlock returned
 	lost     bool
+	lostErr  error // the lease's Err when it was found lost
 	rejected int // fenced writes rejected while this hold was not known lost
 }
 
@@ -109,6 +113,14 @@ func (h *History) record(instance int, key string, lease mutex.Lease, err error,
 			h.ctxErrs.Add(1)
 		} else {
 			h.lockErrs.Add(1)
+			h.mu.Lock()
+			if h.errSamples == nil {
+				h.errSamples = make(map[string]int)
+			}
+			if msg := shape(err); h.errSamples[msg] > 0 || len(h.errSamples) < 10 {
+				h.errSamples[msg]++
+			}
+			h.mu.Unlock()
 		}
 		return nil, err
 	}
@@ -147,8 +159,12 @@ func (hd *Hold) Write(f *Fenced) error {
 // MarkLost records that the holder learned, some other way than Unlock,
 // that its lease was lost.
 func (hd *Hold) MarkLost() {
+	err := hd.Lease.Err()
 	hd.mu.Lock()
 	hd.lost = true
+	if hd.lostErr == nil {
+		hd.lostErr = err
+	}
 	hd.mu.Unlock()
 }
 
@@ -159,6 +175,9 @@ func (hd *Hold) Unlock() error {
 	hd.released = time.Now()
 	hd.mu.Unlock()
 	err := hd.Lease.Unlock()
+	hd.mu.Lock()
+	hd.returned = time.Now()
+	hd.mu.Unlock()
 	if errors.Is(err, mutex.ErrLost) || errors.Is(hd.Lease.Err(), mutex.ErrLost) {
 		hd.MarkLost()
 	}
@@ -170,6 +189,37 @@ func (hd *Hold) Lost() bool {
 	hd.mu.Lock()
 	defer hd.mu.Unlock()
 	return hd.lost
+}
+
+// shape shortens an error message to what tells errors apart: no
+// addresses or ports.
+func shape(err error) string {
+	msg := err.Error()
+	var b strings.Builder
+	for _, f := range strings.Fields(msg) {
+		if strings.ContainsAny(f, "0123456789") && strings.Contains(f, ":") {
+			f = "ADDR"
+		}
+		b.WriteString(f)
+		b.WriteByte(' ')
+	}
+	s := strings.TrimSpace(b.String())
+	if len(s) > 160 {
+		s = s[:160] + "..."
+	}
+	return s
+}
+
+// LockErrors returns up to 10 kinds of Lock errors seen (other than ctx
+// errors), with their counts.
+func (h *History) LockErrors() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string]int, len(h.errSamples))
+	for k, v := range h.errSamples {
+		out[k] = v
+	}
+	return out
 }
 
 // Stats are the figures of a run.
@@ -229,8 +279,11 @@ func (h *History) Check() []string {
 	}
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	// A hold is near a fault if the fault began before the hold's Unlock
+	// returned (the loss may be found by the release itself) and ended at
+	// most ttl before the hold began.
 	nearFault := func(hd *Hold) bool {
-		end := hd.released
+		end := hd.returned
 		if end.IsZero() {
 			end = now
 		}
@@ -260,7 +313,8 @@ func (h *History) Check() []string {
 				aEnd = now
 			}
 			if a.lost && !nearFault(a) {
-				add("lease of %q (instance %d, token %d, held %v) lost with no fault near it", key, a.Instance, a.Token, aEnd.Sub(a.acquired))
+				add("lease of %q (instance %d, token %d) held from +%v to +%v lost with no fault near it (last fault %s): %v",
+					key, a.Instance, a.Token, a.acquired.Sub(h.start()), aEnd.Sub(h.start()), h.lastFaultBefore(aEnd), a.lostErr)
 			}
 			if a.rejected > 0 && !a.lost {
 				add("fencing: %d writes of %q (instance %d, token %d) rejected while its lease was not lost", a.rejected, key, a.Instance, a.Token)
@@ -290,6 +344,23 @@ func (h *History) Check() []string {
 	out = append(h.violations, out...)
 	h.violations = out
 	return out
+}
+
+// lastFaultBefore describes the last fault that started before t.
+func (h *History) lastFaultBefore(t time.Time) string {
+	var last *window
+	for i := range h.faults {
+		if h.faults[i].start.Before(t) {
+			last = &h.faults[i]
+		}
+	}
+	if last == nil {
+		return "none"
+	}
+	if last.end.IsZero() {
+		return fmt.Sprintf("%s from +%v, not ended", last.name, last.start.Sub(h.start()))
+	}
+	return fmt.Sprintf("%s from +%v to +%v", last.name, last.start.Sub(h.start()), last.end.Sub(h.start()))
 }
 
 // start is the time of the first hold, for readable messages.

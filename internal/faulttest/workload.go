@@ -42,10 +42,13 @@ type Workload struct {
 	Pause func()
 }
 
-// Run runs the workload for d, then waits for its goroutines. If they do
-// not all end within the lock timeout plus 30s, some Lock hung: Run fails
-// tb (with the stacks) and stops it.
-func (w *Workload) Run(tb testing.TB, d time.Duration) {
+// Run runs the workload for d, then waits for its goroutines. Meanwhile
+// it calls faults, if not nil, on the calling goroutine (so that it may
+// use tb.Fatal): faults injects faults until the time it is given, then
+// returns. If the workload's goroutines do not all end within the lock
+// timeout plus 30s after the run, some Lock hung: Run fails tb (with the
+// stacks) and stops it.
+func (w *Workload) Run(tb testing.TB, d time.Duration, faults func(until time.Time)) {
 	tb.Helper()
 	if w.Goroutines == 0 {
 		w.Goroutines = 4
@@ -72,11 +75,14 @@ func (w *Workload) Run(tb testing.TB, d time.Duration) {
 			}()
 		}
 	}
+	if faults != nil {
+		faults(stopAt)
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(d + w.LockTimeout + 30*time.Second):
+	case <-time.After(time.Until(stopAt) + w.LockTimeout + 30*time.Second):
 		tb.Fatalf("workload goroutines still running %v after the end of the run: a Lock or Unlock hung\n%s",
 			w.LockTimeout+30*time.Second, Stacks())
 	}

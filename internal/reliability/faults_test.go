@@ -1,0 +1,147 @@
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/faulttest"
+	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/mutex"
+	"github.com/keyedmutex/keyedmutex/mutex/distributed"
+)
+
+// TestNoFault is the control: the same workload with no fault must show
+// no violation and no lost lease (holds are far shorter than the TTL and
+// renewal is on), so every excuse the fault tests make is earned.
+func TestNoFault(t *testing.T) {
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		f := &faulttest.Fenced{}
+		e.workload(h, f, 3).Run(t, runFor(1500*time.Millisecond), nil)
+		e.close()
+		finish(t, h, fmt.Sprintf("fenced-writes=%d rejected=%d", f.Accepted(), f.Rejected()))
+		if s := h.Stats(); s.Lost != 0 || s.LockErrors != 0 {
+			t.Errorf("with no fault: %d leases lost, %d Lock errors; want 0 and 0", s.Lost, s.LockErrors)
+		}
+	})
+}
+
+// TestRedisRestart SIGKILLs redis-server and restarts it on the same port,
+// again and again, while the workload runs. The restarted server has lost
+// every lock (no persistence), so a holder can overlap a newer one until
+// its renewal finds out: such overlaps are excused only if the older
+// holder learned it lost its lease. Tokens must still increase (they are
+// floored by the server clock), no Lock may hang, and once the faults
+// stop nothing may be left behind.
+func TestRedisRestart(t *testing.T) {
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		f := &faulttest.Fenced{}
+		w := e.workload(h, f, 3)
+		w.LockTimeout = time.Second
+		restarts := 0
+		w.Run(t, runFor(3*time.Second), func(until time.Time) {
+			for time.Now().Add(300 * time.Millisecond).Before(until) {
+				time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond)) // let it run
+				end := h.Fault("redis restart")
+				e.srv.Kill()
+				time.Sleep(rand.N(150 * time.Millisecond)) // down for a while
+				e.srv.Restart()
+				end()
+				restarts++
+			}
+		})
+		e.close()
+		finish(t, h, fmt.Sprintf("restarts=%d fenced-writes=%d rejected=%d reported-errors=%d", restarts, f.Accepted(), f.Rejected(), e.reports.Load()))
+		if restarts == 0 {
+			t.Errorf("no restart was injected")
+		}
+	})
+}
+
+// TestPubSubKill kills every Pub/Sub connection (CLIENT KILL TYPE pubsub)
+// over and over. No data is lost, so there is no excuse: no overlap, no
+// lost lease, and waiters keep getting the lock (a reconnect must wake
+// them; a long poll bound makes a missed wake a timeout).
+func TestPubSubKill(t *testing.T) {
+	forKinds(t, []string{pubsub, hyb}, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind, opts: []distributed.Option{distributed.WithPollInterval(30 * time.Second)}})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		f := &faulttest.Fenced{}
+		w := e.workload(h, f, 2)
+		w.LockTimeout = 10 * time.Second // < the poll bound: a lost wake shows as a timeout
+		var killed int64
+		kills := 0
+		w.Run(t, runFor(2*time.Second), func(until time.Time) {
+			ctx := context.Background()
+			for time.Now().Before(until) {
+				time.Sleep(20*time.Millisecond + rand.N(80*time.Millisecond))
+				n, err := e.admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Result()
+				if err != nil {
+					t.Errorf("CLIENT KILL TYPE pubsub: %v", err)
+					return
+				}
+				killed += n
+				kills++
+			}
+		})
+		e.close()
+		s := h.Stats()
+		finish(t, h, fmt.Sprintf("kills=%d connections-killed=%d fenced-writes=%d", kills, killed, f.Accepted()))
+		if s.Lost != 0 || s.CtxErrors != 0 {
+			t.Errorf("with subscriber kills: %d leases lost, %d Locks timed out (after 10s, poll bound 30s); want 0 and 0", s.Lost, s.CtxErrors)
+		}
+		if killed == 0 {
+			t.Errorf("CLIENT KILL TYPE pubsub never killed a connection: the fault was not injected")
+		}
+	})
+}
+
+// TestCancelAndClose cancels Locks at random moments and closes instances
+// while Locks wait, then opens new ones. Every Lock must return promptly
+// (its ctx, or ErrClosed), leases ended by Close must say so, and after
+// the run nothing is left: no goroutine, subscription or lock key.
+func TestCancelAndClose(t *testing.T) {
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind, instances: 2})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		f := &faulttest.Fenced{}
+		closes := 0
+		deadline := time.Now().Add(runFor(2 * time.Second))
+		for time.Now().Before(deadline) {
+			// One instance that is closed mid-run, next to the long-lived ones.
+			i := e.add(t)
+			victim := e.ms[i]
+			w := &faulttest.Workload{
+				Instances:   []mutex.Keyed[string]{e.ms[0], e.ms[1], victim},
+				Keys:        e.keys(2),
+				Goroutines:  4,
+				MaxHold:     2 * time.Millisecond,
+				CancelOneIn: 3,
+				Fenced:      f,
+				History:     h,
+			}
+			w.Run(t, 300*time.Millisecond, func(until time.Time) {
+				time.Sleep(rand.N(250 * time.Millisecond))
+				end := h.Fault("close")
+				e.closeInstance(i)
+				end()
+				closes++
+			})
+		}
+		e.close()
+		finish(t, h, fmt.Sprintf("closes=%d fenced-writes=%d", closes, f.Accepted()))
+		if s := h.Stats(); s.CtxErrors == 0 {
+			t.Errorf("no Lock was cancelled: the fault was not injected")
+		}
+	})
+}

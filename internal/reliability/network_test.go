@@ -1,0 +1,314 @@
+package reliability
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/faulttest"
+	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/mutex"
+	"github.com/keyedmutex/keyedmutex/mutex/distributed"
+	"github.com/redis/go-redis/v9"
+)
+
+// ctxTimeouts makes go-redis honour ctx deadlines on the socket. Without
+// it a command stuck on a stalled connection returns only at ReadTimeout
+// (3s by default), whatever the ctx says: see TestStalledCommandsDefaultClient.
+func ctxTimeouts(o *redis.Options) { o.ContextTimeoutEnabled = true }
+
+// TestCommandPathFaults partitions, stalls (blackhole) and slows the
+// command connections of one instance at a time, through its proxy, while
+// the workload runs. Faults longer than the TTL cost the instance its
+// leases: overlaps are excused only for holders that learned it.
+func TestCommandPathFaults(t *testing.T) {
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind, proxy: true, client: ctxTimeouts})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		f := &faulttest.Fenced{}
+		w := e.workload(h, f, 3)
+		w.LockTimeout = time.Second
+		counts := map[string]int{}
+		w.Run(t, runFor(4*time.Second), func(until time.Time) {
+			for time.Now().Add(200 * time.Millisecond).Before(until) {
+				time.Sleep(50*time.Millisecond + rand.N(100*time.Millisecond))
+				p := e.proxies[rand.IntN(len(e.proxies))]
+				d := 50*time.Millisecond + rand.N(1500*time.Millisecond) // below and above the TTL
+				var name string
+				switch rand.IntN(3) {
+				case 0:
+					name = "partition"
+					end := h.Fault(name)
+					p.Partition(faulttest.Commands)
+					time.Sleep(d)
+					p.Heal()
+					end()
+				case 1:
+					name = "blackhole"
+					end := h.Fault(name)
+					p.Blackhole(faulttest.Commands)
+					time.Sleep(d)
+					p.Heal()
+					end()
+				case 2:
+					name = "latency"
+					end := h.Fault(name)
+					l := time.Millisecond + rand.N(30*time.Millisecond)
+					p.SetLatency(l, l, faulttest.Commands)
+					time.Sleep(d / 2)
+					p.SetLatency(0, 0)
+					end()
+				}
+				counts[name]++
+			}
+		})
+		e.close()
+		finish(t, h, fmt.Sprintf("faults=%v fenced-writes=%d rejected=%d", counts, f.Accepted(), f.Rejected()))
+	})
+}
+
+// TestSubscriberPathFaults partitions, stalls and slows only the
+// subscriber connections of one instance at a time. Commands work, so no
+// lease may be lost and no holder may overlap another; waiters must still
+// get the lock (a stalled subscriber costs at most the poll bound).
+func TestSubscriberPathFaults(t *testing.T) {
+	forKinds(t, []string{pubsub, hyb}, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind, proxy: true, client: ctxTimeouts,
+			opts: []distributed.Option{distributed.WithPollInterval(200 * time.Millisecond)}})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		f := &faulttest.Fenced{}
+		w := e.workload(h, f, 2)
+		w.LockTimeout = 2 * time.Second
+		counts := map[string]int{}
+		w.Run(t, runFor(3*time.Second), func(until time.Time) {
+			for time.Now().Add(200 * time.Millisecond).Before(until) {
+				time.Sleep(50*time.Millisecond + rand.N(100*time.Millisecond))
+				p := e.proxies[rand.IntN(len(e.proxies))]
+				d := 50*time.Millisecond + rand.N(600*time.Millisecond)
+				var name string
+				switch rand.IntN(4) {
+				case 0:
+					name = "partition"
+					end := h.Fault(name)
+					p.Partition(faulttest.Subscriber)
+					time.Sleep(d)
+					p.Heal()
+					end()
+				case 1:
+					name = "blackhole"
+					end := h.Fault(name)
+					p.Blackhole(faulttest.Subscriber)
+					time.Sleep(d)
+					p.Heal()
+					end()
+				case 2:
+					name = "latency"
+					end := h.Fault(name)
+					l := time.Millisecond + rand.N(30*time.Millisecond)
+					p.SetLatency(l, l, faulttest.Subscriber)
+					time.Sleep(d)
+					p.SetLatency(0, 0)
+					end()
+				case 3:
+					name = "kill"
+					end := h.Fault(name)
+					p.Kill(faulttest.Subscriber)
+					end()
+				}
+				counts[name]++
+			}
+		})
+		e.close()
+		finish(t, h, fmt.Sprintf("faults=%v fenced-writes=%d", counts, f.Accepted()))
+		if s := h.Stats(); s.Lost != 0 {
+			t.Errorf("subscriber faults cost %d leases; want 0 (commands were never cut)", s.Lost)
+		}
+	})
+}
+
+// TestStalledCommandsDefaultClient documents what a client with default
+// options does when its command connection stalls: go-redis ignores ctx
+// deadlines on the socket (ContextTimeoutEnabled is false by default), so
+// a Lock stuck in a command returns at the client's ReadTimeout, not at
+// its ctx deadline. The test sets ReadTimeout to 1500ms and checks that
+// Lock returns by then plus the liveness bound: no hang, whatever the
+// client options; the ctx overrun it measures is logged.
+func TestStalledCommandsDefaultClient(t *testing.T) {
+	leakcheck.Register(t)
+	const readTimeout = 1500 * time.Millisecond
+	e := setup(t, config{kind: pubsub, instances: 1, proxy: true, client: func(o *redis.Options) {
+		o.ReadTimeout = readTimeout
+		o.MaxRetries = -1
+	}})
+	m := e.ms[0]
+	if l, err := m.Lock(ctxFor(t, 5*time.Second), "warm"); err != nil {
+		t.Fatalf("Lock(warm) = %v", err)
+	} else if err := l.Unlock(); err != nil {
+		t.Fatalf("Unlock = %v", err)
+	}
+	e.proxies[0].Blackhole(faulttest.Commands)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	l, err := m.Lock(ctx, "k")
+	took := time.Since(start)
+	e.proxies[0].Heal()
+	if err == nil {
+		l.Unlock()
+		t.Fatalf("Lock through a stalled connection = nil error; want an error")
+	}
+	if took > readTimeout+liveness {
+		t.Errorf("Lock through a stalled connection took %v; want at most ReadTimeout %v + %v", took, readTimeout, liveness)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lock after its ctx deadline = %v; want errors.Is(err, context.DeadlineExceeded)", err)
+	}
+	t.Logf("Lock with a 100ms ctx through a stalled command connection returned after %v: %v", took, err)
+}
+
+// TestPausedHolder pauses a holder longer than its TTL: its instance's
+// connections are cut (renewal fails), or its lease has no renewal and it
+// simply holds past the TTL. It must learn it lost the lease (Done closes,
+// Err is ErrLost, a WithLease ctx is cancelled with cause ErrLost); another
+// instance then takes the key, and the paused holder's fenced writes are
+// rejected.
+func TestPausedHolder(t *testing.T) {
+	for _, mode := range []string{"partition", "blackhole", "norenewal"} {
+		t.Run(mode, func(t *testing.T) {
+			forKinds(t, allKinds, func(t *testing.T, kind string) { testPausedHolder(t, kind, mode) })
+		})
+	}
+}
+
+func testPausedHolder(t *testing.T, kind, mode string) {
+	leakcheck.Register(t)
+	ttl := 300 * time.Millisecond
+	cfg := config{kind: kind, instances: 2, ttl: ttl, proxy: true, client: ctxTimeouts}
+	if mode == "norenewal" {
+		cfg.opts = []distributed.Option{distributed.WithoutRenewal()}
+	}
+	e := setup(t, cfg)
+	h := faulttest.NewHistory(ttl, liveness)
+	f := &faulttest.Fenced{}
+	a, b := e.ms[0], e.ms[1]
+	knewFirst := 0
+	n := iterations(3)
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("paused%d", i)
+		ha, err := h.Lock(ctxFor(t, 5*time.Second), a, 0, key)
+		if err != nil {
+			t.Fatalf("Lock(%q) on instance 0 = %v", key, err)
+		}
+		if err := ha.Write(f); err != nil {
+			t.Fatalf("first fenced write of the holder = %v; want nil", err)
+		}
+		lctx, cancel := mutex.WithLease(context.Background(), ha.Lease)
+		end := h.Fault("pause: " + mode)
+		switch mode {
+		case "partition":
+			e.proxies[0].Partition()
+		case "blackhole":
+			e.proxies[0].Blackhole()
+		}
+		select {
+		case <-ha.Lease.Done():
+		case <-time.After(ttl + 5*time.Second):
+			t.Fatalf("%s: holder paused past its TTL of %v never learned it lost the lease (Done not closed after %v)", mode, ttl, ttl+5*time.Second)
+		}
+		if err := ha.Lease.Err(); !errors.Is(err, mutex.ErrLost) {
+			t.Errorf("%s: Err() after the pause = %v; want ErrLost", mode, err)
+		}
+		select {
+		case <-lctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: WithLease ctx not cancelled 5s after the lease was lost", mode)
+		}
+		if cause := context.Cause(lctx); !errors.Is(cause, mutex.ErrLost) {
+			t.Errorf("%s: context.Cause(WithLease ctx) = %v; want ErrLost", mode, cause)
+		}
+		cancel()
+		// Another instance takes the key once Redis let it expire.
+		hb, err := h.Lock(ctxFor(t, 5*time.Second), b, 1, key)
+		if err != nil {
+			t.Fatalf("Lock(%q) on instance 1 after the holder's TTL = %v; want the lock", key, err)
+		}
+		if errors.Is(ha.Lease.Err(), mutex.ErrLost) {
+			knewFirst++
+		}
+		if err := hb.Write(f); err != nil {
+			t.Errorf("fenced write of the new holder = %v; want nil", err)
+		}
+		// The paused holder resumes and writes: rejected.
+		e.proxies[0].Heal()
+		if err := ha.Write(f); !errors.Is(err, faulttest.ErrStale) {
+			t.Errorf("%s: fenced write of the resumed holder (token %d, new holder %d) = %v; want ErrStale", mode, ha.Token, hb.Token, err)
+		}
+		if err := ha.Unlock(); !errors.Is(err, mutex.ErrLost) {
+			t.Errorf("%s: Unlock of the lost lease = %v; want ErrLost", mode, err)
+		}
+		if err := hb.Unlock(); err != nil {
+			t.Errorf("Unlock of the new holder = %v; want nil", err)
+		}
+		end()
+	}
+	e.close()
+	finish(t, h, fmt.Sprintf("pauses=%d knew-before-next-holder=%d/%d rejected-stale-writes=%d", n, knewFirst, n, f.Rejected()))
+}
+
+// TestReleaseBeforeSubscribe is the race Redisson had: the holder releases
+// (and publishes) while the waiter is still subscribing, so the notice
+// reaches nobody. The waiter must not sleep until the poll bound: it
+// re-checks the lock after Redis confirmed the subscription. The poll
+// bound and the TTL are 30s and the waiter's ctx 5s, so a missed release
+// fails the Lock. Latency on the waiter's subscriber path widens the
+// window between SUBSCRIBE and its confirmation; the release comes at a
+// random moment in it.
+func TestReleaseBeforeSubscribe(t *testing.T) {
+	forKinds(t, []string{pubsub, hyb}, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind, instances: 2, ttl: 30 * time.Second, proxy: true,
+			opts: []distributed.Option{distributed.WithPollInterval(30 * time.Second)}})
+		h := faulttest.NewHistory(e.cfg.ttl, liveness)
+		e.proxies[1].SetLatency(2*time.Millisecond, 0, faulttest.Subscriber)
+		a, b := e.ms[0], e.ms[1]
+		n := iterations(100)
+		var slowest time.Duration
+		for i := 0; i < n; i++ {
+			key := fmt.Sprintf("race%d", i)
+			ha, err := h.Lock(ctxFor(t, 5*time.Second), a, 0, key)
+			if err != nil {
+				t.Fatalf("Lock(%q) on instance 0 = %v", key, err)
+			}
+			type result struct {
+				hd  *faulttest.Hold
+				err error
+				d   time.Duration
+			}
+			got := make(chan result, 1)
+			go func() {
+				start := time.Now()
+				hd, err := h.Lock(ctxFor(t, 5*time.Second), b, 1, key)
+				got <- result{hd, err, time.Since(start)}
+			}()
+			time.Sleep(rand.N(4 * time.Millisecond)) // the release lands anywhere in the subscribe
+			if err := ha.Unlock(); err != nil {
+				t.Fatalf("Unlock = %v", err)
+			}
+			r := <-got
+			if r.err != nil {
+				t.Fatalf("iteration %d: waiter's Lock = %v after %v; want the lock (its release was missed: the waiter slept toward the 30s poll bound)", i, r.err, r.d)
+			}
+			slowest = max(slowest, r.d)
+			if err := r.hd.Unlock(); err != nil {
+				t.Fatalf("Unlock = %v", err)
+			}
+		}
+		e.close()
+		finish(t, h, fmt.Sprintf("iterations=%d slowest-waiter=%v", n, slowest))
+	})
+}

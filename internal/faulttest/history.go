@@ -60,7 +60,7 @@ type Hold struct {
 	returned time.Time // Unlock returned
 	lost     bool
 	lostErr  error // the lease's Err when it was found lost
-	rejected int // fenced writes rejected while this hold was not known lost
+	rejected int   // fenced writes rejected while this hold was not known lost
 }
 
 // Fault records that a fault named name begins now; the returned func

@@ -8,6 +8,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/redistest"
 )
 
 // miniTarget is a miniredis target for tests: hermetic and fast.
@@ -103,6 +104,7 @@ func TestSumCommandStats(t *testing.T) {
 // on PATH, the benchmarks run on miniredis and measure a round trip.
 func TestTargetFallsBackToMiniredis(t *testing.T) {
 	t.Setenv("REDIS_ADDR", "")
+	t.Setenv(redistest.RequireEnv, "")
 	t.Setenv("PATH", t.TempDir())
 	tg := newTarget(t)
 	if tg.kind != "miniredis" || tg.mini == nil {

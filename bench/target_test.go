@@ -32,7 +32,8 @@ type target struct {
 var announced sync.Map // kind -> struct{}: the target is described once per run
 
 // newTarget picks the server: $REDIS_ADDR, else a redis-server on PATH
-// started for tb (stopped at its cleanup), else miniredis.
+// started for tb (stopped at its cleanup), else miniredis, unless
+// KEYEDMUTEX_REQUIRE_REDIS is set (as in CI), when it fails instead.
 func newTarget(tb testing.TB) *target {
 	tb.Helper()
 	t := &target{}
@@ -41,6 +42,8 @@ func newTarget(tb testing.TB) *target {
 		t.kind, t.addr = "REDIS_ADDR", addr
 	case redistest.Binary() != "":
 		t.kind, t.addr = "redis-server", redistest.Start(tb).Addr()
+	case os.Getenv(redistest.RequireEnv) != "":
+		tb.Fatalf("bench: neither REDIS_ADDR nor redis-server on PATH, and %s is set: refusing to fall back to miniredis", redistest.RequireEnv)
 	default:
 		t.kind = "miniredis"
 		t.mini = miniredis.RunT(tb)

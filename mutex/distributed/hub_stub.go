@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -68,11 +69,18 @@ func (h *stubHub) Subscribe(ctx context.Context, channel string) (subscription, 
 func (s *stubSub) read() {
 	defer close(s.done)
 	for {
-		_, err := s.ps.Receive(context.Background())
+		msg, err := s.ps.Receive(context.Background())
 		if errors.Is(err, redis.ErrClosed) {
 			return
 		}
-		s.wake()
+		if err != nil {
+			time.Sleep(10 * time.Millisecond) // stub: crude reconnect backoff
+			continue
+		}
+		switch msg.(type) {
+		case *redis.Message, *redis.Subscription: // a notice, or resubscribed after a reconnect
+			s.wake()
+		}
 	}
 }
 

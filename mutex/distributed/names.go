@@ -82,7 +82,11 @@ func defaultEncode[K comparable](key K) (string, error) {
 	case reflect.Bool:
 		return strconv.FormatBool(v.Bool()), nil
 	}
-	return "", fmt.Errorf("distributed: no default encoding for keys of type %s: use WithKeyEncoder", reflect.TypeOf(&key).Elem())
+	t := reflect.TypeOf(any(key)) // the dynamic type, where K is an interface
+	if t == nil {
+		t = reflect.TypeFor[K]()
+	}
+	return "", fmt.Errorf("distributed: no default encoding for keys of type %s: use WithKeyEncoder", t)
 }
 
 var errEmptyKey = errors.New("distributed: empty key: it would leave the Redis Cluster hash tag empty")

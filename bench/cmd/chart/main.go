@@ -8,7 +8,8 @@
 // The output format follows the -out extension: .svg or .png. With
 // -targets it also prints the targets of the comparison (hybrid against
 // pub/sub and the peers, pub/sub against the physical bound, ...), each
-// met or missed and by how much; it needs -in.
+// met or missed and by how much; with -table, every row as a Markdown
+// table. Both need -in.
 package main
 
 import (
@@ -34,9 +35,10 @@ func main() {
 	out := flag.String("out", "bench.svg", "image to write: .svg or .png")
 	bench := flag.String("bench", "HotKey", "benchmark to draw: its rows are Benchmark<bench>/<group>/<strategy>")
 	targets := flag.Bool("targets", false, "also print the targets of the comparison, met or missed, to stdout")
+	table := flag.Bool("table", false, "also print every row as a Markdown table to stdout")
 	flag.Parse()
-	if *targets {
-		if err := printTargets(*in); err != nil {
+	if *targets || *table {
+		if err := printText(*in, *table, *targets); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -47,7 +49,7 @@ func main() {
 	}
 }
 
-func printTargets(in string) error {
+func printText(in string, table, targets bool) error {
 	f, err := os.Open(in)
 	if err != nil {
 		return err
@@ -57,7 +59,13 @@ func printTargets(in string) error {
 	if err != nil {
 		return err
 	}
-	printChecks(os.Stdout, checks(rows))
+	if table {
+		printTable(os.Stdout, rows)
+		fmt.Println()
+	}
+	if targets {
+		printChecks(os.Stdout, checks(rows))
+	}
 	return nil
 }
 

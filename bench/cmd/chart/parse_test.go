@@ -91,3 +91,17 @@ func TestChecks(t *testing.T) {
 		t.Errorf("checks() mismatch (-want +got):\n%s", diff)
 	}
 }
+
+func TestTable(t *testing.T) {
+	rows, _, err := parse(strings.NewReader(
+		"BenchmarkHandoff/pubsub-2 100 1 ns/op 80.4 acq/s 7.5 redis-cmds/op 1500000 p50-wait-ns 2.5e7 p99-wait-ns 1 jain 0.0031 bound-ratio 54300 p50-handoff-ns 2.71 handoff/rtt\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	printTable(&b, rows)
+	want := "| Handoff/pubsub | 80.4 | 7.50 | 1.5ms | 25ms | 1.000 | 0.0031 | 54.3µs (2.71) |"
+	if lines := strings.Split(strings.TrimSpace(b.String()), "\n"); len(lines) != 3 || lines[2] != want {
+		t.Errorf("printTable() =\n%s\nwant last line\n%s", b.String(), want)
+	}
+}

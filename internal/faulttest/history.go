@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,19 +191,12 @@ func (hd *Hold) Lost() bool {
 	return hd.lost
 }
 
+var addrRE = regexp.MustCompile(`\d+\.\d+\.\d+\.\d+:\d+`)
+
 // shape shortens an error message to what tells errors apart: no
 // addresses or ports.
 func shape(err error) string {
-	msg := err.Error()
-	var b strings.Builder
-	for _, f := range strings.Fields(msg) {
-		if strings.ContainsAny(f, "0123456789") && strings.Contains(f, ":") {
-			f = "ADDR"
-		}
-		b.WriteString(f)
-		b.WriteByte(' ')
-	}
-	s := strings.TrimSpace(b.String())
+	s := addrRE.ReplaceAllString(err.Error(), "ADDR")
 	if len(s) > 160 {
 		s = s[:160] + "..."
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -24,8 +23,8 @@ var (
 var (
 	// ErrBlockSize is returned by LockBlock and TryLockBlock for n == 0.
 	ErrBlockSize = errors.New("local: token block size must be at least 1")
-	// ErrTokensExhausted is returned when a block of tokens would overflow
-	// the 64-bit token space. Only absurd block sizes get there.
+	// ErrTokensExhausted is returned when a block of tokens would go past
+	// the largest token, 1<<63 - 1. Only absurd block sizes get there.
 	ErrTokensExhausted = errors.New("local: fencing tokens exhausted")
 )
 
@@ -89,6 +88,7 @@ type entry[K comparable] struct {
 	spinners   int  // goroutines spinning in lock, at most 1
 	locked     bool // stays true while the lock passes from holder to waiter
 	head, tail *waiter[K]
+	done       chan struct{} // the holder's Done, made lazily
 	nextFree   *entry[K]
 }
 
@@ -109,17 +109,22 @@ type waiter[K comparable] struct {
 }
 
 // lease is one holding of one key. Once returned to the caller it is never
-// reused, so a second Unlock always sees it unlocked.
+// reused, so a second Unlock always sees it unlocked. It is 16 bytes: the
+// one allocation of an uncontended Lock.
 type lease[K comparable] struct {
-	e     *entry[K] // read only by the Unlock that ends the lease
-	token uint64
-	// end is nil while held and Done was not called, the Done channel
-	// while held after that, and &unlocked once unlocked: one word, so
-	// that Unlock ends the lease with one compare-and-swap.
-	end atomic.Pointer[chan struct{}]
+	// state is the fencing token, with unlockedBit set by Unlock. It is
+	// written plainly before the lease is published and atomically after.
+	// It comes first for 64-bit alignment on 32-bit platforms.
+	state uint64
+	e     *entry[K] // never changes; e is this lease's while not unlocked
 }
 
-// unlocked is a closed channel; its address marks an unlocked lease.
+const (
+	unlockedBit = 1 << 63
+	maxToken    = unlockedBit - 1
+)
+
+// unlocked is the closed channel that Done returns after Unlock.
 var unlocked = func() chan struct{} {
 	c := make(chan struct{})
 	close(c)
@@ -271,13 +276,13 @@ func (sh *shard[K]) grab(e *entry[K], l *lease[K], n uint64) (mutex.Lease, error
 	e.locked = true
 	e.ref++
 	sh.mu.Unlock()
-	l.e, l.token = e, tok
+	l.e, l.state = e, tok
 	return l, nil
 }
 
 // take issues n consecutive tokens and returns the first. sh.mu is held.
 func (sh *shard[K]) take(n uint64) (uint64, bool) {
-	if sh.last > math.MaxUint64-n {
+	if n > maxToken || sh.last > maxToken-n {
 		return 0, false
 	}
 	tok := sh.last + 1
@@ -352,6 +357,10 @@ func (sh *shard[K]) dropIfUnused(e *entry[K]) {
 // release ends the current holding of e: the lock passes to the first
 // waiter, or e is unlocked (and dropped if nobody waits). sh.mu is held.
 func (sh *shard[K]) release(e *entry[K]) {
+	if e.done != nil {
+		close(e.done)
+		e.done = nil
+	}
 	e.ref--
 	for w := e.head; w != nil; w = e.head {
 		e.remove(w)
@@ -362,7 +371,7 @@ func (sh *shard[K]) release(e *entry[K]) {
 			close(w.ready)
 			continue
 		}
-		w.l.e, w.l.token = e, tok
+		w.l.e, w.l.state = e, tok
 		w.state = granted
 		close(w.ready)
 		return
@@ -399,25 +408,16 @@ func (e *entry[K]) remove(w *waiter[K]) {
 // any. Done is closed before the next holder can get the lock. A second
 // call returns [mutex.ErrUnlocked].
 func (l *lease[K]) Unlock() error {
-	for {
-		p := l.end.Load()
-		if p == &unlocked {
-			return mutex.ErrUnlocked
-		}
-		if l.end.CompareAndSwap(p, &unlocked) {
-			if p != nil {
-				close(*p)
-			}
-			break
-		}
+	// The state only ever gains unlockedBit, so a failed swap means
+	// another Unlock won.
+	s := atomic.LoadUint64(&l.state)
+	if s&unlockedBit != 0 || !atomic.CompareAndSwapUint64(&l.state, s, s|unlockedBit) {
+		return mutex.ErrUnlocked
 	}
-	e := l.e
-	l.e = nil
-	// e.sh is read without the lock: it never changes, and e cannot be
-	// recycled before this release.
-	sh := e.sh
+	// e.sh never changes, and e cannot be recycled before this release.
+	sh := l.e.sh
 	sh.mu.Lock()
-	sh.release(e)
+	sh.release(l.e)
 	sh.mu.Unlock()
 	return nil
 }
@@ -425,20 +425,28 @@ func (l *lease[K]) Unlock() error {
 // Done returns a channel closed when the lease is unlocked. Local leases
 // are never lost.
 func (l *lease[K]) Done() <-chan struct{} {
-	if p := l.end.Load(); p != nil {
-		return *p
+	if atomic.LoadUint64(&l.state)&unlockedBit != 0 {
+		return unlocked
 	}
-	c := make(chan struct{})
-	if l.end.CompareAndSwap(nil, &c) {
-		return c
+	sh := l.e.sh
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	// Checked again under the lock: while the bit is clear, the release
+	// of l has not run (it needs sh.mu), so l.e is still ours and the
+	// release will close the channel made here.
+	if atomic.LoadUint64(&l.state)&unlockedBit != 0 {
+		return unlocked
 	}
-	return *l.end.Load()
+	if l.e.done == nil {
+		l.e.done = make(chan struct{})
+	}
+	return l.e.done
 }
 
 // Err returns nil while the lease is held and [mutex.ErrUnlocked] after
 // Unlock.
 func (l *lease[K]) Err() error {
-	if l.end.Load() == &unlocked {
+	if atomic.LoadUint64(&l.state)&unlockedBit != 0 {
 		return mutex.ErrUnlocked
 	}
 	return nil
@@ -446,4 +454,4 @@ func (l *lease[K]) Err() error {
 
 // Token returns the lease's fencing token: strictly greater than every
 // token issued earlier for the same key by the same Mutex.
-func (l *lease[K]) Token() uint64 { return l.token }
+func (l *lease[K]) Token() uint64 { return atomic.LoadUint64(&l.state) &^ unlockedBit }

@@ -545,7 +545,11 @@ func TestTokenBlocker(t *testing.T) {
 func TestTokensExhausted(t *testing.T) {
 	var m Mutex[string]
 	ctx := context.Background()
-	l, err := m.LockBlock(ctx, "k", math.MaxUint64-1)
+	if _, err := m.LockBlock(ctx, "k", math.MaxUint64); !errors.Is(err, ErrTokensExhausted) {
+		t.Errorf("LockBlock(MaxUint64) = %v; want ErrTokensExhausted", err)
+	}
+	checkEmpty(t, &m)
+	l, err := m.LockBlock(ctx, "k", maxToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -606,4 +610,58 @@ func TestShardSize(t *testing.T) {
 	if got := unsafe.Sizeof(shard[string]{}); got != cacheLine {
 		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
 	}
+}
+
+// TestDoneRacesUnlock calls Done concurrently with Unlock: the channel
+// Done returns is always closed once Unlock has returned, and the next
+// holder's Done is a fresh, open channel.
+func TestDoneRacesUnlock(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	for i := 0; i < 500; i++ {
+		l, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan (<-chan struct{}), 1)
+		go func() { got <- l.Done() }()
+		if i%2 == 0 {
+			runtime.Gosched()
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-<-got:
+		case <-time.After(wait):
+			t.Fatalf("round %d: Done from a racing call not closed after Unlock", i)
+		}
+		// A waiter handed the lock gets an open Done.
+		held, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = held.Done()
+		next := make(chan mutex.Lease, 1)
+		go func() {
+			l, err := m.Lock(ctx, "k")
+			if err != nil {
+				t.Error(err)
+			}
+			next <- l
+		}()
+		waitWaiters(t, &m, "k", 1)
+		held.Unlock()
+		n := <-next
+		if n == nil {
+			t.FailNow()
+		}
+		select {
+		case <-n.Done():
+			t.Fatalf("round %d: new holder's Done closed while held", i)
+		default:
+		}
+		n.Unlock()
+	}
+	checkEmpty(t, &m)
 }

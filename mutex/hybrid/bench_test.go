@@ -48,6 +48,7 @@ func BenchmarkHotKey(b *testing.B) {
 		{"pubsub", false, nil},
 		{"hybrid/bound=0", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(0)}},
 		{"hybrid/bound=4", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(4)}},
+		{"hybrid/bound=8", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(8)}},
 		{"hybrid/bound=16", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(16)}},
 		{"hybrid/bound=16/noyield", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(16), hybrid.WithReleaseYield(0)}},
 		{"hybrid/bound=64", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(64)}},

@@ -293,3 +293,56 @@ func TestDistributedClose(t *testing.T) {
 		})
 	}
 }
+
+// TestDistributedCancelHead cancels the head while it waits for a lock
+// held by another instance; the next local waiter takes over the
+// contention and acquires once the other instance unlocks.
+func TestDistributedCancelHead(t *testing.T) {
+	leakcheck.Register(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			prefix := uniquePrefix(t)
+			m := process(t, b, prefix, nil)
+			other := process(t, b, prefix, nil)
+			key := keyedtest.Key(t)
+			o := mustLock(t, other, key)
+			hctx, cancel := context.WithCancel(context.Background())
+			headErr := make(chan error, 1)
+			go func() {
+				l, err := m.Lock(hctx, key)
+				if err == nil {
+					l.Unlock()
+				}
+				headErr <- err
+			}()
+			owned(t, m, key) // the head contends
+			got := make(chan error, 1)
+			go func() {
+				l, err := m.Lock(context.Background(), key)
+				if err == nil {
+					err = l.Unlock()
+				}
+				got <- err
+			}()
+			queued(t, m, key, 1)
+			cancel()
+			if err := <-headErr; !errors.Is(err, context.Canceled) {
+				t.Errorf("head Lock() = %v; want Canceled", err)
+			}
+			if err := o.Unlock(); err != nil {
+				t.Fatalf("other Unlock() = %v", err)
+			}
+			select {
+			case err := <-got:
+				if err != nil {
+					t.Errorf("waiter Lock/Unlock = %v; want nil", err)
+				}
+			case <-time.After(wait):
+				t.Fatal("waiter did not acquire after the head was cancelled (handoff lost)")
+			}
+			if left := lockKeysLeft(t, b, prefix); len(left) != 0 {
+				t.Errorf("lock keys left: %q; want none", left)
+			}
+		})
+	}
+}

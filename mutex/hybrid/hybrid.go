@@ -186,10 +186,22 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 }
 
 // Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
-// Errors it retries go to the [WithErrorHandler] function.
+// Errors it retries go to the [WithErrorHandler] function. On a Mutex
+// that New could not configure (nil remote, invalid option), whose every
+// Lock would fail, the Locker's Lock panics with the configuration error
+// instead of retrying forever; after Close it panics too.
 func (m *Mutex[K]) Locker(key K) sync.Locker {
+	if m.cfgErr != nil {
+		return badLocker{m.cfgErr}
+	}
 	return m.lockers.Locker(m, key, func(key K, err error) { m.onError(err) })
 }
+
+// badLocker is the Locker of a misconfigured Mutex.
+type badLocker struct{ err error }
+
+func (l badLocker) Lock()   { panic(l.err.Error()) }
+func (l badLocker) Unlock() { panic(l.err.Error()) }
 
 // Close ends m; see the package documentation. It returns once no
 // goroutine of m runs and no remote lease of m is held, with the errors of

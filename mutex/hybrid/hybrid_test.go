@@ -64,6 +64,25 @@ func queued(t *testing.T, m *Mutex[string], key string, n int) {
 	}
 }
 
+// owned polls until a goroutine owns key in m.
+func owned(t *testing.T, m *Mutex[string], key string) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		m.mu.Lock()
+		e := m.entries[key]
+		ok := e != nil && e.owned
+		m.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody owns %q; want a contending head", key)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // checkClean fails unless m has no local state and f holds no key.
 func checkClean(t *testing.T, m *Mutex[string], f *fake) {
 	t.Helper()
@@ -565,6 +584,12 @@ func TestConfigErrors(t *testing.T) {
 			if _, err := tc.m.TryLock(context.Background(), "k"); err == nil || !contains(err.Error(), tc.want) {
 				t.Errorf("TryLock() = %v; want an error naming %q", err, tc.want)
 			}
+			defer func() {
+				if r := recover(); r == nil || !contains(fmt.Sprint(r), tc.want) {
+					t.Errorf("Locker().Lock() panic = %v; want one naming %q", r, tc.want)
+				}
+			}()
+			tc.m.Locker("k").Lock()
 		})
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,4 +384,107 @@ func TestShardedIsFalseForPlainClient(t *testing.T) {
 	if got, err := h.Sharded(context.Background()); got || err != nil {
 		t.Errorf("Sharded() = %v, %v; want false, nil", got, err)
 	}
+}
+
+// freezer is a TCP proxy that can go silent: while frozen it reads and
+// drops everything in both directions, like a network that lost the peer
+// without a reset.
+type freezer struct {
+	ln     net.Listener
+	target string
+	frozen atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln, target: target}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c, s)
+			f.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); f.pipe(s, c) }()
+			go func() { defer wg.Done(); f.pipe(c, s) }()
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if f.frozen.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func TestHealthCheckDetectsSilentConnection(t *testing.T) {
+	leakcheck.Register(t)
+	srv := redistest.Start(t)
+	f := newFreezer(t, srv.Addr())
+	client := redis.NewClient(&redis.Options{Addr: f.ln.Addr().String(), DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { client.Close() })
+	admin := newClient(t, srv.Addr())
+	lost := make(chan error, 100)
+	h := openHub(t, client, WithHealthCheckInterval(50*time.Millisecond), WithErrorHandler(func(err error) {
+		select {
+		case lost <- err:
+		default:
+		}
+	}))
+	s := subscribe(t, h, "health:{k}")
+
+	f.frozen.Store(true)
+	select {
+	case err := <-lost:
+		if !strings.Contains(err.Error(), "lost") {
+			t.Errorf("first error reported = %v; want a lost connection", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a silent connection was not detected within 10s")
+	}
+	f.frozen.Store(false)
+	waitWake(t, s, "subscription after the silent connection was replaced")
+	eventually(t, "the silent connection's subscription gone", func() bool { return numsub(t, admin, "health:{k}") == 1 })
+	if n, err := admin.Publish(context.Background(), "health:{k}", "x").Result(); err != nil || n != 1 {
+		t.Fatalf("PUBLISH after reconnect reached %d, %v; want 1", n, err)
+	}
+	waitWake(t, s, "message after reconnect")
 }

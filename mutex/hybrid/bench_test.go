@@ -35,7 +35,10 @@ import (
 //     run by Lua scripts included (INFO commandstats), as bench/ counts;
 //   - p99-wait-ns and max-wait-ns: time spent in Lock;
 //   - jain: Jain's fairness index over the per-instance acquisitions (1 is
-//     perfectly even, 1/4 is one instance taking everything).
+//     perfectly even, 1/4 is one instance taking everything);
+//   - max-run: the longest run of consecutive acquisitions by one
+//     instance. With a bound it is bound+1 when the releasing instance
+//     never wins the key straight back while others wait.
 //
 // Compare rows of one run only: the machine is shared.
 func BenchmarkHotKey(b *testing.B) {
@@ -113,6 +116,7 @@ func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 		waits  = make([][]time.Duration, benchInstances*benchPerInstance)
 		wg     sync.WaitGroup
 		failed atomic.Pointer[error]
+		order  = make([]uint8, 0, b.N) // instance of each acquisition, guarded by the key's lock
 	)
 	b.ResetTimer()
 	start := time.Now()
@@ -129,6 +133,7 @@ func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 					return
 				}
 				waits[g] = append(waits[g], time.Since(t0))
+				order = append(order, uint8(g%benchInstances))
 				perIns[g%benchInstances].Add(1)
 				if err := l.Unlock(); err != nil {
 					failed.Store(&err)
@@ -157,6 +162,16 @@ func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 	b.ReportMetric(float64(all[int(math.Ceil(0.99*float64(len(all))))-1]), "p99-wait-ns")
 	b.ReportMetric(float64(all[len(all)-1]), "max-wait-ns")
 	b.ReportMetric(jain(xs), "jain")
+	maxRun, run := 0, 0
+	for i := range order {
+		if i > 0 && order[i] == order[i-1] {
+			run++
+		} else {
+			run = 1
+		}
+		maxRun = max(maxRun, run)
+	}
+	b.ReportMetric(float64(maxRun), "max-run")
 }
 
 // jain is Jain's fairness index, (Σx)² / (n·Σx²).

@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -143,5 +144,58 @@ func TestCancelAndClose(t *testing.T) {
 		if s := h.Stats(); s.CtxErrors == 0 {
 			t.Errorf("no Lock was cancelled: the fault was not injected")
 		}
+	})
+}
+
+// TestRestartLongHolder holds a lock across a server restart that loses
+// it. The holder must learn within about a TTL, by its renewal's ownership
+// check, not at Unlock: Done closes with ErrLost, and another instance
+// can then take the key.
+func TestRestartLongHolder(t *testing.T) {
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		// Longer than a restart, so that the loss is found by the
+		// ownership check of a renewal, not by the validity running out.
+		ttl := 2 * time.Second
+		e := setup(t, config{kind: kind, instances: 2, ttl: ttl})
+		h := faulttest.NewHistory(ttl, liveness)
+		n := iterations(2)
+		for i := 0; i < n; i++ {
+			key := fmt.Sprintf("long%d", i)
+			ha, err := h.Lock(ctxFor(t, 5*time.Second), e.ms[0], 0, key)
+			if err != nil {
+				t.Fatalf("Lock(%q) = %v", key, err)
+			}
+			end := h.Fault("redis restart")
+			e.srv.Kill()
+			e.srv.Restart()
+			end()
+			restarted := time.Now()
+			select {
+			case <-ha.Lease.Done():
+			case <-time.After(ttl + 5*time.Second):
+				t.Fatalf("holder of %q did not learn in %v that a restart lost its lock (Done not closed)", key, ttl+5*time.Second)
+			}
+			if err := ha.Lease.Err(); !errors.Is(err, mutex.ErrLost) {
+				t.Errorf("Err() after the restart = %v; want ErrLost", err)
+			}
+			learned := time.Since(restarted)
+			hb, err := h.Lock(ctxFor(t, 5*time.Second), e.ms[1], 1, key)
+			if err != nil {
+				t.Fatalf("Lock(%q) on instance 1 after the restart = %v", key, err)
+			}
+			if hb.Token <= ha.Token {
+				t.Errorf("token after the restart %d <= token before %d; want greater (floored by the server clock)", hb.Token, ha.Token)
+			}
+			if err := ha.Unlock(); !errors.Is(err, mutex.ErrLost) {
+				t.Errorf("Unlock of the lost lease = %v; want ErrLost", err)
+			}
+			if err := hb.Unlock(); err != nil {
+				t.Errorf("Unlock = %v", err)
+			}
+			t.Logf("holder learned of the loss %v after the restart (TTL %v)", learned.Round(time.Millisecond), ttl)
+		}
+		e.close()
+		finish(t, h, fmt.Sprintf("restarts=%d", n))
 	})
 }

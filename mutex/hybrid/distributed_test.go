@@ -1,10 +1,12 @@
 package hybrid
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -61,12 +63,46 @@ func backends(t *testing.T) []backend {
 	return bs
 }
 
-// process is one hybrid instance with its own distributed mutex and
-// client: a stand-in for one process.
-func process(t *testing.T, b backend, prefix string, opts []distributed.Option, hopts ...Option) *Mutex[string] {
+// recorder records the token blocks of a distributed mutex's acquisitions.
+type recorder struct {
+	*distributed.Mutex[string]
+	mu     sync.Mutex
+	blocks []fakeAcq // guarded by mu
+}
+
+func (r *recorder) record(key string, l mutex.Lease, n uint64, err error) (mutex.Lease, error) {
+	if err == nil {
+		r.mu.Lock()
+		r.blocks = append(r.blocks, fakeAcq{key, l.Token(), n})
+		r.mu.Unlock()
+	}
+	return l, err
+}
+
+func (r *recorder) Lock(ctx context.Context, key string) (mutex.Lease, error) {
+	l, err := r.Mutex.Lock(ctx, key)
+	return r.record(key, l, 1, err)
+}
+
+func (r *recorder) TryLock(ctx context.Context, key string) (mutex.Lease, error) {
+	l, err := r.Mutex.TryLock(ctx, key)
+	return r.record(key, l, 1, err)
+}
+
+func (r *recorder) LockBlock(ctx context.Context, key string, n uint64) (mutex.Lease, error) {
+	l, err := r.Mutex.LockBlock(ctx, key, n)
+	return r.record(key, l, n, err)
+}
+
+func (r *recorder) TryLockBlock(ctx context.Context, key string, n uint64) (mutex.Lease, error) {
+	l, err := r.Mutex.TryLockBlock(ctx, key, n)
+	return r.record(key, l, n, err)
+}
+
+// newDistributed returns a distributed mutex with its own client.
+func newDistributed(t *testing.T, b backend, prefix string, opts ...distributed.Option) *distributed.Mutex[string] {
 	t.Helper()
-	c := b.client(t)
-	d, err := distributed.New[string](c, append([]distributed.Option{
+	d, err := distributed.New[string](b.client(t), append([]distributed.Option{
 		distributed.WithPrefix(prefix),
 		distributed.WithErrorHandler(func(err error) { t.Logf("distributed: %v", err) }),
 	}, opts...)...)
@@ -74,7 +110,14 @@ func process(t *testing.T, b backend, prefix string, opts []distributed.Option, 
 		t.Fatalf("distributed.New() = %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	return newT(t, d, hopts...)
+	return d
+}
+
+// process is one hybrid instance with its own distributed mutex and
+// client: a stand-in for one process.
+func process(t *testing.T, b backend, prefix string, opts []distributed.Option, hopts ...Option) *Mutex[string] {
+	t.Helper()
+	return newT(t, newDistributed(t, b, prefix, opts...), hopts...)
 }
 
 // lockKeysLeft returns the lock keys (not fence counters) under prefix.
@@ -123,8 +166,10 @@ func TestDistributedProcesses(t *testing.T) {
 				prefix := uniquePrefix(t)
 				key := keyedtest.Key(t)
 				ms := make([]*Mutex[string], instances)
+				recs := make([]*recorder, instances)
 				for i := range ms {
-					ms[i] = process(t, b, prefix, nil, WithMaxLocalHandoffs(bound))
+					recs[i] = &recorder{Mutex: newDistributed(t, b, prefix)}
+					ms[i] = newT(t, recs[i], WithMaxLocalHandoffs(bound))
 				}
 				type entry struct {
 					inst  int
@@ -165,20 +210,32 @@ func TestDistributedProcesses(t *testing.T) {
 				if want := instances * goroutines * iterations; counter != want {
 					t.Errorf("counter = %d; want %d", counter, want)
 				}
-				run := 1
-				for j := 1; j < len(log); j++ {
-					if log[j].token <= log[j-1].token {
-						t.Fatalf("acquisition %d token %d; want > %d", j, log[j].token, log[j-1].token)
+				// Every holder's token lies in the token block of one remote
+				// acquisition, and no block serves more than bound+1 holders.
+				var blocks []fakeAcq
+				for _, r := range recs {
+					blocks = append(blocks, r.blocks...)
+				}
+				slices.SortFunc(blocks, func(a, b fakeAcq) int { return cmp.Compare(a.first, b.first) })
+				served := make([]int, len(blocks))
+				for j, e := range log {
+					if j > 0 && e.token <= log[j-1].token {
+						t.Fatalf("acquisition %d token %d; want > %d", j, e.token, log[j-1].token)
 					}
-					if log[j].inst == log[j-1].inst && log[j].token == log[j-1].token+1 {
-						run++
-					} else {
-						run = 1
+					k, _ := slices.BinarySearchFunc(blocks, e.token, func(a fakeAcq, tok uint64) int {
+						return cmp.Compare(a.first+a.n-1, tok)
+					})
+					if k == len(blocks) || e.token < blocks[k].first {
+						t.Fatalf("acquisition %d token %d is in no remote block", j, e.token)
 					}
-					if run > bound+1 {
-						t.Fatalf("acquisition %d: %d holders of one remote lease in a row; want <= %d", j, run, bound+1)
+					served[k]++
+				}
+				for k, n := range served {
+					if n < 1 || n > bound+1 {
+						t.Errorf("remote lease %d (token %d) served %d holders; want 1..%d", k, blocks[k].first, n, bound+1)
 					}
 				}
+				t.Logf("%d acquisitions, %d remote acquisitions", len(log), len(blocks))
 				for _, m := range ms {
 					if err := m.Close(); err != nil {
 						t.Errorf("Close() = %v", err)

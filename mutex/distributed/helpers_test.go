@@ -96,19 +96,31 @@ var strategies = []struct {
 	{"spin", []Option{WithSpin(2 * time.Millisecond)}},
 }
 
-// counter is a go-redis hook counting the commands a client sends.
-type counter struct{ n atomic.Int64 }
+// counter is a go-redis hook counting the commands a client sends: n
+// all of them, scripts the EVAL and EVALSHA calls only (connection set-up
+// commands such as HELLO are in n too).
+type counter struct{ n, scripts atomic.Int64 }
+
+func (c *counter) count(cmd redis.Cmder) {
+	c.n.Add(1)
+	switch cmd.Name() {
+	case "eval", "evalsha":
+		c.scripts.Add(1)
+	}
+}
 
 func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
+		c.count(cmd)
 		return next(ctx, cmd)
 	}
 }
 func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
 		return next(ctx, cmds)
 	}
 }

@@ -146,6 +146,7 @@ func (l *lease) renewLoop(ctx context.Context) {
 			l.lose(fmt.Errorf("the lock key was overwritten: %w", err))
 			return
 		default:
+			l.c.failed(err)
 			lastErr = err
 			l.c.cfg.onError(fmt.Errorf("distributed: renew lease on %s (retrying until its validity ends): %w", l.nm.lock, err))
 			t.Reset(max(0, min(backoff, time.Until(valid))))
@@ -206,6 +207,7 @@ func (l *lease) release() (bool, error) {
 	defer cancel()
 	sharded, err := l.c.hub.Sharded(ctx)
 	if err != nil {
+		l.c.failed(err)
 		return false, err
 	}
 	flag := "0"
@@ -213,6 +215,7 @@ func (l *lease) release() (bool, error) {
 		flag = "1"
 	}
 	res, err := releaseScript.Run(ctx, l.c.client, []string{l.nm.lock}, l.owner, l.nm.channel, flag).Int64()
+	l.c.failed(err)
 	return res == 1, err
 }
 

@@ -326,6 +326,7 @@ func (c *core) acquire(ctx context.Context, nm names, n uint64) (*lease, int64, 
 	owner := newOwner()
 	res, err := acquireScript.Run(ctx, c.client, []string{nm.lock, nm.fence}, owner, c.ttlMs, n).Int64Slice()
 	if err != nil {
+		c.failed(err)
 		if redis.HasErrorPrefix(err, "WRONGTYPE") {
 			return nil, 0, fmt.Errorf("%w: %w", ErrWrongType, err)
 		}
@@ -377,6 +378,24 @@ func (c *core) close() error {
 		c.closeErr = c.hub.Close()
 	})
 	return c.closeErr
+}
+
+// failed is told about every error of a command to Redis. On a Redis
+// Cluster, an error that is not a reply from the server (a dead or
+// unreachable master, a timeout) makes the client reload its slot map:
+// go-redis alone reloads it only on MOVED or periodically, so after a
+// failover it would keep sending this slot's commands to the dead master.
+// The reload is asynchronous and deduplicated by go-redis.
+func (c *core) failed(err error) {
+	cc, ok := c.client.(*redis.ClusterClient)
+	if !ok || err == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) && !redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN") {
+		return // an answer from a live server: nothing moved
+	}
+	cc.ReloadState(context.Background())
 }
 
 func (c *core) forget(l *lease) {

@@ -124,7 +124,7 @@ func TestLockerRetriesAndReports(t *testing.T) {
 
 type closed struct{ flaky }
 
-func (closed) Lock(ctx context.Context, key string) (mutex.Lease, error) {
+func (*closed) Lock(ctx context.Context, key string) (mutex.Lease, error) {
 	return nil, mutex.ErrClosed
 }
 

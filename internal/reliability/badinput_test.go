@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyedmutex/keyedmutex/internal/faulttest"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
@@ -128,8 +127,8 @@ func TestBadInput(t *testing.T) {
 						done <- fmt.Sprintf("panics: %v", r)
 					}
 				}()
-				//lint:ignore SA1012 nil ctx on purpose
-				l, err := e.ms[0].Lock(nil, "nilctx") //nolint:staticcheck
+				var nilCtx context.Context // nil on purpose
+				l, err := e.ms[0].Lock(nilCtx, "nilctx")
 				if l != nil {
 					l.Unlock()
 					done <- "returns a lease"
@@ -378,5 +377,4 @@ func TestBadConfig(t *testing.T) {
 			tc.m.Close()
 		})
 	}
-	_ = faulttest.Commands
 }

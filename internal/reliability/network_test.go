@@ -290,9 +290,10 @@ func TestReleaseBeforeSubscribe(t *testing.T) {
 				d   time.Duration
 			}
 			got := make(chan result, 1)
+			wctx := ctxFor(t, 5*time.Second)
 			go func() {
 				start := time.Now()
-				hd, err := h.Lock(ctxFor(t, 5*time.Second), b, 1, key)
+				hd, err := h.Lock(wctx, b, 1, key)
 				got <- result{hd, err, time.Since(start)}
 			}()
 			time.Sleep(rand.N(4 * time.Millisecond)) // the release lands anywhere in the subscribe

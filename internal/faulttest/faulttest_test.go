@@ -322,6 +322,9 @@ func TestCheckRedisClean(t *testing.T) {
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if n := NumSub(t, c, "p:release:{a}"); n != 1 {
+		t.Errorf("NumSub = %d; want 1", n)
+	}
 	ft = &fakeTB{TB: t}
 	CheckRedisClean(ft, c, "p:", 100*time.Millisecond)
 	if !ft.failed {

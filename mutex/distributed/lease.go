@@ -27,12 +27,17 @@ type lease struct {
 	token uint64
 	done  chan struct{} // closed when the lease ends, with err set
 
-	// Background work, started by start and stopped by stopBackground.
-	cancel  context.CancelFunc // cancels the renewal goroutine's context
-	renewed chan struct{}      // closed when the renewal goroutine exits
-	timer   *time.Timer        // without renewal: loss at validity end
+	// Background work: a timer that renews the lease (or, without
+	// renewal, loses it at validity end). No goroutine runs between
+	// renewals, so an uncontended Lock and Unlock start none.
+	timer *time.Timer
 
-	mu         sync.Mutex // guards the fields below
+	mu         sync.Mutex         // guards the fields below
+	stopped    bool               // stopBackground was called: no more renewals
+	stepDone   chan struct{}      // non-nil while a renewal runs; closed at its end
+	stepCancel context.CancelFunc // cancels the running renewal's command
+	backoff    time.Duration      // next retry delay after a transport error
+	lastErr    error              // the last renewal error, nil after a success
 	validUntil time.Time
 	ending     bool  // Unlock or Close has begun
 	err        error // nil while held; set once, when done is closed
@@ -49,32 +54,34 @@ func newLease(c *core, nm names, owner string, token uint64, start time.Time) *l
 	}
 }
 
-// start starts the renewal goroutine, or the expiry timer.
+// start starts the renewal timer, or the expiry timer.
 func (l *lease) start() {
+	l.mu.Lock() // renew reads l.timer under l.mu, and may run at once
+	defer l.mu.Unlock()
 	if l.c.cfg.renew {
-		ctx, cancel := context.WithCancel(context.Background())
-		l.cancel = cancel
-		l.renewed = make(chan struct{})
-		go l.renewLoop(ctx)
+		l.timer = time.AfterFunc(l.c.cfg.ttl/3, l.renew)
 		return
 	}
-	l.mu.Lock()
-	d := time.Until(l.validUntil)
-	l.mu.Unlock()
-	l.timer = time.AfterFunc(d, func() {
+	l.timer = time.AfterFunc(time.Until(l.validUntil), func() {
 		l.lose(fmt.Errorf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl))
 	})
 }
 
-// stopBackground stops renewal or the timer and waits for the renewal
-// goroutine to exit. Only the goroutine that set ending calls it.
+// stopBackground stops the timer, cancels a running renewal and waits
+// for it to end. Only the goroutine that set ending calls it.
 func (l *lease) stopBackground() {
-	if l.cancel != nil {
-		l.cancel()
-		<-l.renewed
-	}
+	l.mu.Lock()
+	l.stopped = true
+	done, cancel := l.stepDone, l.stepCancel
 	if l.timer != nil {
 		l.timer.Stop()
+	}
+	l.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if done != nil {
+		<-done
 	}
 }
 
@@ -104,54 +111,63 @@ func (l *lease) lose(reason error) {
 // Renewal backoff after a transport error.
 const minRenewBackoff = 10 * time.Millisecond
 
-func (l *lease) renewLoop(ctx context.Context) {
-	defer close(l.renewed)
-	interval := l.c.cfg.ttl / 3
-	backoff := min(minRenewBackoff, interval)
-	t := time.NewTimer(interval)
-	defer t.Stop()
-	var lastErr error
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		l.mu.Lock()
-		valid := l.validUntil
+// renew runs on the timer, every TTL/3 while held: it extends the lease
+// if Redis says it is still ours. A failed ownership check loses the
+// lease; a transport error is retried, with a backoff, until the
+// validity runs out, which loses it.
+func (l *lease) renew() {
+	l.mu.Lock()
+	if l.stopped || l.err != nil {
 		l.mu.Unlock()
-		r := time.Now()
-		if !r.Before(valid) {
-			l.lose(fmt.Errorf("its validity ran out while renewal failed: %w", lastErr))
-			return
-		}
-		rctx, cancel := context.WithDeadline(ctx, valid)
-		res, err := renewScript.Run(rctx, l.c.client, []string{l.nm.lock}, l.owner, l.c.ttlMs).Int64()
-		cancel()
-		if ctx.Err() != nil {
-			return // stopped by Unlock or Close
-		}
-		switch {
-		case err == nil && res == 1:
-			l.mu.Lock()
-			l.validUntil = r.Add(l.c.cfg.ttl)
-			l.mu.Unlock()
-			backoff = min(minRenewBackoff, interval)
-			lastErr = nil
-			t.Reset(interval)
-		case err == nil:
-			l.lose(errors.New("the renewal's ownership check failed: the key expired or another owner took it"))
-			return
-		case redis.HasErrorPrefix(err, "WRONGTYPE"):
-			l.lose(fmt.Errorf("the lock key was overwritten: %w", err))
-			return
-		default:
-			l.c.failed(err)
-			lastErr = err
-			l.c.cfg.onError(fmt.Errorf("distributed: renew lease on %s (retrying until its validity ends): %w", l.nm.lock, err))
-			t.Reset(max(0, min(backoff, time.Until(valid))))
-			backoff = min(2*backoff, interval)
-		}
+		return
+	}
+	valid, lastErr := l.validUntil, l.lastErr
+	r := time.Now()
+	if !r.Before(valid) {
+		l.mu.Unlock()
+		l.lose(fmt.Errorf("its validity ran out while renewal failed: %w", lastErr))
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), valid)
+	done := make(chan struct{})
+	l.stepDone, l.stepCancel = done, cancel
+	l.mu.Unlock()
+
+	res, err := renewScript.Run(ctx, l.c.client, []string{l.nm.lock}, l.owner, l.c.ttlMs).Int64()
+	cancel()
+
+	interval := l.c.cfg.ttl / 3
+	var lost error
+	l.mu.Lock()
+	l.stepDone, l.stepCancel = nil, nil
+	stopped := l.stopped
+	switch {
+	case stopped:
+		// Unlock or Close is waiting on done; it decides.
+	case err == nil && res == 1:
+		l.validUntil = r.Add(l.c.cfg.ttl)
+		l.backoff, l.lastErr = 0, nil
+		l.timer.Reset(interval)
+	case err == nil:
+		lost = errors.New("the renewal's ownership check failed: the key expired or another owner took it")
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		lost = fmt.Errorf("the lock key was overwritten: %w", err)
+	default:
+		l.lastErr = err
+		l.backoff = min(max(2*l.backoff, min(minRenewBackoff, interval)), interval)
+		l.timer.Reset(max(0, min(l.backoff, time.Until(valid))))
+	}
+	l.mu.Unlock()
+	close(done)
+	if stopped {
+		return
+	}
+	if err != nil && lost == nil {
+		l.c.failed(err)
+		l.c.cfg.onError(fmt.Errorf("distributed: renew lease on %s (retrying until its validity ends): %w", l.nm.lock, err))
+	}
+	if lost != nil {
+		l.lose(lost)
 	}
 }
 

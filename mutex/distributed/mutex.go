@@ -198,13 +198,29 @@ func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (mu
 	c.mu.Unlock()
 	defer c.calls.Done()
 
-	lctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(c.closeCtx, func() { cancel(mutex.ErrClosed) })
-	defer stop()
-
 	nm := namesFor(c.cfg.prefix, enc)
-	l, err := c.wait(lctx, nm, n, try)
+	// The first attempt uses ctx as it is (one command, bounded by the
+	// client's timeouts); only a wait needs a context that Close cancels.
+	l, pttl, err := c.acquire(ctx, nm, n)
+	lctx := ctx
+	if err == nil && l == nil {
+		if try {
+			if pttl >= 0 {
+				return nil, fmt.Errorf("distributed: %s(%s): %w (for up to %dms more)", op, describe(enc), mutex.ErrLocked, pttl)
+			}
+			return nil, fmt.Errorf("distributed: %s(%s): %w", op, describe(enc), mutex.ErrLocked)
+		}
+		var cancel context.CancelCauseFunc
+		lctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		stop := context.AfterFunc(c.closeCtx, func() { cancel(mutex.ErrClosed) })
+		defer stop()
+		if c.cfg.spin > 0 {
+			l, err = c.spinWait(lctx, nm, n)
+		} else {
+			l, err = c.pubsubWait(lctx, nm, n)
+		}
+	}
 	if err == nil {
 		c.mu.Lock()
 		if !c.closed {
@@ -227,21 +243,6 @@ func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (mu
 		return nil, fmt.Errorf("distributed: %s(%s): %w", op, describe(enc), mutex.ErrClosed)
 	}
 	return nil, fmt.Errorf("distributed: %s(%s): %w", op, describe(enc), err)
-}
-
-// wait takes the lock, waiting unless try.
-func (c *core) wait(ctx context.Context, nm names, n uint64, try bool) (*lease, error) {
-	l, _, err := c.acquire(ctx, nm, n)
-	if err != nil || l != nil {
-		return l, err
-	}
-	if try {
-		return nil, mutex.ErrLocked
-	}
-	if c.cfg.spin > 0 {
-		return c.spinWait(ctx, nm, n)
-	}
-	return c.pubsubWait(ctx, nm, n)
 }
 
 // spinWait retries every spin interval, ±50% jitter, until ctx ends.

@@ -1,0 +1,143 @@
+package distributed
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// TestTwoRoundTrips: an uncontended Lock and Unlock send exactly two
+// commands (EVALSHA each), and TryLock of a held key one.
+func TestTwoRoundTrips(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for _, s := range strategies {
+			t.Run(s.name, func(t *testing.T) {
+				var cmds counter
+				m := newMutexOn(t, e.client(t, &cmds), s.opts...)
+				ctx := ctxT(t, time.Minute)
+				key := keyedtest.Key(t)
+				l, err := m.Lock(ctx, key) // dial, load the scripts
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Unlock()
+				for i := 0; i < 10; i++ {
+					before := cmds.n.Load()
+					l, err := m.Lock(ctx, key)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := m.TryLock(ctx, key); !errors.Is(err, mutex.ErrLocked) {
+						t.Fatalf("TryLock(held) = %v; want ErrLocked", err)
+					}
+					if err := l.Unlock(); err != nil {
+						t.Fatal(err)
+					}
+					if n := cmds.n.Load() - before; n != 3 {
+						t.Errorf("Lock+TryLock+Unlock sent %d commands; want 3", n)
+					}
+				}
+			})
+		}
+	})
+}
+
+// TestConcurrentUnlock: of many concurrent Unlocks of one lease exactly
+// one succeeds; the others return ErrUnlocked. Done and Err are read
+// concurrently (the race detector checks them).
+func TestConcurrentUnlock(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		m := e.newMutex(t)
+		ctx := ctxT(t, time.Minute)
+		for round := 0; round < 10; round++ {
+			l, err := m.Lock(ctx, keyedtest.Key(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for i := 0; i < 8; i++ {
+				wg.Go(func() {
+					_ = l.Err()
+					errs <- l.Unlock()
+					<-l.Done()
+				})
+			}
+			wg.Wait()
+			close(errs)
+			ok := 0
+			for err := range errs {
+				switch {
+				case err == nil:
+					ok++
+				case !errors.Is(err, mutex.ErrUnlocked):
+					t.Errorf("concurrent Unlock = %v; want nil or ErrUnlocked", err)
+				}
+			}
+			if ok != 1 {
+				t.Errorf("%d of 8 concurrent Unlocks succeeded; want 1", ok)
+			}
+			if err := l.Err(); !errors.Is(err, mutex.ErrUnlocked) {
+				t.Errorf("Err() = %v; want ErrUnlocked", err)
+			}
+		}
+	})
+}
+
+// TestCloseDuringLock closes Mutexes while their Locks wait, are
+// cancelled and succeed at random: every Lock returns promptly with a
+// lease, ErrClosed or its ctx error, and nothing is left held.
+func TestCloseDuringLock(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		admin := e.client(t)
+		for _, s := range strategies {
+			t.Run(s.name, func(t *testing.T) {
+				prefix := "cdl-" + s.name + ":"
+				for round := 0; round < 5; round++ {
+					m, err := New[string](e.client(t), append(s.opts, WithPrefix(prefix))...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var wg sync.WaitGroup
+					errs := make(chan error, 16)
+					for i := 0; i < 16; i++ {
+						wg.Go(func() {
+							ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rand.IntN(20))*time.Millisecond)
+							defer cancel()
+							l, err := m.Lock(ctx, "k"+string(rune('a'+i%3)))
+							switch {
+							case err == nil:
+								time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // work while holding
+								if err := l.Unlock(); err != nil && !errors.Is(err, mutex.ErrClosed) {
+									errs <- err
+								}
+							case errors.Is(err, mutex.ErrClosed), errors.Is(err, ctx.Err()):
+							default:
+								errs <- err
+							}
+						})
+					}
+					time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond) // close at a random moment
+					if err := m.Close(); err != nil {
+						t.Errorf("Close() = %v", err)
+					}
+					wg.Wait()
+					close(errs)
+					for err := range errs {
+						t.Errorf("Lock/Unlock during Close: %v", err)
+					}
+				}
+				keys, _ := admin.Keys(context.Background(), prefix+"{*").Result()
+				if len(keys) != 0 {
+					t.Errorf("lock keys left after Close: %v", keys)
+				}
+			})
+		}
+	})
+}

@@ -67,4 +67,24 @@
 // number of distinct keys ever locked; after it expired, or after a
 // restart of a Redis without persistence, the server clock alone keeps
 // tokens increasing, provided that clock does not step back.
+//
+// # Redis Cluster
+//
+// Pass a *redis.ClusterClient. Release notices use sharded pub/sub
+// (SPUBLISH/SSUBSCRIBE) where the servers support it, so a notice stays
+// on the shard that owns the key. After an error that is not a reply from
+// a server (a dead master), the Mutex asks the client to reload its slot
+// map, so that locks on a failed-over shard work again as soon as the
+// replica has taken over. Replication is asynchronous: a lock acquired
+// just before its master died may be unknown to the new master, so two
+// holders can briefly overlap across a failover; fencing tokens keep
+// increasing across it (the new master's clock floors them) and let a
+// resource reject the stale holder.
+//
+// # Keys
+//
+// Keys are encoded to strings (see [WithKeyEncoder] for the default and
+// how to replace it); the empty string and strings longer than
+// [MaxKeyLen] are rejected. Any other bytes are fine, braces, glob
+// characters and invalid UTF-8 included.
 package distributed

@@ -4,14 +4,15 @@ import "time"
 
 // DefaultMaxLocalHandoffs is the default of [WithMaxLocalHandoffs].
 //
-// BenchmarkHotKey (4 instances x 16 goroutines, one key, real Redis) puts
-// 16 well past the goals with margin on a noisy machine: about 17x the
-// acquisitions per second of plain pub/sub waiting, about 0.26 Redis
-// commands per acquisition and Jain's index above 0.99, where 4 reaches
-// only about 6x and 0.9 commands. A larger bound buys more (64: about 60x,
-// 0.07 commands) but a process then keeps a hot key for bound+1 critical
-// sections in a row while other processes wait, and with real critical
-// sections that wait, not Redis, dominates: 16 keeps it short.
+// BenchmarkHotKey (4 instances x 16 goroutines, one key, redis-server on
+// loopback, 2 cores) puts 16 past the goals with margin on a noisy
+// machine: 14-22x the acquisitions per second of plain pub/sub waiting,
+// 0.26 Redis commands per acquisition (pub/sub: 6.9) and Jain's index
+// 0.9996 or more. 4 reaches only about 6x and 0.88 commands, 8 about 9x
+// and 0.50. A larger bound buys more (64: 50-80x, 0.08 commands), but a
+// process then keeps a hot key for bound+1 critical sections in a row
+// while other processes wait; with real critical sections that wait, not
+// Redis, dominates, so the default stays at 16.
 const DefaultMaxLocalHandoffs = 16
 
 // Bounds of the adaptive yield after a bound release; see

@@ -256,7 +256,7 @@ func TestDistributedLostLease(t *testing.T) {
 	for _, b := range backends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			prefix := uniquePrefix(t)
-			m := process(t, b, prefix, []distributed.Option{distributed.WithTTL(60 * time.Millisecond)})
+			m := process(t, b, prefix, []distributed.Option{distributed.WithTTL(300 * time.Millisecond)})
 			key := keyedtest.Key(t)
 			a := mustLock(t, m, key)
 			got := make(chan mutex.Lease, 1)

@@ -134,10 +134,11 @@ func TestCancelAndClose(t *testing.T) {
 			w.Run(t, 300*time.Millisecond, func(until time.Time) {
 				time.Sleep(rand.N(250 * time.Millisecond))
 				end := h.Fault("close")
-				e.closeInstance(i)
+				e.closeMutex(i)
 				end()
 				closes++
 			})
+			e.clients[i].Close()
 		}
 		e.close()
 		finish(t, h, fmt.Sprintf("closes=%d fenced-writes=%d", closes, f.Accepted()))
@@ -197,5 +198,41 @@ func TestRestartLongHolder(t *testing.T) {
 		}
 		e.close()
 		finish(t, h, fmt.Sprintf("restarts=%d", n))
+	})
+}
+
+// TestUnlockDuringClose races a holder's Unlock with Close of its
+// instance. Unlock is the lease's first: it must return nil (it released)
+// or an error satisfying ErrLost (Close released first), never
+// ErrUnlocked, which means "you already unlocked".
+func TestUnlockDuringClose(t *testing.T) {
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		e := setup(t, config{kind: kind, instances: 1})
+		counts := map[string]int{}
+		n := iterations(50)
+		for i := 0; i < n; i++ {
+			j := e.add(t)
+			l, err := e.ms[j].Lock(ctxFor(t, 5*time.Second), fmt.Sprintf("uc%d", i))
+			if err != nil {
+				t.Fatalf("Lock = %v", err)
+			}
+			closed := make(chan struct{})
+			go func() { e.closeMutex(j); close(closed) }()
+			err = l.Unlock()
+			<-closed
+			e.clients[j].Close()
+			switch {
+			case err == nil:
+				counts["nil"]++
+			case errors.Is(err, mutex.ErrLost):
+				counts["ErrLost"]++
+			default:
+				counts["other"]++
+				t.Errorf("iteration %d: first Unlock racing with Close = %v; want nil or ErrLost", i, err)
+			}
+		}
+		e.close()
+		t.Logf("%s: first Unlock racing Close returned %v", t.Name(), counts)
 	})
 }

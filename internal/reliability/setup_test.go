@@ -159,6 +159,13 @@ func (e *env) add(t *testing.T) int {
 
 // closeInstance closes instance i: hybrid, distributed, then its client.
 func (e *env) closeInstance(i int) {
+	e.closeMutex(i)
+	e.clients[i].Close()
+}
+
+// closeMutex closes instance i's hybrid and distributed mutexes, not its
+// client.
+func (e *env) closeMutex(i int) {
 	if h := e.hybrids[i]; h != nil {
 		if err := h.Close(); err != nil {
 			e.t.Logf("hybrid Close: %v", err)
@@ -167,7 +174,6 @@ func (e *env) closeInstance(i int) {
 	if err := e.dists[i].Close(); err != nil {
 		e.t.Logf("distributed Close: %v", err)
 	}
-	e.clients[i].Close()
 }
 
 // close closes every instance and checks that Redis is left clean: no

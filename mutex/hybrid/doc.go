@@ -22,7 +22,11 @@
 // weighted moving average of the measured release latency) before it
 // contends. A process that waits for the key takes it in that window; if
 // none does, the yield costs the releasing process that short delay once
-// per cohort. [WithReleaseYield] fixes the delay instead.
+// per cohort. [WithReleaseYield] fixes the delay instead. In
+// BenchmarkHotKey the yield cuts the longest run of acquisitions by one
+// process from hundreds (bound 16, no yield: the releaser won the key
+// back over and over) to 34 (two cohorts; mostly when every other head
+// was yielding too), and the Redis commands per acquisition by a quarter.
 //
 // # Fencing tokens
 //

@@ -205,7 +205,8 @@ func (l badLocker) Unlock() { panic(l.err.Error()) }
 
 // Close ends m; see the package documentation. It returns once no
 // goroutine of m runs and no remote lease of m is held, with the errors of
-// the remote releases it made. Close is idempotent.
+// the remote releases it made. Close is idempotent: a later call returns
+// nil at once.
 func (m *Mutex[K]) Close() error {
 	m.mu.Lock()
 	if m.closed {

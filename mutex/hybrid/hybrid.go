@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,8 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) *Mutex[K] {
 	switch {
 	case remote == nil:
 		m.cfgErr = errors.New("hybrid: New: nil remote mutex")
+	case isNilPointer(remote):
+		m.cfgErr = fmt.Errorf("hybrid: New: nil remote mutex (%T)", remote)
 	case c.maxHandoffs < 0:
 		m.cfgErr = fmt.Errorf("hybrid: WithMaxLocalHandoffs(%d): negative bound", c.maxHandoffs)
 	case c.yieldSet && c.yield < 0:
@@ -238,6 +241,11 @@ func (m *Mutex[K]) Close() error {
 	}
 	m.wg.Wait()
 	return errors.Join(errs...)
+}
+
+func isNilPointer(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 func errClosed(op string, key any) error {

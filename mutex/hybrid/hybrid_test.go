@@ -573,6 +573,7 @@ func TestConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"nil remote", New[string](nil), "nil remote"},
+		{"typed nil remote", New[string]((*fake)(nil)), "nil remote mutex (*hybrid.fake)"},
 		{"negative bound", New[string](newFake(), WithMaxLocalHandoffs(-1)), "WithMaxLocalHandoffs(-1)"},
 		{"negative yield", New[string](newFake(), WithReleaseYield(-time.Second)), "WithReleaseYield(-1s)"},
 	} {

@@ -180,8 +180,9 @@ func (l *lease) renew() {
 func (l *lease) Unlock() error {
 	l.mu.Lock()
 	if l.ending {
-		err := l.err
 		l.mu.Unlock()
+		<-l.done // another Unlock, or Close, is ending it: learn how
+		err := l.Err()
 		if errors.Is(err, mutex.ErrLost) {
 			return err
 		}

@@ -58,7 +58,9 @@ func Leaked() string {
 			continue
 		}
 		if !strings.Contains(g, module) || strings.Contains(g, "testing.tRunner") ||
-			strings.Contains(g, "testing.(*T).Run") || strings.Contains(g, module+"internal/leakcheck") {
+			strings.Contains(g, "testing.(*T).Run") || strings.Contains(g, module+"internal/leakcheck") ||
+			// Test servers belong to their test, which stops them.
+			strings.Contains(g, module+"internal/redistest") {
 			continue
 		}
 		// Goroutines started by test files own themselves.

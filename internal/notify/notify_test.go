@@ -488,3 +488,34 @@ func TestHealthCheckDetectsSilentConnection(t *testing.T) {
 	}
 	waitWake(t, s, "message after reconnect")
 }
+
+func TestJoin(t *testing.T) {
+	leakcheck.Register(t)
+	mr := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { c.Close() })
+	h := Open(c)
+	t.Cleanup(func() { h.Close() })
+	if s := h.Join("join-ch"); s != nil {
+		s.Close()
+		t.Fatal("Join(unsubscribed channel) = a subscription; want nil")
+	}
+	first, err := h.Subscribe(context.Background(), "join-ch")
+	if err != nil {
+		t.Fatalf("Subscribe = %v; want nil", err)
+	}
+	joined := h.Join("join-ch")
+	if joined == nil {
+		t.Fatal("Join(confirmed channel) = nil; want a subscription")
+	}
+	first.Close()
+	// The channel stays subscribed for the joined subscription: a publish
+	// reaches it.
+	mr.Publish("join-ch", "x")
+	select {
+	case <-joined.C():
+	case <-time.After(10 * time.Second):
+		t.Fatal("joined subscription got no wake for a publish")
+	}
+	joined.Close()
+}

@@ -10,6 +10,9 @@ type hubRef interface {
 	Sharded(ctx context.Context) (bool, error)
 	// Subscribe returns once Redis confirmed the subscription.
 	Subscribe(ctx context.Context, channel string) (subscription, error)
+	// Join returns a subscription, with no Redis command, if the channel
+	// is already subscribed and confirmed; otherwise nil.
+	Join(channel string) subscription
 	// Close drops this reference.
 	Close() error
 }

@@ -27,4 +27,11 @@ func (h notifyHub) Subscribe(ctx context.Context, channel string) (subscription,
 	return s, nil
 }
 
+func (h notifyHub) Join(channel string) subscription {
+	if s := h.Hub.Join(channel); s != nil {
+		return s
+	}
+	return nil // not a typed nil
+}
+
 func isHubClosed(err error) bool { return errors.Is(err, notify.ErrClosed) }

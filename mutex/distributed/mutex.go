@@ -199,11 +199,26 @@ func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (mu
 	defer c.calls.Done()
 
 	nm := namesFor(c.cfg.prefix, enc)
-	// The first attempt uses ctx as it is (one command, bounded by the
-	// client's timeouts); only a wait needs a context that Close cancels.
-	l, pttl, err := c.acquire(ctx, nm, n)
+	var (
+		l      *lease
+		pttl   int64
+		err    error
+		joined subscription
+	)
+	if !try && c.cfg.spin == 0 {
+		// Others of this process already wait on the key: join their
+		// confirmed subscription first, and the wait's first attempt is
+		// the only one (a hot key saves one command per Lock).
+		joined = c.hub.Join(nm.channel)
+	}
+	if joined == nil {
+		// The first attempt uses ctx as it is (one command, bounded by
+		// the client's timeouts); only a wait needs a context that Close
+		// cancels.
+		l, pttl, err = c.acquire(ctx, nm, n)
+	}
 	lctx := ctx
-	if err == nil && l == nil {
+	if joined != nil || (err == nil && l == nil) {
 		if try {
 			if pttl >= 0 {
 				return nil, fmt.Errorf("distributed: %s(%s): %w (for up to %dms more)", op, describe(enc), mutex.ErrLocked, pttl)
@@ -218,7 +233,7 @@ func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (mu
 		if c.cfg.spin > 0 {
 			l, err = c.spinWait(lctx, nm, n)
 		} else {
-			l, err = c.pubsubWait(lctx, nm, n)
+			l, err = c.pubsubWait(lctx, nm, n, joined)
 		}
 	}
 	if err == nil {
@@ -269,8 +284,13 @@ func (c *core) spinWait(ctx context.Context, nm names, n uint64) (*lease, error)
 // then sleeps until a wake, min(the holder's PTTL, the poll bound), or
 // ctx, and loops. A wake it received but did not use (ctx ended, or
 // Redis failed) is passed on to another waiter of this process.
-func (c *core) pubsubWait(ctx context.Context, nm names, n uint64) (*lease, error) {
-	sub, err := c.hub.Subscribe(ctx, nm.channel)
+//
+// sub, if not nil, is a subscription already joined (see hubRef.Join).
+func (c *core) pubsubWait(ctx context.Context, nm names, n uint64, sub subscription) (*lease, error) {
+	var err error
+	if sub == nil {
+		sub, err = c.hub.Subscribe(ctx, nm.channel)
+	}
 	if err != nil {
 		if isHubClosed(err) {
 			return nil, mutex.ErrClosed

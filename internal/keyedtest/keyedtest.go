@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,6 +73,28 @@ func Run(t *testing.T, c Config) {
 	t.Run("CancelledWaiterDoesNotLoseHandoff", func(t *testing.T) { testCancelRace(t, c) })
 	t.Run("Locker", func(t *testing.T) { testLocker(t, c) })
 	t.Run("WithLease", func(t *testing.T) { testWithLease(t, c) })
+	t.Run("NilContext", func(t *testing.T) { testNilContext(t, c) })
+}
+
+// testNilContext: a nil ctx is a programming error that gets an error
+// naming it, not a panic or a lease.
+func testNilContext(t *testing.T, c Config) {
+	m := c.New(t)
+	var nilCtx context.Context
+	for _, op := range []struct {
+		name string
+		f    func(context.Context, string) (mutex.Lease, error)
+	}{{"Lock", m.Lock}, {"TryLock", m.TryLock}} {
+		l, err := op.f(nilCtx, Key(t))
+		if err == nil {
+			l.Unlock()
+			t.Errorf("%s(nil ctx) = a lease; want an error", op.name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "nil context") {
+			t.Errorf("%s(nil ctx) = %v; want an error naming the nil context", op.name, err)
+		}
+	}
 }
 
 func ctxT(t *testing.T, d time.Duration) context.Context {

@@ -26,7 +26,9 @@
 //     type is an error ([ErrWrongType]), not an endless wait.
 //   - release: delete the lock only if the value is still this lease's
 //     owner id (random, 128 bits), then PUBLISH (SPUBLISH in Cluster) a
-//     release notice on the channel.
+//     release notice on the channel. The notice is best effort (pcall): a
+//     Redis user without channel permission still releases, and Pub/Sub
+//     waiters then fall back to their poll bound.
 //   - renew: PEXPIRE the lock only if the value is still this lease's
 //     owner id.
 //
@@ -81,10 +83,18 @@
 // increasing across it (the new master's clock floors them) and let a
 // resource reject the stale holder.
 //
+// # Deadlines and the client
+//
+// Every Redis command runs under the caller's ctx, but go-redis honours a
+// ctx deadline on a stalled connection only when the client was created
+// with ContextTimeoutEnabled: true; otherwise a Lock on a dead network
+// returns at the client's ReadTimeout (3s by default) however short its
+// ctx. Set ContextTimeoutEnabled when Lock deadlines must hold tightly.
+//
 // # Keys
 //
 // Keys are encoded to strings (see [WithKeyEncoder] for the default and
 // how to replace it); the empty string and strings longer than
-// [MaxKeyLen] are rejected. Any other bytes are fine, braces, glob
+// [MaxKeyLen] are rejected, and so is a nil ctx. Any other bytes are fine, braces, glob
 // characters and invalid UTF-8 included.
 package distributed

@@ -186,6 +186,9 @@ func describe(enc string) string {
 }
 
 func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (mutex.Lease, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("distributed: %s(%s): nil context.Context (use context.Background())", op, describe(enc))
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("distributed: %s(%s): %w", op, describe(enc), err)
 	}

@@ -110,6 +110,9 @@ func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 	if m.cfgErr != nil {
 		return nil, m.cfgErr
 	}
+	if ctx == nil {
+		return nil, fmt.Errorf("hybrid: lock %v: nil context.Context (use context.Background())", key)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("hybrid: lock %v: %w", key, err)
 	}
@@ -164,6 +167,9 @@ func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	if m.cfgErr != nil {
 		return nil, m.cfgErr
+	}
+	if ctx == nil {
+		return nil, fmt.Errorf("hybrid: trylock %v: nil context.Context (use context.Background())", key)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("hybrid: trylock %v: %w", key, err)

@@ -184,6 +184,9 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
+	if ctx == nil {
+		return nil, fmt.Errorf("local: lock %v: nil context.Context (use context.Background())", key)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, ctxErr(ctx, key)
 	}

@@ -9,7 +9,8 @@
 -- Returns {1, first}: the lock is ours and the tokens first..first+n-1
 -- are reserved for this lease; or {0, pttl}: another owner holds it for
 -- pttl more milliseconds (-1: the key has no expiry). Returns an error
--- reply starting with WRONGTYPE if the lock key holds a non-string.
+-- reply starting with WRONGTYPE if the lock key holds a non-string
+-- without expiry (a key of another type with an expiry is waited out).
 --
 -- Tokens are microsecond timestamps from the server clock, floored by the
 -- last issued token: first = max(last + 1, TIME in us). The fence key
@@ -32,11 +33,18 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 	redis.call('SET', KEYS[2], string.format('%.0f', last), 'PX', string.format('%.0f', keep))
 	return {1, first}
 end
-local kind = redis.call('TYPE', KEYS[1])
-if type(kind) == 'table' then
-	kind = kind['ok']
+-- Held. A lock always has an expiry, so PTTL -1 means the key was written
+-- by something else: only then look at its type (a string without expiry
+-- is waited on, with the poll bound; any other type is an error, not an
+-- endless wait). This keeps a failed attempt at two commands.
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl == -1 then
+	local kind = redis.call('TYPE', KEYS[1])
+	if type(kind) == 'table' then
+		kind = kind['ok']
+	end
+	if kind ~= 'string' then
+		return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' holds a ' .. tostring(kind) .. ', not a lock')
+	end
 end
-if kind ~= 'string' then
-	return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' holds a ' .. tostring(kind) .. ', not a lock')
-end
-return {0, redis.call('PTTL', KEYS[1])}
+return {0, pttl}

@@ -23,7 +23,9 @@
 //
 //   - acquire: SET lock owner NX PX ttl; on success issue fencing tokens
 //     (below); on failure return the holder's PTTL. A lock key of another
-//     type is an error ([ErrWrongType]), not an endless wait.
+//     type and without expiry (written by something else) is an error
+//     ([ErrWrongType]), not an endless wait; with an expiry it is waited
+//     out like a lock.
 //   - release: delete the lock only if the value is still this lease's
 //     owner id (random, 128 bits), then PUBLISH (SPUBLISH in Cluster) a
 //     release notice on the channel. The notice is best effort (pcall): a

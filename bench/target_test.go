@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,25 +170,17 @@ func (t *target) commands(ctx context.Context, admins []*redis.Client) ([]int64,
 // sumCommandStats sums calls= over the cmdstat_ lines of INFO
 // commandstats, except cmdstat_info.
 func sumCommandStats(info string) (int64, error) {
+	stats, err := redistest.ParseCommandStats(info)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
 	var total int64
-	sc := bufio.NewScanner(strings.NewReader(info))
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		name, rest, ok := strings.Cut(l, ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
-			continue
-		}
-		for _, f := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					return 0, fmt.Errorf("bench: bad commandstats line %q: %w", l, err)
-				}
-				total += n
-			}
+	for cmd, n := range stats {
+		if cmd != "info" {
+			total += n
 		}
 	}
-	return total, sc.Err()
+	return total, nil
 }
 
 var rowSeq atomic.Int64

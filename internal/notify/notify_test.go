@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,17 +108,11 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // cmdCalls returns how often the server ran cmd (a real redis-server only).
 func cmdCalls(t *testing.T, c *redis.Client, cmd string) int {
 	t.Helper()
-	info, err := c.Info(context.Background(), "commandstats").Result()
+	stats, err := redistest.CommandStats(context.Background(), c)
 	if err != nil {
-		t.Fatalf("INFO commandstats = %v", err)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			return n
-		}
-	}
-	return 0
+	return int(stats[cmd])
 }
 
 func TestPublishAfterSubscribeIsReceived(t *testing.T) {

@@ -25,3 +25,31 @@ func TestStartKillRestart(t *testing.T) {
 		t.Errorf("PING after Restart = %v; want nil", err)
 	}
 }
+
+func TestCommandStats(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	var cnt Counter
+	c.AddHook(&cnt)
+	ctx := context.Background()
+	before, err := CommandStats(ctx, c)
+	if err != nil {
+		t.Fatalf("CommandStats = %v", err)
+	}
+	if err := c.Eval(ctx, "redis.call('SET', KEYS[1], 'v') return 1", []string{"k"}).Err(); err != nil {
+		t.Fatalf("EVAL = %v", err)
+	}
+	after, err := CommandStats(ctx, c)
+	if err != nil {
+		t.Fatalf("CommandStats = %v", err)
+	}
+	if got := after["set"] - before["set"]; got != 1 {
+		t.Errorf("set calls inside the script = %d; want 1", got)
+	}
+	if got := cnt.Scripts.Load(); got != 1 {
+		t.Errorf("Counter.Scripts = %d; want 1", got)
+	}
+	if _, err := ParseCommandStats("cmdstat_get:calls=x,usec=1\r\n"); err == nil {
+		t.Error("ParseCommandStats(calls=x) = nil error; want an error")
+	}
+}

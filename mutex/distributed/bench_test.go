@@ -46,14 +46,14 @@ func BenchmarkUncontended(b *testing.B) {
 		var cmds counter
 		c := benchClient(b, s, &cmds)
 		c.Ping(ctx) // dial outside the timing
-		cmds.n.Store(0)
+		cmds.All.Store(0)
 		b.ResetTimer()
 		for b.Loop() {
 			if err := c.Ping(ctx).Err(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.ReportMetric(float64(cmds.n.Load())/float64(b.N), "redis-cmds/op")
+		b.ReportMetric(float64(cmds.All.Load())/float64(b.N), "redis-cmds/op")
 	})
 	for _, st := range benchStrategies {
 		b.Run("LockUnlock/"+st.name, func(b *testing.B) {
@@ -64,7 +64,7 @@ func BenchmarkUncontended(b *testing.B) {
 				b.Fatal(err)
 			}
 			l.Unlock()
-			cmds.n.Store(0)
+			cmds.All.Store(0)
 			b.ResetTimer()
 			for b.Loop() {
 				l, err := m.Lock(ctx, "uncontended")
@@ -75,7 +75,7 @@ func BenchmarkUncontended(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(cmds.n.Load())/float64(b.N), "redis-cmds/op")
+			b.ReportMetric(float64(cmds.All.Load())/float64(b.N), "redis-cmds/op")
 		})
 	}
 }
@@ -140,7 +140,7 @@ func BenchmarkHotKey(b *testing.B) {
 				waits []time.Duration
 				wg    sync.WaitGroup
 			)
-			cmds.n.Store(0)
+			cmds.All.Store(0)
 			b.ResetTimer()
 			for g := 0; g < instances*goroutines; g++ {
 				m := ms[g%instances]
@@ -166,7 +166,7 @@ func BenchmarkHotKey(b *testing.B) {
 			}
 			wg.Wait()
 			b.StopTimer()
-			b.ReportMetric(float64(cmds.n.Load())/float64(b.N), "redis-cmds/op")
+			b.ReportMetric(float64(cmds.All.Load())/float64(b.N), "redis-cmds/op")
 			if len(waits) > 0 {
 				slices.Sort(waits)
 				b.ReportMetric(float64(waits[len(waits)*99/100]), "p99-wait-ns")
@@ -189,8 +189,8 @@ func BenchmarkLongWait(b *testing.B) {
 			ctx := context.Background()
 			l, _ := contender.Lock(ctx, "warm-up")
 			l.Unlock()
-			contenderCmds.n.Store(0)
-			contenderCmds.scripts.Store(0)
+			contenderCmds.All.Store(0)
+			contenderCmds.Scripts.Store(0)
 			b.ResetTimer()
 			for b.Loop() {
 				l, err := holder.Lock(ctx, "long")
@@ -211,8 +211,8 @@ func BenchmarkLongWait(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(contenderCmds.n.Load())/float64(b.N), "contender-cmds/op")
-			b.ReportMetric(float64(contenderCmds.scripts.Load())/float64(b.N), "contender-scripts/op")
+			b.ReportMetric(float64(contenderCmds.All.Load())/float64(b.N), "contender-cmds/op")
+			b.ReportMetric(float64(contenderCmds.Scripts.Load())/float64(b.N), "contender-scripts/op")
 		})
 	}
 }

@@ -355,8 +355,8 @@ func TestGlobKeys(t *testing.T) {
 		}()
 		eventually(t, "waiter subscribed", func() bool { return numsub(t, admin, m.names(t, plain).channel) == 1 })
 		// The waiter tried before and after subscribing, then sleeps.
-		eventually(t, "waiter asleep", func() bool { return cmds.scripts.Load() == 2 })
-		before := cmds.scripts.Load()
+		eventually(t, "waiter asleep", func() bool { return cmds.Scripts.Load() == 2 })
+		before := cmds.Scripts.Load()
 		for _, g := range globs {
 			gl, err := m.TryLock(ctx, g)
 			if err != nil {
@@ -376,7 +376,7 @@ func TestGlobKeys(t *testing.T) {
 			t.Fatalf("waiter: %v", err)
 		}
 		// One acquire and one release by the waiter.
-		if n := cmds.scripts.Load() - before; n != 2 {
+		if n := cmds.Scripts.Load() - before; n != 2 {
 			t.Errorf("waiter sent %d commands after the glob keys were released; want 2 (acquire, release)", n)
 		}
 	})

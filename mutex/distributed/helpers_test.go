@@ -3,7 +3,6 @@ package distributed
 import (
 	"context"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,34 +95,8 @@ var strategies = []struct {
 	{"spin", []Option{WithSpin(2 * time.Millisecond)}},
 }
 
-// counter is a go-redis hook counting the commands a client sends: n
-// all of them, scripts the EVAL and EVALSHA calls only (connection set-up
-// commands such as HELLO are in n too).
-type counter struct{ n, scripts atomic.Int64 }
-
-func (c *counter) count(cmd redis.Cmder) {
-	c.n.Add(1)
-	switch cmd.Name() {
-	case "eval", "evalsha":
-		c.scripts.Add(1)
-	}
-}
-
-func (c *counter) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.count(cmd)
-		return next(ctx, cmd)
-	}
-}
-func (c *counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, cmd := range cmds {
-			c.count(cmd)
-		}
-		return next(ctx, cmds)
-	}
-}
+// counter counts the commands a client sends (All) and its scripts.
+type counter = redistest.Counter
 
 func ctxT(t testing.TB, d time.Duration) context.Context {
 	t.Helper()

@@ -28,7 +28,7 @@ func TestTwoRoundTrips(t *testing.T) {
 				}
 				l.Unlock()
 				for i := 0; i < 10; i++ {
-					before := cmds.n.Load()
+					before := cmds.All.Load()
 					l, err := m.Lock(ctx, key)
 					if err != nil {
 						t.Fatal(err)
@@ -39,7 +39,7 @@ func TestTwoRoundTrips(t *testing.T) {
 					if err := l.Unlock(); err != nil {
 						t.Fatal(err)
 					}
-					if n := cmds.n.Load() - before; n != 3 {
+					if n := cmds.All.Load() - before; n != 3 {
 						t.Errorf("Lock+TryLock+Unlock sent %d commands; want 3", n)
 					}
 				}

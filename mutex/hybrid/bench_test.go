@@ -1,14 +1,10 @@
 package hybrid_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,12 +69,12 @@ var benchSeq atomic.Int64
 func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 	ctx := context.Background()
 	prefix := fmt.Sprintf("hybridbench%d:", benchSeq.Add(1))
-	var sent atomic.Int64
+	var sent redistest.Counter
 	ms := make([]mutex.Keyed[string], benchInstances)
 	var closers []func() error
 	for i := range ms {
 		c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 2 * benchPerInstance})
-		c.AddHook(countHook{&sent})
+		c.AddHook(&sent)
 		closers = append(closers, c.Close)
 		d, err := distributed.New[string](c, distributed.WithPrefix(prefix))
 		if err != nil {
@@ -108,7 +104,7 @@ func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 		l.Unlock()
 	}
 	subs0, calls0 := commandStats(b, admin)
-	sent0 := sent.Load()
+	sent0 := sent.All.Load()
 
 	var (
 		next   atomic.Int64
@@ -157,7 +153,7 @@ func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 		xs = append(xs, float64(perIns[i].Load()))
 	}
 	b.ReportMetric(n/elapsed.Seconds(), "acq/s")
-	b.ReportMetric(float64(sent.Load()-sent0+subs1-subs0)/n, "redis-cmds/op")
+	b.ReportMetric(float64(sent.All.Load()-sent0+subs1-subs0)/n, "redis-cmds/op")
 	b.ReportMetric(float64(calls1-calls0)/n, "redis-calls/op")
 	b.ReportMetric(float64(all[int(math.Ceil(0.99*float64(len(all))))-1]), "p99-wait-ns")
 	b.ReportMetric(float64(all[len(all)-1]), "max-wait-ns")
@@ -187,52 +183,21 @@ func jain(xs []float64) float64 {
 	return sum * sum / (float64(len(xs)) * sq)
 }
 
-// countHook counts the commands a client sends.
-type countHook struct{ n *atomic.Int64 }
-
-func (h countHook) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return next(ctx, network, addr)
-	}
-}
-
-func (h countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
-}
-
 // commandStats returns, from INFO commandstats, the calls of the
 // SUBSCRIBE family and of every command but INFO.
 func commandStats(b *testing.B, c *redis.Client) (subs, calls int64) {
-	s, err := c.Info(context.Background(), "commandstats").Result()
+	stats, err := redistest.CommandStats(context.Background(), c)
 	if err != nil {
-		b.Fatalf("INFO commandstats: %v", err)
+		b.Fatal(err)
 	}
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
-		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+	for cmd, n := range stats {
+		switch cmd {
+		case "info":
 			continue
+		case "subscribe", "unsubscribe", "ssubscribe", "sunsubscribe":
+			subs += n
 		}
-		for _, f := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(f, "calls="); ok {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				calls += n
-				switch name {
-				case "cmdstat_subscribe", "cmdstat_unsubscribe", "cmdstat_ssubscribe", "cmdstat_sunsubscribe":
-					subs += n
-				}
-			}
-		}
+		calls += n
 	}
 	return subs, calls
 }

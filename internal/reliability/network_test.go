@@ -32,39 +32,10 @@ func TestCommandPathFaults(t *testing.T) {
 		f := &faulttest.Fenced{}
 		w := e.workload(h, f, 3)
 		w.LockTimeout = time.Second
-		counts := map[string]int{}
+		var counts map[string]int
 		w.Run(t, runFor(4*time.Second), func(until time.Time) {
-			for time.Now().Add(200 * time.Millisecond).Before(until) {
-				time.Sleep(50*time.Millisecond + rand.N(100*time.Millisecond))
-				p := e.proxies[rand.IntN(len(e.proxies))]
-				d := 50*time.Millisecond + rand.N(1500*time.Millisecond) // below and above the TTL
-				var name string
-				switch rand.IntN(3) {
-				case 0:
-					name = "partition"
-					end := h.Fault(name)
-					p.Partition(faulttest.Commands)
-					time.Sleep(d)
-					p.Heal()
-					end()
-				case 1:
-					name = "blackhole"
-					end := h.Fault(name)
-					p.Blackhole(faulttest.Commands)
-					time.Sleep(d)
-					p.Heal()
-					end()
-				case 2:
-					name = "latency"
-					end := h.Fault(name)
-					l := time.Millisecond + rand.N(30*time.Millisecond)
-					p.SetLatency(l, l, faulttest.Commands)
-					time.Sleep(d / 2)
-					p.SetLatency(0, 0)
-					end()
-				}
-				counts[name]++
-			}
+			// Faults from below to above the TTL.
+			counts = pathFaults{path: faulttest.Commands, spread: 1500 * time.Millisecond, latencyShare: 2}.inject(h, e.proxies, until)
 		})
 		e.close()
 		finish(t, h, fmt.Sprintf("faults=%v fenced-writes=%d rejected=%d", counts, f.Accepted(), f.Rejected()))
@@ -84,44 +55,9 @@ func TestSubscriberPathFaults(t *testing.T) {
 		f := &faulttest.Fenced{}
 		w := e.workload(h, f, 2)
 		w.LockTimeout = 2 * time.Second
-		counts := map[string]int{}
+		var counts map[string]int
 		w.Run(t, runFor(3*time.Second), func(until time.Time) {
-			for time.Now().Add(200 * time.Millisecond).Before(until) {
-				time.Sleep(50*time.Millisecond + rand.N(100*time.Millisecond))
-				p := e.proxies[rand.IntN(len(e.proxies))]
-				d := 50*time.Millisecond + rand.N(600*time.Millisecond)
-				var name string
-				switch rand.IntN(4) {
-				case 0:
-					name = "partition"
-					end := h.Fault(name)
-					p.Partition(faulttest.Subscriber)
-					time.Sleep(d)
-					p.Heal()
-					end()
-				case 1:
-					name = "blackhole"
-					end := h.Fault(name)
-					p.Blackhole(faulttest.Subscriber)
-					time.Sleep(d)
-					p.Heal()
-					end()
-				case 2:
-					name = "latency"
-					end := h.Fault(name)
-					l := time.Millisecond + rand.N(30*time.Millisecond)
-					p.SetLatency(l, l, faulttest.Subscriber)
-					time.Sleep(d)
-					p.SetLatency(0, 0)
-					end()
-				case 3:
-					name = "kill"
-					end := h.Fault(name)
-					p.Kill(faulttest.Subscriber)
-					end()
-				}
-				counts[name]++
-			}
+			counts = pathFaults{path: faulttest.Subscriber, spread: 600 * time.Millisecond, latencyShare: 1, kill: true}.inject(h, e.proxies, until)
 		})
 		e.close()
 		finish(t, h, fmt.Sprintf("faults=%v fenced-writes=%d", counts, f.Accepted()))
@@ -129,6 +65,64 @@ func TestSubscriberPathFaults(t *testing.T) {
 			t.Errorf("subscriber faults cost %d leases; want 0 (commands were never cut)", s.Lost)
 		}
 	})
+}
+
+// pathFaults injects faults on one path of the instances' proxies, one
+// instance at a time, every 50-150ms until shortly before until: a
+// partition, a blackhole or added latency (and, with kill, killed
+// connections). A fault lasts 50ms + rand.N(spread), a latency fault that
+// divided by latencyShare. Each is recorded in the history.
+type pathFaults struct {
+	path         faulttest.Path
+	spread       time.Duration
+	latencyShare time.Duration
+	kill         bool
+}
+
+// inject runs the faults and returns how many of each kind it injected.
+func (pf pathFaults) inject(h *faulttest.History, proxies []*faulttest.Proxy, until time.Time) map[string]int {
+	counts := map[string]int{}
+	kinds := 3
+	if pf.kill {
+		kinds = 4
+	}
+	for time.Now().Add(200 * time.Millisecond).Before(until) {
+		time.Sleep(50*time.Millisecond + rand.N(100*time.Millisecond))
+		p := proxies[rand.IntN(len(proxies))]
+		d := 50*time.Millisecond + rand.N(pf.spread)
+		var name string
+		switch rand.IntN(kinds) {
+		case 0:
+			name = "partition"
+			end := h.Fault(name)
+			p.Partition(pf.path)
+			time.Sleep(d)
+			p.Heal()
+			end()
+		case 1:
+			name = "blackhole"
+			end := h.Fault(name)
+			p.Blackhole(pf.path)
+			time.Sleep(d)
+			p.Heal()
+			end()
+		case 2:
+			name = "latency"
+			end := h.Fault(name)
+			l := time.Millisecond + rand.N(30*time.Millisecond)
+			p.SetLatency(l, l, pf.path)
+			time.Sleep(d / pf.latencyShare)
+			p.SetLatency(0, 0)
+			end()
+		case 3:
+			name = "kill"
+			end := h.Fault(name)
+			p.Kill(pf.path)
+			end()
+		}
+		counts[name]++
+	}
+	return counts
 }
 
 // TestStalledCommandsDefaultClient documents what a client with default

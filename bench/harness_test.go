@@ -265,7 +265,7 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 	if err != nil {
 		b.Fatalf("%s: %v", st.name, err)
 	}
-	if res.violations != 0 {
+	if !st.yardstick && res.violations != 0 {
 		b.Fatalf("%s: mutual exclusion violated %d times", st.name, res.violations)
 	}
 	cmds1, err := t.commands(ctx, admins)

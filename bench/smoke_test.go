@@ -52,10 +52,12 @@ func TestStrategiesSmoke(t *testing.T) {
 			if res.perProc[0]+res.perProc[1] != n {
 				t.Errorf("drive(%d): per process %v; want a sum of %d", n, res.perProc, n)
 			}
-			if res.violations != 0 {
+			// A yardstick is not a lock: two goroutines "hold" a key at
+			// once whenever the scheduler interleaves them.
+			if !st.yardstick && res.violations != 0 {
 				t.Errorf("drive(): %d mutual exclusion violations; want 0", res.violations)
 			}
-			if st.name != "ping" {
+			if !st.yardstick {
 				res, err = driveHandoff(ctx, lockers, 6)
 				if err != nil {
 					t.Fatalf("driveHandoff() = %v", err)

@@ -2,13 +2,11 @@ package local
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"hash/maphash"
-	"runtime"
 	"sync"
 	"sync/atomic"
 
+	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -22,34 +20,11 @@ var (
 // [errors.Is].
 var (
 	// ErrBlockSize is returned by LockBlock and TryLockBlock for n == 0.
-	ErrBlockSize = errors.New("local: token block size must be at least 1")
+	ErrBlockSize = fmt.Errorf("local: token block size must be at least 1")
 	// ErrTokensExhausted is returned when a block of tokens would go past
 	// the largest token, 1<<63 - 1. Only absurd block sizes get there.
-	ErrTokensExhausted = errors.New("local: fencing tokens exhausted")
+	ErrTokensExhausted = keylock.ErrTokensExhausted
 )
-
-const (
-	numShards = 64 // a power of two
-	cacheLine = 64
-	// shrinkAbove is the number of live entries a shard must have reached
-	// for its map to be dropped, rather than kept, when it empties. Go maps
-	// never shrink: without this a burst of many keys held at once would
-	// keep its buckets forever.
-	shrinkAbove = 1024
-	// maxFree is how many unused entries a shard keeps for reuse.
-	maxFree = 4
-	// numSlots is how many entries a shard keeps outside its map. The
-	// common case, a few keys held at once, then never touches the map:
-	// no second hash, no map insert or delete.
-	numSlots = 2
-	// spinRounds bounds how many times a newcomer that finds its key
-	// locked, with nobody queued, yields and looks again before it queues.
-	spinRounds = 4
-)
-
-// seed is fixed for the life of the process, so a key always maps to the
-// same shard: that is what keeps its tokens increasing across entries.
-var seed = maphash.MakeSeed()
 
 // Mutex is a family of in-process mutexes, one per key of type K.
 //
@@ -61,51 +36,8 @@ var seed = maphash.MakeSeed()
 // Waiters are served in FIFO order (see the package doc). Only keys that
 // are held or waited for take memory.
 type Mutex[K comparable] struct {
-	shards  [numShards]shard[K]
+	t       keylock.Table[K, struct{}]
 	lockers mutex.LockerSet[K]
-}
-
-type shard[K comparable] struct {
-	mu sync.Mutex // guards the fields below and the entries they hold
-	// The keys held or waited for: each in one of slots, or else in m.
-	slots [numSlots]*entry[K]
-	m     map[K]*entry[K]
-	last  uint64    // the last fencing token issued in this shard
-	peak  int       // len(m) high-water mark since m was made
-	free  *entry[K] // unused entries, linked by nextFree
-	nfree int       // length of free, at most maxFree
-	// The fields above fill one cache line on 64-bit platforms, so
-	// neighbouring shards do not share one (false sharing).
-}
-
-// entry is the state of one key that is held or waited for. All fields
-// are guarded by sh.mu.
-type entry[K comparable] struct {
-	key        K
-	sh         *shard[K]
-	ref        int  // the holder (if locked) plus the waiters
-	slot       int  // index in sh.slots, or -1 when in sh.m
-	spinners   int  // goroutines spinning in lock, at most 1
-	locked     bool // stays true while the lock passes from holder to waiter
-	head, tail *waiter[K]
-	done       chan struct{} // the holder's Done, made lazily
-	nextFree   *entry[K]
-}
-
-// waiter states, guarded by the shard's mu.
-const (
-	waiting = iota
-	granted // the lock was handed to this waiter
-	failed  // the waiter was dequeued with an error in err
-)
-
-type waiter[K comparable] struct {
-	ready      chan struct{} // closed when state leaves waiting
-	l          *lease[K]
-	n          uint64 // tokens to reserve
-	state      int
-	err        error
-	prev, next *waiter[K]
 }
 
 // lease is one holding of one key. Once returned to the caller it is never
@@ -116,13 +48,10 @@ type lease[K comparable] struct {
 	// written plainly before the lease is published and atomically after.
 	// It comes first for 64-bit alignment on 32-bit platforms.
 	state uint64
-	e     *entry[K] // never changes; e is this lease's while not unlocked
+	e     *keylock.Entry[K, struct{}] // this lease's while not unlocked
 }
 
-const (
-	unlockedBit = 1 << 63
-	maxToken    = unlockedBit - 1
-)
+const unlockedBit = 1 << 63
 
 // unlocked is the closed channel that Done returns after Unlock.
 var unlocked = func() chan struct{} {
@@ -130,15 +59,6 @@ var unlocked = func() chan struct{} {
 	close(c)
 	return c
 }()
-
-// testHookCancelled, if set, runs when a waiter has seen its ctx end and
-// before it takes the shard lock to leave the queue. Tests use it to hand
-// the lock over in that window.
-var testHookCancelled func()
-
-func (m *Mutex[K]) shard(key K) *shard[K] {
-	return &m.shards[maphash.Comparable(seed, key)&(numShards-1)]
-}
 
 // Lock blocks until the caller holds the lock for key or ctx is done. On
 // ctx end it returns an error satisfying errors.Is(err, ctx.Err()) and
@@ -185,226 +105,32 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 
 func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
 	if ctx == nil {
-		return nil, fmt.Errorf("local: lock %v: nil context.Context (use context.Background())", key)
+		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, ctxErr(ctx, key)
+	var (
+		e   *keylock.Entry[K, struct{}]
+		tok uint64
+		err error
+	)
+	if wait {
+		e, tok, err = m.t.Lock(ctx, key, n)
+	} else {
+		e, tok, err = m.t.TryLock(ctx, key, n)
 	}
-	l := new(lease[K])
-	sh := m.shard(key)
-	sh.mu.Lock()
-	e := sh.lookup(key)
-	if e == nil {
-		e = sh.newEntry(key)
-	}
-	if !e.locked {
-		return sh.grab(e, l, n)
-	}
-	if !wait {
-		sh.mu.Unlock()
-		return nil, fmt.Errorf("local: lock %v: %w", key, mutex.ErrLocked)
-	}
-	if e.head == nil && e.spinners == 0 && runtime.GOMAXPROCS(0) > 1 {
-		// Nobody is queued: spin briefly, since a short critical section
-		// often ends sooner than a goroutine can park and wake. The
-		// spinner takes the lock only when it is free, which implies an
-		// empty queue, so it never overtakes a queued waiter; and it
-		// queues like anyone else when the rounds are over.
-		e.ref++ // keeps e while the shard lock is let go
-		e.spinners++
-		for i := 0; i < spinRounds && e.locked && e.head == nil; i++ {
-			sh.mu.Unlock()
-			runtime.Gosched()
-			sh.mu.Lock()
+	if err != nil {
+		if e != nil {
+			// Handed to us as ctx ended: pretend it was not, and
+			// pass it on.
+			e.Unlock()
 		}
-		e.spinners--
-		e.ref--
-		if !e.locked {
-			return sh.grab(e, l, n)
-		}
+		return nil, lockErr(key, err)
 	}
-	w := &waiter[K]{ready: make(chan struct{}), l: l, n: n}
-	e.push(w)
-	e.ref++
-	sh.mu.Unlock()
-
-	select {
-	case <-w.ready:
-		if w.err != nil {
-			return nil, fmt.Errorf("local: lock %v: %w", key, w.err)
-		}
-		return l, nil
-	case <-ctx.Done():
-	}
-	if testHookCancelled != nil {
-		testHookCancelled()
-	}
-	sh.mu.Lock()
-	switch w.state {
-	case waiting:
-		e.remove(w)
-		e.ref--
-		sh.dropIfUnused(e)
-	case granted:
-		// The lock was handed to us as ctx ended: pretend it was not,
-		// and pass it on.
-		sh.release(e)
-	case failed:
-		// Already dequeued and uncounted by the releaser.
-	}
-	sh.mu.Unlock()
-	return nil, ctxErr(ctx, key)
+	return &lease[K]{state: tok, e: e}, nil
 }
 
-// ctxErr returns an error satisfying errors.Is for ctx.Err() and for its
-// cause, if that differs.
-func ctxErr[K comparable](ctx context.Context, key K) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("local: lock %v: %w (%w)", key, err, cause)
-	}
+// lockErr is the one error wrapper of this package.
+func lockErr[K comparable](key K, err error) error {
 	return fmt.Errorf("local: lock %v: %w", key, err)
-}
-
-// grab takes the free lock of e for l, issuing n tokens, and unlocks
-// sh.mu, which the caller holds.
-func (sh *shard[K]) grab(e *entry[K], l *lease[K], n uint64) (mutex.Lease, error) {
-	tok, ok := sh.take(n)
-	if !ok {
-		key := e.key
-		sh.dropIfUnused(e)
-		sh.mu.Unlock()
-		return nil, fmt.Errorf("local: lock %v: %w", key, ErrTokensExhausted)
-	}
-	e.locked = true
-	e.ref++
-	sh.mu.Unlock()
-	l.e, l.state = e, tok
-	return l, nil
-}
-
-// take issues n consecutive tokens and returns the first. sh.mu is held.
-func (sh *shard[K]) take(n uint64) (uint64, bool) {
-	if n > maxToken || sh.last > maxToken-n {
-		return 0, false
-	}
-	tok := sh.last + 1
-	sh.last += n
-	return tok, true
-}
-
-// newEntry adds an unlocked entry for key. sh.mu is held.
-func (sh *shard[K]) newEntry(key K) *entry[K] {
-	e := sh.free
-	if e != nil {
-		sh.free, e.nextFree = e.nextFree, nil
-		sh.nfree--
-	} else {
-		e = &entry[K]{sh: sh}
-	}
-	e.key = key
-	for i, s := range sh.slots {
-		if s == nil {
-			sh.slots[i], e.slot = e, i
-			return e
-		}
-	}
-	e.slot = -1
-	if sh.m == nil {
-		sh.m = make(map[K]*entry[K])
-	}
-	sh.m[key] = e
-	if len(sh.m) > sh.peak {
-		sh.peak = len(sh.m)
-	}
-	return e
-}
-
-// lookup returns the entry of key, or nil. sh.mu is held.
-func (sh *shard[K]) lookup(key K) *entry[K] {
-	for _, e := range sh.slots {
-		if e != nil && e.key == key {
-			return e
-		}
-	}
-	if len(sh.m) == 0 {
-		return nil
-	}
-	return sh.m[key]
-}
-
-// dropIfUnused deletes e if no holder or waiter is left. sh.mu is held.
-// An entry stays in its slot or in m, as the only entry of its key, from
-// newEntry until its ref falls to 0 here.
-func (sh *shard[K]) dropIfUnused(e *entry[K]) {
-	if e.ref != 0 {
-		return
-	}
-	if e.slot >= 0 {
-		sh.slots[e.slot] = nil
-	} else {
-		delete(sh.m, e.key)
-		if len(sh.m) == 0 && sh.peak > shrinkAbove {
-			sh.m, sh.peak = nil, 0
-		}
-	}
-	if sh.nfree < maxFree {
-		var zero K
-		e.key = zero // hold no memory of the key
-		e.nextFree = sh.free
-		sh.free = e
-		sh.nfree++
-	}
-}
-
-// release ends the current holding of e: the lock passes to the first
-// waiter, or e is unlocked (and dropped if nobody waits). sh.mu is held.
-func (sh *shard[K]) release(e *entry[K]) {
-	if e.done != nil {
-		close(e.done)
-		e.done = nil
-	}
-	e.ref--
-	for w := e.head; w != nil; w = e.head {
-		e.remove(w)
-		tok, ok := sh.take(w.n)
-		if !ok {
-			e.ref--
-			w.state, w.err = failed, ErrTokensExhausted
-			close(w.ready)
-			continue
-		}
-		w.l.e, w.l.state = e, tok
-		w.state = granted
-		close(w.ready)
-		return
-	}
-	e.locked = false
-	sh.dropIfUnused(e)
-}
-
-func (e *entry[K]) push(w *waiter[K]) {
-	w.prev = e.tail
-	if e.tail != nil {
-		e.tail.next = w
-	} else {
-		e.head = w
-	}
-	e.tail = w
-}
-
-func (e *entry[K]) remove(w *waiter[K]) {
-	if w.prev != nil {
-		w.prev.next = w.next
-	} else {
-		e.head = w.next
-	}
-	if w.next != nil {
-		w.next.prev = w.prev
-	} else {
-		e.tail = w.prev
-	}
-	w.prev, w.next = nil, nil
 }
 
 // Unlock releases the lock, handing it to the longest waiting goroutine if
@@ -417,33 +143,20 @@ func (l *lease[K]) Unlock() error {
 	if s&unlockedBit != 0 || !atomic.CompareAndSwapUint64(&l.state, s, s|unlockedBit) {
 		return mutex.ErrUnlocked
 	}
-	// e.sh never changes, and e cannot be recycled before this release.
-	sh := l.e.sh
-	sh.mu.Lock()
-	sh.release(l.e)
-	sh.mu.Unlock()
+	l.e.Unlock()
 	return nil
 }
 
 // Done returns a channel closed when the lease is unlocked. Local leases
 // are never lost.
 func (l *lease[K]) Done() <-chan struct{} {
-	if atomic.LoadUint64(&l.state)&unlockedBit != 0 {
+	s := atomic.LoadUint64(&l.state)
+	if s&unlockedBit != 0 {
 		return unlocked
 	}
-	sh := l.e.sh
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	// Checked again under the lock: while the bit is clear, the release
-	// of l has not run (it needs sh.mu), so l.e is still ours and the
-	// release will close the channel made here.
-	if atomic.LoadUint64(&l.state)&unlockedBit != 0 {
-		return unlocked
-	}
-	if l.e.done == nil {
-		l.e.done = make(chan struct{})
-	}
-	return l.e.done
+	// The token names this holding: if it has ended meanwhile, Done
+	// returns a closed channel.
+	return l.e.Done(s)
 }
 
 // Err returns nil while the lease is held and [mutex.ErrUnlocked] after

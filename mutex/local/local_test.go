@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
+	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
@@ -22,34 +22,16 @@ import (
 // promptly. It is a hang guard, not a timing assertion.
 const wait = 10 * time.Second
 
-// entries returns the number of live entries in m.
+// entriesLen returns the number of live entries in m.
 func (m *Mutex[K]) entriesLen() int {
-	n := 0
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		for _, e := range sh.slots {
-			if e != nil {
-				n++
-			}
-		}
-		sh.mu.Unlock()
-	}
+	var zero K
+	n, _ := m.t.Len(zero)
 	return n
 }
 
 // waiters returns the number of goroutines queued for key.
 func (m *Mutex[K]) waiters(key K) int {
-	sh := m.shard(key)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	n := 0
-	if e := sh.lookup(key); e != nil {
-		for w := e.head; w != nil; w = w.next {
-			n++
-		}
-	}
+	_, n := m.t.Len(key)
 	return n
 }
 
@@ -206,58 +188,6 @@ func TestCancelRace(t *testing.T) {
 	}
 }
 
-// TestHandoffRacingCancel forces the race: the lock is handed to a waiter
-// after it saw its ctx end. The waiter must return the ctx error and pass
-// the lock on to the next waiter.
-func TestHandoffRacingCancel(t *testing.T) {
-	var m Mutex[string]
-	ctx := context.Background()
-	holder, err := m.Lock(ctx, "k")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	testHookCancelled = func() {
-		if err := holder.Unlock(); err != nil {
-			t.Errorf("holder Unlock = %v", err)
-		}
-	}
-	defer func() { testHookCancelled = nil }()
-
-	first := make(chan error, 1)
-	go func() {
-		l, err := m.Lock(cctx, "k")
-		if err == nil {
-			l.Unlock()
-		}
-		first <- err
-	}()
-	waitWaiters(t, &m, "k", 1)
-	second := make(chan error, 1)
-	go func() {
-		l, err := m.Lock(ctx, "k")
-		if err == nil {
-			err = l.Unlock()
-		}
-		second <- err
-	}()
-	waitWaiters(t, &m, "k", 2)
-	cancel()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled waiter: Lock = %v; want Canceled", err)
-	}
-	testHookCancelled = nil
-	select {
-	case err := <-second:
-		if err != nil {
-			t.Errorf("second waiter: %v", err)
-		}
-	case <-time.After(wait):
-		t.Fatal("second waiter never got the lock: the handoff was lost")
-	}
-	checkEmpty(t, &m)
-}
-
 func TestCancelledWaitersLeaveNoEntry(t *testing.T) {
 	var m Mutex[string]
 	l, err := m.Lock(context.Background(), "k")
@@ -403,12 +333,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 		leases[i] = nil
 	}
 	after := heapAlloc()
-	checkEmpty(t, m)
-	for i := range m.shards {
-		if m.shards[i].m != nil {
-			t.Errorf("shard %d keeps its emptied map of peak %d entries; want it dropped", i, m.shards[i].peak)
-		}
-	}
+	checkEmpty(t, m) // internal/keylock checks that the shard maps go
 	checkHeap(t, before, after)
 	t.Logf("HeapAlloc before %d, after %d", before, after)
 	runtime.KeepAlive(m)
@@ -549,7 +474,7 @@ func TestTokensExhausted(t *testing.T) {
 		t.Errorf("LockBlock(MaxUint64) = %v; want ErrTokensExhausted", err)
 	}
 	checkEmpty(t, &m)
-	l, err := m.LockBlock(ctx, "k", maxToken)
+	l, err := m.LockBlock(ctx, "k", keylock.MaxToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,15 +525,6 @@ func TestLockerAdapter(t *testing.T) {
 	}()
 	if !panicked.Load() {
 		t.Error("Locker().Unlock() of an unlocked key did not panic")
-	}
-}
-
-func TestShardSize(t *testing.T) {
-	if unsafe.Sizeof(uintptr(0)) != 8 {
-		t.Skip("the layout is tuned for 64-bit platforms")
-	}
-	if got := unsafe.Sizeof(shard[string]{}); got != cacheLine {
-		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
 	}
 }
 

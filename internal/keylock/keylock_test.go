@@ -1,0 +1,312 @@
+package keylock
+
+import (
+	"context"
+	"errors"
+	"math"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// wait bounds how long a test waits for something that should happen
+// promptly. It is a hang guard, not a timing assertion.
+const wait = 10 * time.Second
+
+// waitWaiters polls until key has n waiters queued.
+func waitWaiters[K comparable, V any](t *testing.T, tb *Table[K, V], key K, n int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		_, got := tb.Len(key)
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiters(%v) = %d after %v; want %d", key, got, wait, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+func checkEmpty[K comparable, V any](t *testing.T, tb *Table[K, V]) {
+	t.Helper()
+	var zero K
+	if n, _ := tb.Len(zero); n != 0 {
+		t.Errorf("%d entries left after every holding ended; want 0", n)
+	}
+}
+
+func mustLock[K comparable, V any](t *testing.T, tb *Table[K, V], key K) *Entry[K, V] {
+	t.Helper()
+	e, _, err := tb.Lock(context.Background(), key, 1)
+	if err != nil {
+		t.Fatalf("Lock(%v) = %v; want nil", key, err)
+	}
+	return e
+}
+
+// TestGrantRacingCancel forces the race that await settles: the lock is
+// handed to a waiter after it saw its ctx end. Lock must return the entry
+// with the ctx error (the caller holds it and gives it back), and after
+// the give-back the next waiter gets the lock: no handoff is lost.
+func TestGrantRacingCancel(t *testing.T) {
+	var tb Table[string, int]
+	ctx := context.Background()
+	holder := mustLock(t, &tb, "k")
+	holder.Value = 42
+	cctx, cancel := context.WithCancel(ctx)
+	testHookCancelled = func() { holder.Unlock() }
+	defer func() { testHookCancelled = nil }()
+
+	type result struct {
+		e   *Entry[string, int]
+		val int
+		err error
+	}
+	first := make(chan result, 1)
+	go func() {
+		e, _, err := tb.Lock(cctx, "k", 1)
+		r := result{e: e, err: err}
+		if e != nil {
+			r.val = e.Value
+			e.Unlock() // the give-back
+		}
+		first <- r
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	second := make(chan error, 1)
+	go func() {
+		e, _, err := tb.Lock(ctx, "k", 1)
+		if err == nil {
+			e.Unlock()
+		}
+		second <- err
+	}()
+	waitWaiters(t, &tb, "k", 2)
+	cancel()
+	r := <-first
+	if !errors.Is(r.err, context.Canceled) || r.e == nil {
+		t.Errorf("cancelled waiter granted in the same instant: Lock = %v, %v; want the entry and Canceled", r.e, r.err)
+	}
+	if r.val != 42 {
+		t.Errorf("the racing grant carried Value %d; want 42 (the holder's)", r.val)
+	}
+	testHookCancelled = nil
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Errorf("second waiter: %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("second waiter never got the lock: the handoff was lost")
+	}
+	checkEmpty(t, &tb)
+}
+
+// TestCancelWaiting: a waiter whose ctx ends while queued leaves the
+// queue, returns the ctx error and its cause, and takes nothing.
+func TestCancelWaiting(t *testing.T) {
+	var tb Table[string, struct{}]
+	holder := mustLock(t, &tb, "k")
+	cause := errors.New("the caller gave up")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		e, _, err := tb.Lock(ctx, "k", 1)
+		if e != nil {
+			e.Unlock()
+		}
+		errc <- err
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	cancel(cause)
+	err := <-errc
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, cause) {
+		t.Errorf("Lock = %v; want Canceled and its cause", err)
+	}
+	if _, w := tb.Len("k"); w != 0 {
+		t.Errorf("%d waiters left after the cancel; want 0", w)
+	}
+	holder.Unlock()
+	checkEmpty(t, &tb)
+}
+
+// TestHandOff passes the entry, with its Value, only when a waiter exists.
+func TestHandOff(t *testing.T) {
+	var tb Table[string, []string]
+	e := mustLock(t, &tb, "k")
+	if e.HandOff() {
+		t.Fatal("HandOff() with no waiter = true; want false (still held)")
+	}
+	if _, _, err := tb.TryLock(context.Background(), "k", 1); !errors.Is(err, mutex.ErrLocked) {
+		t.Fatalf("TryLock after a refused HandOff = %v; want ErrLocked", err)
+	}
+	e.Value = append(e.Value, "cohort")
+	got := make(chan *Entry[string, []string], 1)
+	go func() {
+		e2, _, err := tb.Lock(context.Background(), "k", 1)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- e2
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	if !e.HandOff() {
+		t.Fatal("HandOff() with a waiter = false; want true")
+	}
+	e2 := <-got
+	if e2 == nil {
+		t.FailNow()
+	}
+	if len(e2.Value) != 1 || e2.Value[0] != "cohort" {
+		t.Errorf("handed-off Value = %q; want [cohort]", e2.Value)
+	}
+	e2.Unlock()
+	checkEmpty(t, &tb)
+	// A dropped entry forgets its Value.
+	e3 := mustLock(t, &tb, "k")
+	if e3.Value != nil {
+		t.Errorf("Value of a fresh holding = %q; want nil", e3.Value)
+	}
+	e3.Unlock()
+}
+
+// TestDoneByToken: Done names a holding by its token, so a stale token
+// gets a closed channel, and the holder's channel closes at handoff.
+func TestDoneByToken(t *testing.T) {
+	var tb Table[string, struct{}]
+	ctx := context.Background()
+	e, tok, err := tb.Lock(ctx, "k", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := e.Done(tok)
+	select {
+	case <-done:
+		t.Fatal("Done closed while held")
+	default:
+	}
+	select {
+	case <-e.Done(tok - 1):
+	default:
+		t.Error("Done(stale token) not closed")
+	}
+	next := make(chan uint64, 1)
+	go func() {
+		e2, tok2, err := tb.Lock(ctx, "k", 1)
+		if err != nil {
+			t.Error(err)
+		}
+		select {
+		case <-e2.Done(tok2):
+			t.Error("new holder's Done closed while held")
+		default:
+		}
+		e2.Unlock()
+		next <- tok2
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	e.Unlock()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("Done not closed after Unlock")
+	}
+	if tok2 := <-next; tok2 <= tok {
+		t.Errorf("token after handoff = %d; want > %d", tok2, tok)
+	}
+	checkEmpty(t, &tb)
+}
+
+// TestNaN: a key not equal to itself is refused, and leaves no entry.
+func TestNaN(t *testing.T) {
+	var tb Table[float64, struct{}]
+	for _, try := range []bool{false, true} {
+		var err error
+		if try {
+			_, _, err = tb.TryLock(context.Background(), math.NaN(), 1)
+		} else {
+			_, _, err = tb.Lock(context.Background(), math.NaN(), 1)
+		}
+		if !errors.Is(err, ErrNaN) {
+			t.Errorf("lock(NaN, try=%v) = %v; want ErrNaN", try, err)
+		}
+	}
+	var ti Table[any, struct{}]
+	if _, _, err := ti.Lock(context.Background(), any(math.NaN()), 1); !errors.Is(err, ErrNaN) {
+		t.Errorf("Lock(any(NaN)) = %v; want ErrNaN", err)
+	}
+	checkEmpty(t, &tb)
+	checkEmpty(t, &ti)
+}
+
+// TestClose fails every waiter and every later Lock with the given error;
+// holders keep their lock until they Unlock.
+func TestClose(t *testing.T) {
+	var tb Table[string, struct{}]
+	holder := mustLock(t, &tb, "k")
+	closed := errors.New("closed for the test")
+	errc := make(chan error, 3)
+	for range 3 {
+		go func() {
+			e, _, err := tb.Lock(context.Background(), "k", 1)
+			if e != nil {
+				e.Unlock()
+			}
+			errc <- err
+		}()
+	}
+	waitWaiters(t, &tb, "k", 3)
+	tb.Close(closed)
+	for range 3 {
+		if err := <-errc; !errors.Is(err, closed) {
+			t.Errorf("waiter after Close: %v; want the Close error", err)
+		}
+	}
+	if _, _, err := tb.Lock(context.Background(), "other", 1); !errors.Is(err, closed) {
+		t.Errorf("Lock after Close = %v; want the Close error", err)
+	}
+	if n, _ := tb.Len("k"); n != 1 {
+		t.Errorf("%d entries after Close with a holder; want 1 (the holder keeps it)", n)
+	}
+	holder.Unlock()
+	checkEmpty(t, &tb)
+}
+
+// TestBurstDropsMaps holds many keys at once, so the shard maps grow, then
+// releases them: the maps must go too, since Go maps never shrink.
+func TestBurstDropsMaps(t *testing.T) {
+	var tb Table[string, struct{}]
+	ctx := context.Background()
+	var held []*Entry[string, struct{}]
+	for i := range 100_000 {
+		e, _, err := tb.TryLock(ctx, "key-"+strconv.Itoa(i), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, e)
+	}
+	for _, e := range held {
+		e.Unlock()
+	}
+	checkEmpty(t, &tb)
+	for i := range tb.shards {
+		if sh := &tb.shards[i]; sh.m != nil {
+			t.Errorf("shard %d keeps its emptied map of peak %d entries; want it dropped", i, sh.peak)
+		}
+	}
+}
+
+func TestShardSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the layout is tuned for 64-bit platforms")
+	}
+	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != cacheLine {
+		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
+	}
+}

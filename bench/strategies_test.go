@@ -29,7 +29,7 @@ type strategy struct {
 	// measured like the others, but mutual exclusion is not checked,
 	// since it has none.
 	yardstick bool
-	procs func(t *target, prefix string, procs int) ([]locker, func(), error)
+	procs     func(t *target, prefix string, procs int) ([]locker, func(), error)
 }
 
 // ttl is the lease length every Redis strategy uses.

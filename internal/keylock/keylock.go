@@ -457,6 +457,15 @@ func (sh *shard[K, V]) each(f func(e *Entry[K, V])) {
 	}
 }
 
+// Locked reports whether key is held now. Tests use it.
+func (t *Table[K, V]) Locked(key K) bool {
+	sh := t.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.lookup(key)
+	return e != nil && e.locked
+}
+
 // Len returns the number of live entries (held or waited for) and, if key
 // has an entry, how many goroutines wait for it. Tests use it.
 func (t *Table[K, V]) Len(key K) (entries, waiters int) {

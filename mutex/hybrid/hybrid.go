@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -32,42 +33,35 @@ type Mutex[K comparable] struct {
 	block   uint64                // tokens reserved per remote lease: bound+1, or 1
 	cfgErr  error                 // reported by Lock and TryLock
 	onError func(error)
-	yield   time.Duration // fixed yield after a bound release, if !adaptive
+	yield   time.Duration // fixed yield after a bound release, if !adapt
 	adapt   bool
 	rtt     atomic.Int64 // EWMA of the remote release latency, ns
 
+	// t holds the local state of every key in use: its FIFO of local
+	// goroutines and, in each entry's Value, the cohort. There is no
+	// lock that every key shares.
+	t       keylock.Table[K, cohort]
 	lockers mutex.LockerSet[K]
 
-	closeCtx context.Context // done once Close starts
-	closeFn  context.CancelFunc
-	wg       sync.WaitGroup // remote contenders, releasers and watchers
-
-	mu      sync.Mutex // guards entries, closed, every entry and lease.{err,unlocked}
-	entries map[K]*entry[K]
-	closed  bool
+	closing atomic.Bool
+	wg      sync.WaitGroup // the watchers started by Done
 }
 
-// entry is the local state of one key. It exists while a goroutine owns
-// the key locally (holds it, contends for it remotely, or releases it) or
-// waits for it, and is removed when the last of them leaves.
-type entry[K comparable] struct {
-	owned  bool          // the key is owned locally, by holder or a contender/releaser
-	queue  []*waiter[K]  // FIFO waiters
-	remote mutex.Lease   // the remote lease of the cohort, or nil
-	stop   chan struct{} // closed when remote is taken away; stops its watcher
-	lost   bool          // remote was lost while held
-	next   uint64        // token of the next local holder of remote
-	end    uint64        // one past the last token reserved with remote
-	holder *lease[K]     // the local holder, or nil
-}
-
-// waiter is a goroutine queued for a key. Exactly one of its grant fields
-// is set before ready is closed, and they are read only after.
-type waiter[K comparable] struct {
-	ready chan struct{}
-	lease *lease[K] // a local handoff of the remote lease
-	err   error     // Close
-	until time.Time // otherwise: contend for the remote lease, not before until
+// cohort is the remote side of one key: the remote lease that the local
+// holders of the key share, passed from one to the next with the key's
+// entry. The goroutine that holds the entry uses it; Close takes mu to
+// end it from outside.
+type cohort struct {
+	mu        sync.Mutex  // guards remote, closed, cancel and contending
+	remote    mutex.Lease // the cohort's remote lease, or nil
+	closed    bool        // Close took the remote lease away
+	next      uint64      // token of the next local holder of remote
+	end       uint64      // one past the last token reserved with remote
+	notBefore time.Time   // after a bound release: contend not before
+	// While the holder acquires the remote lease: cancel stops it, and
+	// contending is closed when the acquisition has ended.
+	cancel     context.CancelFunc
+	contending chan struct{}
 }
 
 // New returns a Mutex that coordinates processes through remote. A nil
@@ -78,8 +72,7 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) *Mutex[K] {
 	for _, o := range opts {
 		o(&c)
 	}
-	m := &Mutex[K]{remote: remote, block: 1, onError: c.onError, entries: make(map[K]*entry[K])}
-	m.closeCtx, m.closeFn = context.WithCancel(context.Background())
+	m := &Mutex[K]{remote: remote, block: 1, onError: c.onError}
 	switch {
 	case remote == nil:
 		m.cfgErr = errors.New("hybrid: New: nil remote mutex")
@@ -107,91 +100,14 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) *Mutex[K] {
 // satisfies errors.Is(err, ctx.Err()); after Close, errors.Is(err,
 // [mutex.ErrClosed]).
 func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	if m.cfgErr != nil {
-		return nil, m.cfgErr
-	}
-	if ctx == nil {
-		return nil, fmt.Errorf("hybrid: lock %v: nil context.Context (use context.Background())", key)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("hybrid: lock %v: %w", key, err)
-	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, errClosed("lock", key)
-	}
-	e := m.entries[key]
-	if e == nil {
-		e = &entry[K]{}
-		m.entries[key] = e
-	}
-	if !e.owned {
-		e.owned = true
-		m.wg.Add(1)
-		m.mu.Unlock()
-		return m.contend(ctx, key, e, false, time.Time{})
-	}
-	w := &waiter[K]{ready: make(chan struct{})}
-	e.queue = append(e.queue, w)
-	m.mu.Unlock()
-
-	select {
-	case <-w.ready:
-	case <-ctx.Done():
-		m.mu.Lock()
-		select {
-		case <-w.ready:
-			// Granted as ctx ended: pretend we were not, and pass the
-			// grant on, so that no handoff is lost.
-			m.mu.Unlock()
-			m.giveBack(key, e, w)
-		default:
-			e.remove(w)
-			m.mu.Unlock()
-		}
-		return nil, fmt.Errorf("hybrid: lock %v: %w", key, ctx.Err())
-	}
-	switch {
-	case w.err != nil:
-		return nil, w.err
-	case w.lease != nil:
-		return w.lease, nil
-	}
-	return m.contend(ctx, key, e, false, w.until)
+	return m.lock(ctx, "lock", key, false)
 }
 
 // TryLock takes the lock for key only if no goroutine of this process
 // holds, waits for or contends for it and the remote grants it at once;
 // otherwise it returns an error satisfying errors.Is(err, [mutex.ErrLocked]).
 func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	if m.cfgErr != nil {
-		return nil, m.cfgErr
-	}
-	if ctx == nil {
-		return nil, fmt.Errorf("hybrid: trylock %v: nil context.Context (use context.Background())", key)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("hybrid: trylock %v: %w", key, err)
-	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, errClosed("trylock", key)
-	}
-	e := m.entries[key]
-	if e != nil && e.owned {
-		m.mu.Unlock()
-		return nil, fmt.Errorf("hybrid: trylock %v: %w", key, mutex.ErrLocked)
-	}
-	if e == nil {
-		e = &entry[K]{}
-		m.entries[key] = e
-	}
-	e.owned = true
-	m.wg.Add(1)
-	m.mu.Unlock()
-	return m.contend(ctx, key, e, true, time.Time{})
+	return m.lock(ctx, "trylock", key, true)
 }
 
 // Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
@@ -212,38 +128,241 @@ type badLocker struct{ err error }
 func (l badLocker) Lock()   { panic(l.err.Error()) }
 func (l badLocker) Unlock() { panic(l.err.Error()) }
 
+// errClosed is what local waiters and later Locks get after Close.
+var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
+
+// lockErr is the one error wrapper of this package.
+func lockErr(op string, key any, err error) error {
+	return fmt.Errorf("hybrid: %s %v: %w", op, key, err)
+}
+
+func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
+	if m.cfgErr != nil {
+		return nil, m.cfgErr
+	}
+	if ctx == nil {
+		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
+	}
+	var (
+		e   *keylock.Entry[K, cohort]
+		err error
+	)
+	if try {
+		e, _, err = m.t.TryLock(ctx, key, 0)
+	} else {
+		e, _, err = m.t.Lock(ctx, key, 0)
+	}
+	if err != nil {
+		if e != nil {
+			// Handed to us as ctx ended: pass it on, remote lease and all.
+			m.release(e, false)
+		}
+		if errors.Is(err, mutex.ErrClosed) {
+			return nil, lockErr(op, key, mutex.ErrClosed)
+		}
+		return nil, lockErr(op, key, err)
+	}
+	if l := m.share(e); l != nil {
+		return l, nil
+	}
+	return m.contend(ctx, op, e, try)
+}
+
+// share returns a lease on the cohort's remote lease if it is still held
+// and has a token left: a local handoff. The caller holds e.
+func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
+	c := &e.Value
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.remote == nil || c.next >= c.end || ended(c.remote) {
+		return nil
+	}
+	l := &lease[K]{m: m, e: e, remote: c.remote, token: c.next}
+	c.next++
+	return l
+}
+
+// ended reports whether the lease r has ended (lost, or released).
+func ended(r mutex.Lease) bool {
+	select {
+	case <-r.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// contend acquires the remote lease for the key of e, which the caller
+// holds locally, and returns the first local lease of it. On failure the
+// local lock passes on to the next waiter, which contends in its turn.
+func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K, cohort], try bool) (mutex.Lease, error) {
+	c, key := &e.Value, e.Key()
+	// A lost remote lease left behind by the previous holder (it never
+	// hands a lost one on, but a loss can come after the handoff).
+	if stale := m.takeRemote(c); stale != nil {
+		m.releaseRemote(key, stale)
+	}
+	ctx, cancel := context.WithCancel(caller)
+	defer cancel()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		e.Unlock()
+		return nil, lockErr(op, key, mutex.ErrClosed)
+	}
+	c.cancel, c.contending = cancel, make(chan struct{})
+	c.mu.Unlock()
+
+	var r mutex.Lease
+	err := m.awaitTurn(ctx, c)
+	if err == nil {
+		r, err = m.acquireRemote(ctx, key, try)
+	}
+
+	c.mu.Lock()
+	closed := c.closed
+	if err == nil && !closed {
+		c.remote = r
+		c.next = r.Token() + 1
+		c.end = r.Token() + m.block
+	}
+	contending := c.contending
+	c.cancel, c.contending = nil, nil
+	c.mu.Unlock()
+	switch {
+	case err == nil && !closed:
+		close(contending)
+		return &lease[K]{m: m, e: e, remote: r, token: r.Token()}, nil
+	case err == nil: // Close came first: it expects no remote lease left
+		if uerr := r.Unlock(); uerr != nil && !errors.Is(uerr, mutex.ErrLost) {
+			err = uerr
+		}
+		err = errors.Join(mutex.ErrClosed, err)
+	case closed && caller.Err() == nil:
+		err = fmt.Errorf("%w: %w", mutex.ErrClosed, err)
+	}
+	close(contending)
+	e.Unlock()
+	return nil, lockErr(op, key, err)
+}
+
+// awaitTurn waits until the cohort's notBefore (the yield after a bound
+// release), or ctx's end.
+func (m *Mutex[K]) awaitTurn(ctx context.Context, c *cohort) error {
+	d := time.Until(c.notBefore)
+	c.notBefore = time.Time{}
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// acquireRemote takes the remote lease, reserving a token per local
+// holder it may serve.
+func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Lease, error) {
+	switch {
+	case m.blocker != nil && try:
+		return m.blocker.TryLockBlock(ctx, key, m.block)
+	case m.blocker != nil:
+		return m.blocker.LockBlock(ctx, key, m.block)
+	case try:
+		return m.remote.TryLock(ctx, key)
+	default:
+		return m.remote.Lock(ctx, key)
+	}
+}
+
+// takeRemote detaches the cohort's remote lease, if any.
+func (m *Mutex[K]) takeRemote(c *cohort) mutex.Lease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.remote
+	c.remote = nil
+	return r
+}
+
+// releaseRemote releases a remote lease nobody will use again, reporting
+// errors other than its loss.
+func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
+	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
+		m.onError(lockErr("unlock", key, fmt.Errorf("release lost remote lease: %w", err)))
+	}
+}
+
+// release ends the holding of e: it passes the key, with the cohort's
+// remote lease, to the next local waiter if the lease is live and has a
+// token left; otherwise it releases the remote lease (yielding, if the
+// bound forced it, before the next local contender) and the local lock.
+// It returns the remote release's error.
+func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
+	c := &e.Value
+	c.mu.Lock()
+	live := !lost && !c.closed && c.remote != nil && !ended(c.remote)
+	handOff := live && c.next < c.end
+	c.mu.Unlock()
+	if handOff && e.HandOff() {
+		return nil // cohort handoff: no remote command
+	}
+	r := m.takeRemote(c)
+	var err error
+	if r != nil {
+		start := time.Now()
+		err = r.Unlock()
+		if err == nil {
+			m.observe(time.Since(start))
+		}
+	}
+	if live && !handOff {
+		// The bound forced this release: if a local waiter takes the key
+		// next, let another process's waiter take the remote lock first.
+		c.notBefore = time.Now().Add(m.yieldFor())
+	}
+	e.Unlock()
+	return err
+}
+
 // Close ends m; see the package documentation. It returns once no
 // goroutine of m runs and no remote lease of m is held, with the errors of
 // the remote releases it made. Close is idempotent: a later call returns
 // nil at once.
 func (m *Mutex[K]) Close() error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	if !m.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	m.closed = true
-	var remotes []mutex.Lease
-	for key, e := range m.entries {
-		for _, w := range e.queue {
-			w.err = errClosed("lock", key)
-			close(w.ready)
+	m.t.Close(errClosed)
+	var (
+		remotes    []mutex.Lease
+		contenders []chan struct{}
+	)
+	m.t.Range(func(e *keylock.Entry[K, cohort]) {
+		c := &e.Value
+		c.mu.Lock()
+		c.closed = true
+		if c.remote != nil {
+			remotes = append(remotes, c.remote)
+			c.remote = nil
 		}
-		e.queue = nil
-		if e.holder != nil {
-			e.holder.endLocked(fmt.Errorf("hybrid: key %v: %w: %w", key, mutex.ErrLost, mutex.ErrClosed))
+		if c.cancel != nil {
+			c.cancel()
+			contenders = append(contenders, c.contending)
 		}
-		if r := e.takeRemote(); r != nil {
-			remotes = append(remotes, r)
-		}
-	}
-	m.mu.Unlock()
-	m.closeFn()
+		c.mu.Unlock()
+	})
 	var errs []error
 	for _, r := range remotes {
 		if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) {
 			errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
 		}
+	}
+	for _, done := range contenders {
+		<-done
 	}
 	m.wg.Wait()
 	return errors.Join(errs...)
@@ -252,138 +371,6 @@ func (m *Mutex[K]) Close() error {
 func isNilPointer(v any) bool {
 	rv := reflect.ValueOf(v)
 	return rv.Kind() == reflect.Pointer && rv.IsNil()
-}
-
-func errClosed(op string, key any) error {
-	return fmt.Errorf("hybrid: %s %v: %w", op, key, mutex.ErrClosed)
-}
-
-// contend acquires the remote lease for key, which the caller owns
-// locally, and returns the first local lease of it. On failure it passes
-// the local ownership on. The caller did m.wg.Add(1) under m.mu.
-func (m *Mutex[K]) contend(caller context.Context, key K, e *entry[K], try bool, until time.Time) (mutex.Lease, error) {
-	defer m.wg.Done()
-	op := "lock"
-	if try {
-		op = "trylock"
-	}
-	fail := func(err error) (mutex.Lease, error) {
-		m.mu.Lock()
-		m.passOn(key, e, until)
-		m.mu.Unlock()
-		if m.closeCtx.Err() != nil && caller.Err() == nil {
-			return nil, fmt.Errorf("hybrid: %s %v: %w: %w", op, key, mutex.ErrClosed, err)
-		}
-		return nil, fmt.Errorf("hybrid: %s %v: %w", op, key, err)
-	}
-	if err := m.closeCtx.Err(); err != nil {
-		return fail(err)
-	}
-	ctx, cancel := context.WithCancel(caller)
-	defer cancel()
-	defer context.AfterFunc(m.closeCtx, cancel)()
-	if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return fail(ctx.Err())
-		}
-	}
-	var (
-		r   mutex.Lease
-		err error
-	)
-	switch {
-	case m.blocker != nil && try:
-		r, err = m.blocker.TryLockBlock(ctx, key, m.block)
-	case m.blocker != nil:
-		r, err = m.blocker.LockBlock(ctx, key, m.block)
-	case try:
-		r, err = m.remote.TryLock(ctx, key)
-	default:
-		r, err = m.remote.Lock(ctx, key)
-	}
-	if err != nil {
-		return fail(err)
-	}
-
-	m.mu.Lock()
-	if m.closed {
-		m.passOn(key, e, time.Time{})
-		m.mu.Unlock()
-		err := r.Unlock()
-		return nil, errors.Join(errClosed(op, key), err)
-	}
-	e.remote, e.lost, e.stop = r, false, make(chan struct{})
-	e.next = r.Token()
-	e.end = e.next + m.block
-	m.wg.Add(1)
-	go m.watch(key, e, r, e.stop)
-	h := m.grant(key, e)
-	m.mu.Unlock()
-	return h, nil
-}
-
-// watch ends the local holder's lease when the remote lease r is lost.
-func (m *Mutex[K]) watch(key K, e *entry[K], r mutex.Lease, stop chan struct{}) {
-	defer m.wg.Done()
-	select {
-	case <-r.Done():
-	case <-stop:
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e.stop != stop { // released by us meanwhile
-		return
-	}
-	e.lost = true
-	if e.holder != nil {
-		e.holder.endLocked(fmt.Errorf("hybrid: key %v: %w", key, mutex.ErrLost))
-	}
-}
-
-// grant makes a new local holder of e's remote lease. m.mu is held.
-func (m *Mutex[K]) grant(key K, e *entry[K]) *lease[K] {
-	h := &lease[K]{m: m, key: key, e: e, token: e.next, done: make(chan struct{})}
-	e.next++
-	e.holder = h
-	return h
-}
-
-// passOn hands the local ownership of key, without a remote lease, to the
-// next waiter, which contends not before until; or, with no waiter, gives
-// it up. m.mu is held.
-func (m *Mutex[K]) passOn(key K, e *entry[K], until time.Time) {
-	if len(e.queue) > 0 {
-		w := e.pop()
-		w.until = until
-		m.wg.Add(1) // done by the waiter's contend or giveBack
-		close(w.ready)
-		return
-	}
-	e.owned = false
-	if m.entries[key] == e {
-		delete(m.entries, key)
-	}
-}
-
-// giveBack undoes a grant to w, whose Lock gave up as it was granted.
-func (m *Mutex[K]) giveBack(key K, e *entry[K], w *waiter[K]) {
-	switch {
-	case w.err != nil:
-	case w.lease != nil:
-		if err := w.lease.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) {
-			m.onError(err)
-		}
-	default:
-		m.mu.Lock()
-		m.passOn(key, e, w.until)
-		m.mu.Unlock()
-		m.wg.Done()
-	}
 }
 
 // yieldFor is how long the next local head waits after a bound release.
@@ -408,133 +395,140 @@ func (m *Mutex[K]) observe(d time.Duration) {
 	}
 }
 
-func (e *entry[K]) pop() *waiter[K] {
-	w := e.queue[0]
-	e.queue[0] = nil
-	e.queue = e.queue[1:]
-	return w
-}
-
-func (e *entry[K]) remove(w *waiter[K]) {
-	for i, x := range e.queue {
-		if x == w {
-			e.queue = append(e.queue[:i], e.queue[i+1:]...)
-			return
-		}
-	}
-}
-
-// takeRemote detaches the remote lease, stopping its watcher.
-func (e *entry[K]) takeRemote() mutex.Lease {
-	r := e.remote
-	if r != nil {
-		close(e.stop)
-		e.remote, e.stop, e.lost = nil, nil, false
-	}
-	return r
-}
-
 // lease is one local holding of a key: a share of the cohort's remote
 // lease.
 type lease[K comparable] struct {
-	m     *Mutex[K]
-	key   K
-	e     *entry[K]
-	token uint64
-	done  chan struct{}
+	m      *Mutex[K]
+	e      *keylock.Entry[K, cohort] // ours while not unlocked
+	remote mutex.Lease               // the cohort's remote lease when granted
+	token  uint64
 
-	err      error // guarded by m.mu
-	unlocked bool  // guarded by m.mu
+	mu       sync.Mutex    // guards the fields below
+	unlocked bool          // Unlock was called
+	err      error         // set when the lease ended: ErrUnlocked or a loss
+	done     chan struct{} // made by Done; closed when the lease ends
 }
 
-func (h *lease[K]) Done() <-chan struct{} { return h.done }
-func (h *lease[K]) Token() uint64         { return h.token }
+func (l *lease[K]) Token() uint64 { return l.token }
 
-func (h *lease[K]) Err() error {
-	h.m.mu.Lock()
-	defer h.m.mu.Unlock()
-	return h.err
-}
-
-// endLocked ends h with err unless it ended already. m.mu is held.
-func (h *lease[K]) endLocked(err error) {
-	if h.err == nil {
-		h.err = err
-		close(h.done)
+// Err is nil while the lease is held; then [mutex.ErrUnlocked] after
+// Unlock, or an error satisfying errors.Is(err, [mutex.ErrLost]) once
+// the remote lease was lost (also [mutex.ErrClosed] after Close).
+func (l *lease[K]) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err == nil {
+		if err := l.lostLocked(); err != nil {
+			l.endLocked(err)
+		}
 	}
+	return l.err
+}
+
+// lostLocked returns the loss error if the remote lease was lost or taken
+// by Close while l is held, else nil. l.mu is held.
+func (l *lease[K]) lostLocked() error {
+	if l.unlocked {
+		return nil
+	}
+	c := &l.e.Value
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	switch {
+	case closed:
+		return lockErr("lease", l.e.Key(), fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
+	case ended(l.remote):
+		return lockErr("lease", l.e.Key(), mutex.ErrLost)
+	}
+	return nil
+}
+
+// endLocked ends l with err unless it ended already. l.mu is held.
+func (l *lease[K]) endLocked(err error) {
+	if l.err != nil {
+		return
+	}
+	l.err = err
+	if l.done != nil {
+		close(l.done)
+	}
+}
+
+// Done returns a channel that is closed when the lease ends: at Unlock,
+// or when the remote lease is lost or Close takes it. The first call
+// while held starts a goroutine that watches the remote lease until then.
+func (l *lease[K]) Done() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done != nil {
+		return l.done
+	}
+	if l.err == nil {
+		if err := l.lostLocked(); err != nil {
+			l.err = err
+		}
+	}
+	l.done = make(chan struct{})
+	if l.err != nil {
+		close(l.done)
+		return l.done
+	}
+	l.m.wg.Add(1)
+	go l.watch(l.done)
+	return l.done
+}
+
+// watch ends l when its remote lease ends before l does.
+func (l *lease[K]) watch(done chan struct{}) {
+	defer l.m.wg.Done()
+	select {
+	case <-done:
+		return
+	case <-l.remote.Done():
+	}
+	l.mu.Lock()
+	if err := l.lostLocked(); err != nil {
+		l.endLocked(err)
+	}
+	l.mu.Unlock()
 }
 
 // Unlock hands the remote lease to the next local waiter, or releases it;
 // see the package documentation.
-func (h *lease[K]) Unlock() error {
-	m, e, key := h.m, h.e, h.key
-	m.mu.Lock()
-	if h.unlocked {
-		m.mu.Unlock()
-		return fmt.Errorf("hybrid: unlock %v: %w", key, mutex.ErrUnlocked)
+func (l *lease[K]) Unlock() error {
+	l.mu.Lock()
+	if l.unlocked {
+		l.mu.Unlock()
+		return lockErr("unlock", l.e.Key(), mutex.ErrUnlocked)
 	}
-	h.unlocked = true
-	e.holder = nil
-	lost := h.err != nil || e.lost || e.remote == nil
-	if !lost {
-		select {
-		case <-e.remote.Done():
-			lost = true
-		default:
-		}
+	lost := l.err
+	if lost == nil {
+		lost = l.lostLocked()
 	}
-	if lost {
-		// Never hand a lost lease on: the next waiter acquires afresh.
-		h.endLocked(fmt.Errorf("hybrid: key %v: %w", key, mutex.ErrLost))
-		err := h.err
-		r := e.takeRemote()
-		m.passOn(key, e, time.Time{})
-		m.mu.Unlock()
-		if r != nil {
-			if rerr := r.Unlock(); rerr != nil && !errors.Is(rerr, mutex.ErrLost) {
-				m.onError(fmt.Errorf("hybrid: unlock %v: release lost remote lease: %w", key, rerr))
-			}
-		}
-		return err
+	l.unlocked = true
+	if lost != nil {
+		l.endLocked(lost)
+	} else {
+		l.endLocked(mutex.ErrUnlocked)
 	}
-	if len(e.queue) > 0 && e.next < e.end {
-		// Cohort handoff: no remote command.
-		h.endLocked(mutex.ErrUnlocked)
-		w := e.pop()
-		w.lease = m.grant(key, e)
-		close(w.ready)
-		m.mu.Unlock()
-		return nil
-	}
-	// Bound reached with waiters left: yield to other processes.
-	yield := len(e.queue) > 0
-	r := e.takeRemote()
-	m.wg.Add(1)
-	m.mu.Unlock()
+	l.mu.Unlock()
 
-	start := time.Now()
-	err := r.Unlock()
-	if err == nil {
-		m.observe(time.Since(start))
-	}
-
-	m.mu.Lock()
+	key := l.e.Key()
+	err := l.m.release(l.e, lost != nil)
 	switch {
-	case err == nil:
-		h.endLocked(mutex.ErrUnlocked)
+	case lost != nil:
+		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
+			l.m.onError(lockErr("unlock", key, fmt.Errorf("release lost remote lease: %w", err)))
+		}
+		return lost
 	case errors.Is(err, mutex.ErrLost):
-		h.endLocked(fmt.Errorf("hybrid: key %v: %w", key, mutex.ErrLost))
-		err = h.err
-	default:
-		h.endLocked(mutex.ErrUnlocked)
-		err = fmt.Errorf("hybrid: unlock %v: release remote lease: %w", key, err)
+		l.mu.Lock()
+		l.err = lockErr("lease", key, mutex.ErrLost)
+		l.mu.Unlock()
+		return lockErr("unlock", key, mutex.ErrLost)
+	case err != nil:
+		return lockErr("unlock", key, fmt.Errorf("release remote lease: %w", err))
 	}
-	var until time.Time
-	if yield {
-		until = time.Now().Add(m.yieldFor())
-	}
-	m.passOn(key, e, until)
-	m.mu.Unlock()
-	m.wg.Done()
-	return err
+	return nil
 }

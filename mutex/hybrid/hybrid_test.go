@@ -48,12 +48,7 @@ func queued(t *testing.T, m *Mutex[string], key string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
-		m.mu.Lock()
-		got := 0
-		if e := m.entries[key]; e != nil {
-			got = len(e.queue)
-		}
-		m.mu.Unlock()
+		_, got := m.t.Len(key)
 		if got == n {
 			return
 		}
@@ -69,10 +64,7 @@ func owned(t *testing.T, m *Mutex[string], key string) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
-		m.mu.Lock()
-		e := m.entries[key]
-		ok := e != nil && e.owned
-		m.mu.Unlock()
+		ok := m.t.Locked(key)
 		if ok {
 			return
 		}
@@ -86,9 +78,8 @@ func owned(t *testing.T, m *Mutex[string], key string) {
 // checkClean fails unless m has no local state and f holds no key.
 func checkClean(t *testing.T, m *Mutex[string], f *fake) {
 	t.Helper()
-	m.mu.Lock()
-	n := len(m.entries)
-	m.mu.Unlock()
+	var zero string
+	n, _ := m.t.Len(zero)
 	if n != 0 {
 		t.Errorf("%d entries left in the Mutex; want 0", n)
 	}

@@ -72,7 +72,10 @@ var pubsubStrategy = strategy{name: "pubsub", redis: true, procs: func(t *target
 // a pub/sub distributed.Mutex.
 func hybridOver(opts ...hybrid.Option) func(*distributed.Mutex[string]) (mutex.Keyed[string], func()) {
 	return func(d *distributed.Mutex[string]) (mutex.Keyed[string], func()) {
-		h := hybrid.New[string](d, opts...)
+		h, err := hybrid.New[string](d, opts...)
+		if err != nil {
+			panic(err) // the options are the bench's own: a bug here
+		}
 		return h, func() { h.Close() }
 	}
 }

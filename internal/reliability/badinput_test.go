@@ -364,19 +364,21 @@ func TestBadConfig(t *testing.T) {
 			wantErr(t, "distributed.New", err, tc.want)
 		})
 	}
-	ctx := ctxFor(t, 5*time.Second)
 	for _, tc := range []struct {
-		name string
-		m    *hybrid.Mutex[string]
-		want string
+		name   string
+		remote mutex.Keyed[string]
+		opts   []hybrid.Option
+		want   string
 	}{
-		{"HybridNilRemote", hybrid.New[string](nil), "nil remote"},
-		{"HybridNegativeHandoffs", hybrid.New[string](e.dists[0], hybrid.WithMaxLocalHandoffs(-1)), "negative"},
+		{"HybridNilRemote", nil, nil, "nil remote"},
+		{"HybridNegativeHandoffs", e.dists[0], []hybrid.Option{hybrid.WithMaxLocalHandoffs(-1)}, "negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tc.m.Lock(ctx, "k")
-			wantErr(t, "Lock", err, tc.want)
-			tc.m.Close()
+			h, err := hybrid.New(tc.remote, tc.opts...)
+			if h != nil {
+				h.Close()
+			}
+			wantErr(t, "hybrid.New", err, tc.want)
 		})
 	}
 }

@@ -146,7 +146,12 @@ func (e *env) add(t *testing.T) int {
 	var m mutex.Keyed[string] = d
 	var h *hybrid.Mutex[string]
 	if e.cfg.kind == hyb {
-		h = hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16), hybrid.WithErrorHandler(report))
+		h, err = hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16), hybrid.WithErrorHandler(report))
+		if err != nil {
+			d.Close()
+			c.Close()
+			t.Fatalf("hybrid.New = %v", err)
+		}
 		m = h
 	}
 	e.proxies = append(e.proxies, p)

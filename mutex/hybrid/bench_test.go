@@ -83,7 +83,10 @@ func hotKey(b *testing.B, addr string, useHybrid bool, opts []hybrid.Option) {
 		closers = append(closers, d.Close)
 		ms[i] = d
 		if useHybrid {
-			h := hybrid.New[string](d, opts...)
+			h, err := hybrid.New[string](d, opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
 			closers = append(closers, h.Close)
 			ms[i] = h
 		}

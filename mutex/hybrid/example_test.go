@@ -29,7 +29,10 @@ func Example() {
 		panic(err)
 	}
 	defer d.Close()
-	h := hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16))
+	h, err := hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16))
+	if err != nil {
+		panic(err)
+	}
 	defer h.Close()
 
 	var (

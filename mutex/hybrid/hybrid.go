@@ -31,7 +31,6 @@ type Mutex[K comparable] struct {
 	remote  mutex.Keyed[K]
 	blocker mutex.TokenBlocker[K] // remote as a TokenBlocker if bound > 0, else nil
 	block   uint64                // tokens reserved per remote lease: bound+1, or 1
-	cfgErr  error                 // reported by Lock and TryLock
 	onError func(error)
 	yield   time.Duration // fixed yield after a bound release, if !adapt
 	adapt   bool
@@ -65,33 +64,30 @@ type cohort struct {
 }
 
 // New returns a Mutex that coordinates processes through remote. A nil
-// remote, or an invalid option, is reported by every Lock and TryLock.
-// The Mutex does not own remote: Close leaves it open.
-func New[K comparable](remote mutex.Keyed[K], opts ...Option) *Mutex[K] {
-	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
-	for _, o := range opts {
-		o(&c)
-	}
-	m := &Mutex[K]{remote: remote, block: 1, onError: c.onError}
+// remote or an invalid option is an error. The Mutex does not own remote:
+// Close leaves it open.
+func New[K comparable](remote mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 	switch {
 	case remote == nil:
-		m.cfgErr = errors.New("hybrid: New: nil remote mutex")
+		return nil, errors.New("hybrid: New: nil remote mutex")
 	case isNilPointer(remote):
-		m.cfgErr = fmt.Errorf("hybrid: New: nil remote mutex (%T)", remote)
-	case c.maxHandoffs < 0:
-		m.cfgErr = fmt.Errorf("hybrid: WithMaxLocalHandoffs(%d): negative bound", c.maxHandoffs)
-	case c.yieldSet && c.yield < 0:
-		m.cfgErr = fmt.Errorf("hybrid: WithReleaseYield(%v): negative duration", c.yield)
+		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", remote)
 	}
+	c := config{maxHandoffs: DefaultMaxLocalHandoffs, onError: func(err error) { log.Print(err) }}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	m := &Mutex[K]{remote: remote, block: 1, onError: c.onError, yield: c.yield, adapt: !c.yieldSet}
 	if b, ok := remote.(mutex.TokenBlocker[K]); ok && c.maxHandoffs > 0 {
 		m.blocker = b
 		m.block = uint64(c.maxHandoffs) + 1
 	}
-	m.yield, m.adapt = c.yield, !c.yieldSet
-	if m.onError == nil {
-		m.onError = func(err error) { log.Print(err) }
-	}
-	return m
+	return m, nil
 }
 
 // Lock blocks until the caller holds the lock for key, ctx is done, the
@@ -111,22 +107,11 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 }
 
 // Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
-// Errors it retries go to the [WithErrorHandler] function. On a Mutex
-// that New could not configure (nil remote, invalid option), whose every
-// Lock would fail, the Locker's Lock panics with the configuration error
-// instead of retrying forever; after Close it panics too.
+// Errors it retries go to the [WithErrorHandler] function; after Close
+// its Lock panics.
 func (m *Mutex[K]) Locker(key K) sync.Locker {
-	if m.cfgErr != nil {
-		return badLocker{m.cfgErr}
-	}
 	return m.lockers.Locker(m, key, func(key K, err error) { m.onError(err) })
 }
-
-// badLocker is the Locker of a misconfigured Mutex.
-type badLocker struct{ err error }
-
-func (l badLocker) Lock()   { panic(l.err.Error()) }
-func (l badLocker) Unlock() { panic(l.err.Error()) }
 
 // errClosed is what local waiters and later Locks get after Close.
 var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
@@ -137,9 +122,6 @@ func lockErr(op string, key any, err error) error {
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
-	if m.cfgErr != nil {
-		return nil, m.cfgErr
-	}
 	if ctx == nil {
 		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
 	}

@@ -25,7 +25,10 @@ func ctxT(t *testing.T) context.Context {
 func newT(t *testing.T, remote mutex.Keyed[string], opts ...Option) *Mutex[string] {
 	t.Helper()
 	opts = append([]Option{WithErrorHandler(func(err error) { t.Errorf("error handler: %v", err) })}, opts...)
-	m := New(remote, opts...)
+	m, err := New(remote, opts...)
+	if err != nil {
+		t.Fatalf("New() = %v; want nil", err)
+	}
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
 			t.Errorf("Close() = %v; want nil", err)
@@ -412,7 +415,7 @@ func TestCancelRaces(t *testing.T) {
 func TestClose(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFake()
-	m := New[string](f)
+	m := must(New[string](f))
 	held, contended := keyedtest.Key(t), keyedtest.Key(t)
 	h := mustLock(t, m, held)
 	other, err := f.Lock(ctxT(t), contended)
@@ -482,7 +485,7 @@ func TestClose(t *testing.T) {
 func TestYieldAfterBound(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFake()
-	m := New[string](f, WithMaxLocalHandoffs(1), WithReleaseYield(time.Hour))
+	m := must(New[string](f, WithMaxLocalHandoffs(1), WithReleaseYield(time.Hour)))
 	defer m.Close()
 	key := keyedtest.Key(t)
 	a := mustLock(t, m, key)
@@ -559,31 +562,36 @@ func TestRemoteFailure(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		m    *Mutex[string]
-		want string
+		name   string
+		remote mutex.Keyed[string]
+		opts   []Option
+		want   string
 	}{
-		{"nil remote", New[string](nil), "nil remote"},
-		{"typed nil remote", New[string]((*fake)(nil)), "nil remote mutex (*hybrid.fake)"},
-		{"negative bound", New[string](newFake(), WithMaxLocalHandoffs(-1)), "WithMaxLocalHandoffs(-1)"},
-		{"negative yield", New[string](newFake(), WithReleaseYield(-time.Second)), "WithReleaseYield(-1s)"},
+		{"nil remote", nil, nil, "nil remote"},
+		{"typed nil remote", (*fake)(nil), nil, "nil remote mutex (*hybrid.fake)"},
+		{"negative bound", newFake(), []Option{WithMaxLocalHandoffs(-1)}, "WithMaxLocalHandoffs(-1)"},
+		{"negative yield", newFake(), []Option{WithReleaseYield(-time.Second)}, "WithReleaseYield(-1s)"},
+		{"nil error handler", newFake(), []Option{WithErrorHandler(nil)}, "WithErrorHandler(nil)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			defer tc.m.Close()
-			if _, err := tc.m.Lock(context.Background(), "k"); err == nil || !contains(err.Error(), tc.want) {
-				t.Errorf("Lock() = %v; want an error naming %q", err, tc.want)
+			m, err := New(tc.remote, tc.opts...)
+			if err == nil || !contains(err.Error(), tc.want) {
+				t.Errorf("New() = %v, %v; want an error naming %q", m, err, tc.want)
 			}
-			if _, err := tc.m.TryLock(context.Background(), "k"); err == nil || !contains(err.Error(), tc.want) {
-				t.Errorf("TryLock() = %v; want an error naming %q", err, tc.want)
+			if m != nil {
+				t.Errorf("New() returned a Mutex with its error; want nil")
 			}
-			defer func() {
-				if r := recover(); r == nil || !contains(fmt.Sprint(r), tc.want) {
-					t.Errorf("Locker().Lock() panic = %v; want one naming %q", r, tc.want)
-				}
-			}()
-			tc.m.Locker("k").Lock()
 		})
 	}
+}
+
+// must returns m, failing the test (through panic, on the test goroutine)
+// if New returned an error.
+func must[K comparable](m *Mutex[K], err error) *Mutex[K] {
+	if err != nil {
+		panic(fmt.Sprintf("New() = %v", err))
+	}
+	return m
 }
 
 func contains(s, sub string) bool {

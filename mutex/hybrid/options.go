@@ -1,6 +1,10 @@
 package hybrid
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // DefaultMaxLocalHandoffs is the default of [WithMaxLocalHandoffs].
 //
@@ -22,8 +26,9 @@ const (
 	maxYield = 10 * time.Millisecond
 )
 
-// An Option configures a [Mutex].
-type Option func(*config)
+// An Option configures a [Mutex] in [New], which returns the error of an
+// invalid one.
+type Option func(*config) error
 
 type config struct {
 	maxHandoffs int
@@ -37,11 +42,17 @@ type config struct {
 // command. 0 means every Unlock releases the remote lease. A larger bound
 // gives more throughput on a hot key and fewer remote commands, but lets
 // one process keep the key longer while other processes wait. A negative
-// n is a configuration error that Lock and TryLock report. The bound is
+// n is an error. The bound is
 // forced to 0 for a remote that does not implement [mutex.TokenBlocker].
 // The default is [DefaultMaxLocalHandoffs] (16).
 func WithMaxLocalHandoffs(n int) Option {
-	return func(c *config) { c.maxHandoffs = n }
+	return func(c *config) error {
+		if n < 0 {
+			return fmt.Errorf("hybrid: WithMaxLocalHandoffs(%d): negative bound", n)
+		}
+		c.maxHandoffs = n
+		return nil
+	}
 }
 
 // WithErrorHandler sets the function that receives errors that no caller
@@ -49,15 +60,26 @@ func WithMaxLocalHandoffs(n int) Option {
 // remote releases behind a lost lease. The default logs them with the
 // standard log package.
 func WithErrorHandler(f func(error)) Option {
-	return func(c *config) { c.onError = f }
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("hybrid: WithErrorHandler(nil)")
+		}
+		c.onError = f
+		return nil
+	}
 }
 
 // WithReleaseYield fixes how long the next local head waits before it
 // contends for the remote lease after a release forced by the handoff
 // bound, so that a waiting process can take the key first. 0 disables the
-// yield; a negative d is a configuration error that Lock and TryLock
-// report. The default adapts: twice the moving average of the measured
+// yield; a negative d is an error. The default adapts: twice the moving average of the measured
 // remote release latency, within 20µs and 10ms.
 func WithReleaseYield(d time.Duration) Option {
-	return func(c *config) { c.yield, c.yieldSet = d, true }
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("hybrid: WithReleaseYield(%v): negative duration", d)
+		}
+		c.yield, c.yieldSet = d, true
+		return nil
+	}
 }

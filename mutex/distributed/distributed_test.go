@@ -91,9 +91,9 @@ func TestTokenOrderAcrossInstances(t *testing.T) {
 		var next uint64 // every token must be >= next
 		for i := 0; i < 30; i++ {
 			n := uint64(1 + i%4)
-			l, err := ms[i%len(ms)].LockBlock(ctx, key, n)
+			l, err := ms[i%len(ms)].LockN(ctx, key, n)
 			if err != nil {
-				t.Fatalf("LockBlock(%d) = %v", n, err)
+				t.Fatalf("LockN(%d) = %v", n, err)
 			}
 			if l.Token() < next {
 				t.Errorf("lock %d: Token() = %d; want >= %d (after the previous block)", i, l.Token(), next)
@@ -267,7 +267,7 @@ func TestRestartKeepsTokensIncreasing(t *testing.T) {
 	ctx := ctxT(t, time.Minute)
 	var last uint64
 	for i := 0; i < 5; i++ {
-		l, err := m.LockBlock(ctx, key, 3)
+		l, err := m.LockN(ctx, key, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -538,8 +538,8 @@ func TestBadKeys(t *testing.T) {
 				})
 			}
 		}
-		if _, err := m.LockBlock(ctx, "k", 0); err == nil {
-			t.Error("LockBlock(n=0) = nil error; want one")
+		if _, err := m.LockN(ctx, "k", 0); err == nil {
+			t.Error("LockN(n=0) = nil error; want one")
 		}
 		// Awkward but valid keys work.
 		for _, key := range []string{"}", "{", "{}", "%7D", "%", "a}b{c", "\xff\xfe", "*", "?", "[", strings.Repeat("x", MaxKeyLen)} {

@@ -25,6 +25,7 @@ type lease struct {
 	nm    names
 	owner string
 	token uint64
+	n     uint64        // tokens reserved: token..token+n-1
 	done  chan struct{} // closed when the lease ends, with err set
 
 	// Background work: a timer that renews the lease (or, without
@@ -43,12 +44,13 @@ type lease struct {
 	err        error // nil while held; set once, when done is closed
 }
 
-func newLease(c *core, nm names, owner string, token uint64, start time.Time) *lease {
+func newLease(c *core, nm names, owner string, token, n uint64, start time.Time) *lease {
 	return &lease{
 		c:          c,
 		nm:         nm,
 		owner:      owner,
 		token:      token,
+		n:          n,
 		done:       make(chan struct{}),
 		validUntil: start.Add(c.cfg.ttl),
 	}
@@ -270,3 +272,6 @@ func (l *lease) Err() error {
 // Redis clock, floored by the last token issued for the key, so strictly
 // greater than every token issued earlier for the key.
 func (l *lease) Token() uint64 { return l.token }
+
+// Reserved is the number of fencing tokens the lease holds, from Token().
+func (l *lease) Reserved() uint64 { return l.n }

@@ -18,9 +18,9 @@ import (
 
 // Compile-time checks of the contract.
 var (
-	_ mutex.Keyed[string]        = (*Mutex[string])(nil)
-	_ mutex.TokenBlocker[string] = (*Mutex[string])(nil)
-	_ mutex.Lease                = (*lease)(nil)
+	_ mutex.Keyed[string]         = (*Mutex[string])(nil)
+	_ mutex.TokenReserver[string] = (*Mutex[string])(nil)
+	_ mutex.Lease                 = (*lease)(nil)
 )
 
 // ErrWrongType is returned by Lock and TryLock when the key Redis would
@@ -28,9 +28,9 @@ var (
 // else wrote it), which no release would ever free.
 var ErrWrongType = errors.New("distributed: lock key holds a non-lock value (WRONGTYPE)")
 
-// MaxBlock is the largest number of fencing tokens one lease may
-// reserve with [Mutex.LockBlock].
-const MaxBlock = 1 << 30
+// MaxReserve is the largest number of fencing tokens one lease may
+// reserve with [Mutex.LockN].
+const MaxReserve = 1 << 30
 
 var (
 	//go:embed acquire.lua
@@ -127,7 +127,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 // Lock blocks until the caller holds the lock for key, ctx is done, the
 // Mutex is closed or Redis fails. On ctx end the error satisfies
 // errors.Is(err, ctx.Err()); after Close, errors.Is(err, mutex.ErrClosed).
-// Lock is LockBlock with n = 1.
+// Lock is LockN with n = 1.
 func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, "Lock", key, 1, false)
 }
@@ -139,17 +139,24 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, "TryLock", key, 1, true)
 }
 
-// LockBlock is Lock for a lease that reserves n consecutive fencing
-// tokens, Token() to Token()+n-1 (see [mutex.TokenBlocker]). n must be
-// between 1 and [MaxBlock].
-func (m *Mutex[K]) LockBlock(ctx context.Context, key K, n uint64) (mutex.Lease, error) {
-	return m.lock(ctx, "LockBlock", key, n, false)
+// LockN is Lock for a lease that reserves n consecutive fencing
+// tokens, Token() to Token()+n-1 (see [mutex.TokenReserver]). n must be
+// between 1 and [MaxReserve].
+func (m *Mutex[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return reservation(m.lock(ctx, "LockN", key, n, false))
 }
 
-// TryLockBlock is TryLock for a lease that reserves n consecutive fencing
-// tokens, as LockBlock.
-func (m *Mutex[K]) TryLockBlock(ctx context.Context, key K, n uint64) (mutex.Lease, error) {
-	return m.lock(ctx, "TryLockBlock", key, n, true)
+// TryLockN is TryLock for a lease that reserves n consecutive fencing
+// tokens, as LockN.
+func (m *Mutex[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return reservation(m.lock(ctx, "TryLockN", key, n, true))
+}
+
+func reservation(l mutex.Lease, err error) (mutex.Reservation, error) {
+	if err != nil {
+		return nil, err
+	}
+	return l.(*lease), nil
 }
 
 // Locker returns a [sync.Locker] for key, sharing state with every other
@@ -163,8 +170,8 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try bool) (mutex.Lease, error) {
-	if n < 1 || n > MaxBlock {
-		return nil, fmt.Errorf("distributed: %s: n = %d; want 1 <= n <= %d", op, n, MaxBlock)
+	if n < 1 || n > MaxReserve {
+		return nil, fmt.Errorf("distributed: %s: n = %d; want 1 <= n <= %d", op, n, MaxReserve)
 	}
 	enc, err := m.encode(key)
 	if err != nil {
@@ -362,7 +369,7 @@ func (c *core) acquire(ctx context.Context, nm names, n uint64) (*lease, int64, 
 	if res[0] != 1 {
 		return nil, res[1], nil
 	}
-	return newLease(c, nm, owner, uint64(res[1]), start), 0, nil
+	return newLease(c, nm, owner, uint64(res[1]), n, start), 0, nil
 }
 
 // newOwner returns a random 128-bit owner id, one per lease.

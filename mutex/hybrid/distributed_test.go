@@ -89,14 +89,22 @@ func (r *recorder) TryLock(ctx context.Context, key string) (mutex.Lease, error)
 	return r.record(key, l, 1, err)
 }
 
-func (r *recorder) LockBlock(ctx context.Context, key string, n uint64) (mutex.Lease, error) {
-	l, err := r.Mutex.LockBlock(ctx, key, n)
-	return r.record(key, l, n, err)
+func (r *recorder) LockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	l, err := r.Mutex.LockN(ctx, key, n)
+	return r.recordN(key, l, err)
 }
 
-func (r *recorder) TryLockBlock(ctx context.Context, key string, n uint64) (mutex.Lease, error) {
-	l, err := r.Mutex.TryLockBlock(ctx, key, n)
-	return r.record(key, l, n, err)
+func (r *recorder) TryLockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	l, err := r.Mutex.TryLockN(ctx, key, n)
+	return r.recordN(key, l, err)
+}
+
+// recordN records a reservation's block: the tokens it actually holds.
+func (r *recorder) recordN(key string, l mutex.Reservation, err error) (mutex.Reservation, error) {
+	if err == nil {
+		r.record(key, l, l.Reserved(), nil)
+	}
+	return l, err
 }
 
 // newDistributed returns a distributed mutex with its own client.

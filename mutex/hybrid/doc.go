@@ -30,11 +30,13 @@
 //
 // # Fencing tokens
 //
-// If the remote implements [mutex.TokenBlocker], the head acquires with
-// LockBlock(ctx, key, bound+1) and the i-th local holder of that remote
+// If the remote implements [mutex.TokenReserver], the head acquires with
+// LockN(ctx, key, bound+1) and the i-th local holder of that remote
 // lease gets token first+i: tokens stay strictly increasing per key across
 // local handoffs and remote acquisitions, with no arithmetic on the
 // remote's token (which may be a timestamp with no spare bits). A remote
+// that reserves fewer tokens than asked ([mutex.Reservation.Reserved])
+// serves as many local holders as it reserved tokens. A remote
 // that does not implement it cannot reserve tokens for local holders, so
 // local handoffs are disabled for it: every holder acquires the remote
 // lease itself (still one contender per process, in FIFO order) and gets

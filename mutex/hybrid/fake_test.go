@@ -21,6 +21,7 @@ type fake struct {
 	maxPending map[string]int
 	acquired   []fakeAcq
 	fail       error         // if set, acquisitions fail with it
+	maxReserve uint64        // if set, a block holds at most this many tokens
 	gate       chan struct{} // if set, acquisitions wait until it is closed
 	entered    chan string   // if set, receives the key of each blocking acquisition as it starts
 }
@@ -39,19 +40,35 @@ func newFake() *fake {
 	}
 }
 
-var _ mutex.TokenBlocker[string] = (*fake)(nil)
+var _ mutex.TokenReserver[string] = (*fake)(nil)
 
 func (f *fake) Lock(ctx context.Context, key string) (mutex.Lease, error) {
-	return f.acquire(ctx, "Lock", key, 1, false)
+	return asLease(f.acquire(ctx, "Lock", key, 1, false))
 }
 func (f *fake) TryLock(ctx context.Context, key string) (mutex.Lease, error) {
-	return f.acquire(ctx, "TryLock", key, 1, true)
+	return asLease(f.acquire(ctx, "TryLock", key, 1, true))
 }
-func (f *fake) LockBlock(ctx context.Context, key string, n uint64) (mutex.Lease, error) {
-	return f.acquire(ctx, "LockBlock", key, n, false)
+func (f *fake) LockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	return asReservation(f.acquire(ctx, "LockN", key, n, false))
 }
-func (f *fake) TryLockBlock(ctx context.Context, key string, n uint64) (mutex.Lease, error) {
-	return f.acquire(ctx, "TryLockBlock", key, n, true)
+func (f *fake) TryLockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	return asReservation(f.acquire(ctx, "TryLockN", key, n, true))
+}
+
+// asLease and asReservation return a *fakeLease as the interface, or a nil
+// interface with the error.
+func asLease(l *fakeLease, err error) (mutex.Lease, error) {
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func asReservation(l *fakeLease, err error) (mutex.Reservation, error) {
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 var fakeLockers mutex.LockerSet[string]
@@ -70,7 +87,7 @@ func (f *fake) setFail(err error) {
 	f.mu.Unlock()
 }
 
-func (f *fake) acquire(ctx context.Context, method, key string, n uint64, try bool) (mutex.Lease, error) {
+func (f *fake) acquire(ctx context.Context, method, key string, n uint64, try bool) (*fakeLease, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("fake: %s(%q, 0)", method, key)
 	}
@@ -103,9 +120,12 @@ func (f *fake) acquire(ctx context.Context, method, key string, n uint64, try bo
 			return nil, err
 		}
 		if f.held[key] == nil {
+			if f.maxReserve > 0 {
+				n = min(n, f.maxReserve)
+			}
 			tok := f.tokens[key] + 1
 			f.tokens[key] = tok + n - 1
-			l := &fakeLease{f: f, key: key, token: tok, done: make(chan struct{})}
+			l := &fakeLease{f: f, key: key, token: tok, n: n, done: make(chan struct{})}
 			f.held[key] = l
 			f.acquired = append(f.acquired, fakeAcq{key, tok, n})
 			f.mu.Unlock()
@@ -153,6 +173,7 @@ type fakeLease struct {
 	f     *fake
 	key   string
 	token uint64
+	n     uint64 // tokens reserved
 	done  chan struct{}
 	err   error // guarded by f.mu
 }
@@ -186,11 +207,12 @@ func (l *fakeLease) Unlock() error {
 
 func (l *fakeLease) Done() <-chan struct{} { return l.done }
 func (l *fakeLease) Token() uint64         { return l.token }
+func (l *fakeLease) Reserved() uint64      { return l.n }
 func (l *fakeLease) Err() error {
 	l.f.mu.Lock()
 	defer l.f.mu.Unlock()
 	return l.err
 }
 
-// plain hides the TokenBlocker methods of a remote.
+// plain hides the TokenReserver methods of a remote.
 type plain struct{ mutex.Keyed[string] }

@@ -28,13 +28,13 @@ var (
 // before the Lock or TryLock of this Mutex that next returns a lease for
 // that key; across processes the remote mutex gives the same guarantee.
 type Mutex[K comparable] struct {
-	remote  mutex.Keyed[K]
-	blocker mutex.TokenBlocker[K] // remote as a TokenBlocker if bound > 0, else nil
-	block   uint64                // tokens reserved per remote lease: bound+1, or 1
-	onError func(error)
-	yield   time.Duration // fixed yield after a bound release, if !adapt
-	adapt   bool
-	rtt     atomic.Int64 // EWMA of the remote release latency, ns
+	remote   mutex.Keyed[K]
+	reserver mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
+	block    uint64                 // tokens reserved per remote lease: bound+1, or 1
+	onError  func(error)
+	yield    time.Duration // fixed yield after a bound release, if !adapt
+	adapt    bool
+	rtt      atomic.Int64 // EWMA of the remote release latency, ns
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort. There is no
@@ -83,8 +83,8 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) (*Mutex[K], error)
 		}
 	}
 	m := &Mutex[K]{remote: remote, block: 1, onError: c.onError, yield: c.yield, adapt: !c.yieldSet}
-	if b, ok := remote.(mutex.TokenBlocker[K]); ok && c.maxHandoffs > 0 {
-		m.blocker = b
+	if b, ok := remote.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
+		m.reserver = b
 		m.block = uint64(c.maxHandoffs) + 1
 	}
 	return m, nil
@@ -195,10 +195,13 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	c.cancel, c.contending = cancel, make(chan struct{})
 	c.mu.Unlock()
 
-	var r mutex.Lease
+	var (
+		r        mutex.Lease
+		reserved uint64
+	)
 	err := m.awaitTurn(ctx, c)
 	if err == nil {
-		r, err = m.acquireRemote(ctx, key, try)
+		r, reserved, err = m.acquireRemote(ctx, key, try)
 	}
 
 	c.mu.Lock()
@@ -206,7 +209,7 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	if err == nil && !closed {
 		c.remote = r
 		c.next = r.Token() + 1
-		c.end = r.Token() + m.block
+		c.end = r.Token() + reserved
 	}
 	contending := c.contending
 	c.cancel, c.contending = nil, nil
@@ -247,18 +250,30 @@ func (m *Mutex[K]) awaitTurn(ctx context.Context, c *cohort) error {
 }
 
 // acquireRemote takes the remote lease, reserving a token per local
-// holder it may serve.
-func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Lease, error) {
+// holder it may serve; it returns the lease and how many tokens it holds.
+func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Lease, uint64, error) {
+	var (
+		r   mutex.Reservation
+		l   mutex.Lease
+		err error
+	)
 	switch {
-	case m.blocker != nil && try:
-		return m.blocker.TryLockBlock(ctx, key, m.block)
-	case m.blocker != nil:
-		return m.blocker.LockBlock(ctx, key, m.block)
+	case m.reserver != nil && try:
+		r, err = m.reserver.TryLockN(ctx, key, m.block)
+	case m.reserver != nil:
+		r, err = m.reserver.LockN(ctx, key, m.block)
 	case try:
-		return m.remote.TryLock(ctx, key)
+		l, err = m.remote.TryLock(ctx, key)
 	default:
-		return m.remote.Lock(ctx, key)
+		l, err = m.remote.Lock(ctx, key)
 	}
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case r != nil:
+		return r, max(1, min(r.Reserved(), m.block)), nil
+	}
+	return l, 1, nil
 }
 
 // takeRemote detaches the cohort's remote lease, if any.

@@ -119,9 +119,17 @@ func TestConformance(t *testing.T) {
 // FIFO order and that one contender per process reaches the remote.
 func TestHandoffBound(t *testing.T) {
 	leakcheck.Register(t)
-	for _, bound := range []int{0, 1, 3, 16} {
-		t.Run(fmt.Sprintf("bound=%d", bound), func(t *testing.T) {
+	for _, tc := range []struct{ bound, reserve int }{{0, 0}, {1, 0}, {3, 0}, {16, 0}, {16, 5}} {
+		// reserve > 0: the remote reserves at most that many tokens per
+		// lease (a Redis remote may reserve fewer than asked), which
+		// bounds the handoffs instead.
+		bound, perLease := tc.bound, tc.bound+1
+		if tc.reserve > 0 {
+			perLease = min(perLease, tc.reserve)
+		}
+		t.Run(fmt.Sprintf("bound=%d/reserve=%d", bound, tc.reserve), func(t *testing.T) {
 			f := newFake()
+			f.maxReserve = uint64(tc.reserve)
 			m := newT(t, f, WithMaxLocalHandoffs(bound), WithReleaseYield(0))
 			key := keyedtest.Key(t)
 			const waiters = 40
@@ -182,11 +190,11 @@ func TestHandoffBound(t *testing.T) {
 						served++
 					}
 				}
-				if served < 1 || served > bound+1 {
-					t.Errorf("remote lease at token %d served %d holders; want 1..%d", a.first, served, bound+1)
+				if served < 1 || served > perLease {
+					t.Errorf("remote lease at token %d served %d holders; want 1..%d", a.first, served, perLease)
 				}
 			}
-			want := (waiters + 1 + bound) / (bound + 1) // ceil(41/(bound+1))
+			want := (waiters + perLease) / perLease // ceil(41/perLease)
 			if len(acqs) != want {
 				t.Errorf("%d remote acquisitions for %d holders; want %d", len(acqs), waiters+1, want)
 			}
@@ -198,7 +206,7 @@ func TestHandoffBound(t *testing.T) {
 	}
 }
 
-// TestPlainRemoteNoHandoff: without TokenBlocker every holder acquires
+// TestPlainRemoteNoHandoff: without TokenReserver every holder acquires
 // remotely, with the remote's own token.
 func TestPlainRemoteNoHandoff(t *testing.T) {
 	leakcheck.Register(t)
@@ -233,8 +241,8 @@ func TestPlainRemoteNoHandoff(t *testing.T) {
 	if got := f.count("Lock"); got != 4 {
 		t.Errorf("remote Lock calls = %d; want 4 (no local handoff)", got)
 	}
-	if got := f.count("LockBlock"); got != 0 {
-		t.Errorf("remote LockBlock calls = %d; want 0", got)
+	if got := f.count("LockN"); got != 0 {
+		t.Errorf("remote LockN calls = %d; want 0", got)
 	}
 	checkClean(t, m, f)
 }
@@ -275,7 +283,7 @@ func TestLostLease(t *testing.T) {
 	if b == nil {
 		t.FailNow()
 	}
-	if n := f.count("LockBlock"); n != 2 {
+	if n := f.count("LockN"); n != 2 {
 		t.Errorf("remote acquisitions = %d; want 2 (the waiter acquires afresh)", n)
 	}
 	if b.Token() <= a.Token() {
@@ -307,7 +315,7 @@ func TestLostWithTokensLeft(t *testing.T) {
 	a.Unlock()
 	l := mustLock(t, m, key)
 	l.Unlock()
-	if n := f.count("LockBlock"); n < 2 {
+	if n := f.count("LockN"); n < 2 {
 		t.Errorf("remote acquisitions = %d; want >= 2", n)
 	}
 }
@@ -520,8 +528,8 @@ func TestYieldAfterBound(t *testing.T) {
 	if other == nil {
 		t.FailNow()
 	}
-	if n := f.count("LockBlock"); n != 1 {
-		t.Errorf("remote LockBlock calls = %d; want 1 (the next head yields)", n)
+	if n := f.count("LockN"); n != 1 {
+		t.Errorf("remote LockN calls = %d; want 1 (the next head yields)", n)
 	}
 	other.Unlock()
 	m.Close()

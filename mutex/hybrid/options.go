@@ -43,7 +43,7 @@ type config struct {
 // gives more throughput on a hot key and fewer remote commands, but lets
 // one process keep the key longer while other processes wait. A negative
 // n is an error. The bound is
-// forced to 0 for a remote that does not implement [mutex.TokenBlocker].
+// forced to 0 for a remote that does not implement [mutex.TokenReserver].
 // The default is [DefaultMaxLocalHandoffs] (16).
 func WithMaxLocalHandoffs(n int) Option {
 	return func(c *config) error {

@@ -11,15 +11,16 @@ import (
 )
 
 var (
-	_ mutex.Keyed[string]        = (*Mutex[string])(nil)
-	_ mutex.TokenBlocker[string] = (*Mutex[string])(nil)
-	_ mutex.Lease                = (*lease[string])(nil)
+	_ mutex.Keyed[string]         = (*Mutex[string])(nil)
+	_ mutex.TokenReserver[string] = (*Mutex[string])(nil)
+	_ mutex.Lease                 = (*lease[string])(nil)
+	_ mutex.Reservation           = (*reservation[string])(nil)
 )
 
 // Errors of this package. They are wrapped with the key, so test with
 // [errors.Is].
 var (
-	// ErrBlockSize is returned by LockBlock and TryLockBlock for n == 0.
+	// ErrBlockSize is returned by LockN and TryLockN for n == 0.
 	ErrBlockSize = fmt.Errorf("local: token block size must be at least 1")
 	// ErrTokensExhausted is returned when a block of tokens would go past
 	// the largest token, 1<<63 - 1. Only absurd block sizes get there.
@@ -75,25 +76,38 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, key, 1, false)
 }
 
-// LockBlock is Lock with a lease that reserves n consecutive fencing
-// tokens: Token() is the first, and the next lease for key gets a token
-// above all n. n == 0 returns an error satisfying errors.Is(err,
-// [ErrBlockSize]). See [mutex.TokenBlocker].
-func (m *Mutex[K]) LockBlock(ctx context.Context, key K, n uint64) (mutex.Lease, error) {
-	if n == 0 {
-		return nil, fmt.Errorf("local: LockBlock(%v, 0): %w", key, ErrBlockSize)
-	}
-	return m.lock(ctx, key, n, true)
+// LockN is Lock with a lease that reserves n consecutive fencing tokens
+// (always exactly n): Token() is the first, and the next lease for key
+// gets a token above all n. n == 0 returns an error satisfying
+// errors.Is(err, [ErrBlockSize]). See [mutex.TokenReserver].
+func (m *Mutex[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return m.lockN(ctx, key, n, true)
 }
 
-// TryLockBlock is TryLock with a lease that reserves n consecutive fencing
-// tokens, as LockBlock.
-func (m *Mutex[K]) TryLockBlock(ctx context.Context, key K, n uint64) (mutex.Lease, error) {
-	if n == 0 {
-		return nil, fmt.Errorf("local: TryLockBlock(%v, 0): %w", key, ErrBlockSize)
-	}
-	return m.lock(ctx, key, n, false)
+// TryLockN is TryLock with a lease that reserves n consecutive fencing
+// tokens, as LockN.
+func (m *Mutex[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return m.lockN(ctx, key, n, false)
 }
+
+func (m *Mutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex.Reservation, error) {
+	if n == 0 {
+		return nil, lockErr(key, ErrBlockSize)
+	}
+	l, err := m.lock(ctx, key, n, wait)
+	if err != nil {
+		return nil, err
+	}
+	return &reservation[K]{lease: l.(*lease[K]), n: n}, nil
+}
+
+// reservation is a lease from LockN, which knows its block size.
+type reservation[K comparable] struct {
+	*lease[K]
+	n uint64
+}
+
+func (r *reservation[K]) Reserved() uint64 { return r.n }
 
 // Locker returns a [sync.Locker] for key. Lockers of one Mutex share
 // state: m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in

@@ -88,7 +88,7 @@ func TestMutualExclusionManyKeys(t *testing.T) {
 					case 0:
 						l, err = m.Lock(ctx, k)
 					case 1:
-						l, err = m.LockBlock(ctx, k, 3)
+						l, err = m.LockN(ctx, k, 3)
 					default:
 						for {
 							l, err = m.TryLock(ctx, k)
@@ -419,28 +419,28 @@ func TestTokensSurviveEntryDeletion(t *testing.T) {
 	}
 }
 
-func TestTokenBlocker(t *testing.T) {
+func TestTokenReserver(t *testing.T) {
 	var m Mutex[string]
 	ctx := context.Background()
-	if _, err := m.LockBlock(ctx, "k", 0); !errors.Is(err, ErrBlockSize) {
-		t.Errorf("LockBlock(n=0) = %v; want ErrBlockSize", err)
+	if _, err := m.LockN(ctx, "k", 0); !errors.Is(err, ErrBlockSize) {
+		t.Errorf("LockN(n=0) = %v; want ErrBlockSize", err)
 	}
-	if _, err := m.TryLockBlock(ctx, "k", 0); !errors.Is(err, ErrBlockSize) {
-		t.Errorf("TryLockBlock(n=0) = %v; want ErrBlockSize", err)
+	if _, err := m.TryLockN(ctx, "k", 0); !errors.Is(err, ErrBlockSize) {
+		t.Errorf("TryLockN(n=0) = %v; want ErrBlockSize", err)
 	}
-	a, err := m.LockBlock(ctx, "k", 10)
+	a, err := m.LockN(ctx, "k", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.TryLockBlock(ctx, "k", 2); !errors.Is(err, mutex.ErrLocked) {
-		t.Errorf("TryLockBlock(held) = %v; want ErrLocked", err)
+	if _, err := m.TryLockN(ctx, "k", 2); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLockN(held) = %v; want ErrLocked", err)
 	}
 	// A waiter with a block gets its tokens on handoff.
 	got := make(chan mutex.Lease, 1)
 	go func() {
-		l, err := m.LockBlock(ctx, "k", 5)
+		l, err := m.LockN(ctx, "k", 5)
 		if err != nil {
-			t.Errorf("LockBlock waiter = %v", err)
+			t.Errorf("LockN waiter = %v", err)
 			close(got)
 			return
 		}
@@ -456,7 +456,7 @@ func TestTokenBlocker(t *testing.T) {
 		t.Errorf("token after a block of 10 = %d; want >= %d", b.Token(), want)
 	}
 	b.Unlock()
-	c, err := m.TryLockBlock(ctx, "k", 1)
+	c, err := m.TryLockN(ctx, "k", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,29 +470,29 @@ func TestTokenBlocker(t *testing.T) {
 func TestTokensExhausted(t *testing.T) {
 	var m Mutex[string]
 	ctx := context.Background()
-	if _, err := m.LockBlock(ctx, "k", math.MaxUint64); !errors.Is(err, ErrTokensExhausted) {
-		t.Errorf("LockBlock(MaxUint64) = %v; want ErrTokensExhausted", err)
+	if _, err := m.LockN(ctx, "k", math.MaxUint64); !errors.Is(err, ErrTokensExhausted) {
+		t.Errorf("LockN(MaxUint64) = %v; want ErrTokensExhausted", err)
 	}
 	checkEmpty(t, &m)
-	l, err := m.LockBlock(ctx, "k", keylock.MaxToken)
+	l, err := m.LockN(ctx, "k", keylock.MaxToken)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A waiter that cannot get a token fails when the lock reaches it...
 	errc := make(chan error, 1)
 	go func() {
-		_, err := m.LockBlock(ctx, "k", 2)
+		_, err := m.LockN(ctx, "k", 2)
 		errc <- err
 	}()
 	waitWaiters(t, &m, "k", 1)
 	l.Unlock()
 	if err := <-errc; !errors.Is(err, ErrTokensExhausted) {
-		t.Errorf("LockBlock after exhaustion = %v; want ErrTokensExhausted", err)
+		t.Errorf("LockN after exhaustion = %v; want ErrTokensExhausted", err)
 	}
 	checkEmpty(t, &m)
 	// ... and so does a newcomer, with nothing left behind.
-	if _, err := m.TryLockBlock(ctx, "k", 2); !errors.Is(err, ErrTokensExhausted) {
-		t.Errorf("TryLockBlock after exhaustion = %v; want ErrTokensExhausted", err)
+	if _, err := m.TryLockN(ctx, "k", 2); !errors.Is(err, ErrTokensExhausted) {
+		t.Errorf("TryLockN after exhaustion = %v; want ErrTokensExhausted", err)
 	}
 	checkEmpty(t, &m)
 }

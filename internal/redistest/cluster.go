@@ -236,10 +236,7 @@ func (c *Cluster) KillMaster(addr string) string {
 func (c *Cluster) live() []*Server {
 	var l []*Server
 	for _, s := range c.nodes {
-		s.mu.Lock()
-		up := s.cmd != nil
-		s.mu.Unlock()
-		if up {
+		if s.running() {
 			l = append(l, s)
 		}
 	}
@@ -292,17 +289,7 @@ func viewOf(cl *redis.Client) (*clusterView, error) {
 // knows every slot served by one of masters live masters, agrees with the
 // others on the owners, and every live master's live replicas are online.
 func (c *Cluster) waitHealthy(masters int, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	var last error
-	for {
-		if last = c.healthy(masters); last == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return last
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return poll(within, func() error { return c.healthy(masters) })
 }
 
 func (c *Cluster) healthy(masters int) error {

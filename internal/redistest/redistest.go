@@ -1,7 +1,9 @@
 // Package redistest starts real redis-server processes for tests and
 // benchmarks: each on a free loopback port, in its own temp dir, stopped
 // when the test ends. Nothing is shared between tests and no fixed port is
-// ever used.
+// ever used. It builds a standalone server ([Start]), a Redis Cluster
+// ([StartCluster]) and a Sentinel deployment ([StartSentinel]), and breaks
+// them on cue: kill a server, kill a master, fail over.
 //
 // Where redis-server is not on PATH the tests that need it skip with a
 // message, unless the environment variable KEYEDMUTEX_REQUIRE_REDIS is set
@@ -10,6 +12,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -56,7 +59,8 @@ type Server struct {
 	bin   string
 	dir   string
 	port  int
-	extra []string
+	conf  string   // config file given before every other argument, or ""
+	extra []string // arguments after the standard ones; Sentinel.Restart replaces them
 
 	mu  sync.Mutex // guards cmd
 	cmd *exec.Cmd
@@ -113,6 +117,9 @@ func (s *Server) start() error {
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
+	}
+	if s.conf != "" {
+		args = append([]string{s.conf}, args...)
 	}
 	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
@@ -195,6 +202,39 @@ func (s *Server) Restart() {
 	}
 	s.tb.Fatalf("redistest: restart redis-server on %s: %v", s.Addr(), err)
 }
+
+// running reports whether the server's process runs.
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
+// poll calls cond until it returns nil or within has passed, and returns
+// cond's last error; an [errStop] ends it at once. It is how this package
+// waits: never a fixed sleep.
+func poll(within time.Duration, cond func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if stop, ok := errors.AsType[errStop](err); ok {
+			return stop.err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("still after %v: %w", within, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// errStop ends a [poll] at once with its error.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+func (e errStop) Unwrap() error { return e.err }
 
 // Stop kills the server if it runs. It is registered with Cleanup.
 func (s *Server) Stop() { s.Kill() }

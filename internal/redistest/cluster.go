@@ -181,14 +181,7 @@ func (c *Cluster) Masters() []string {
 // MasterOf returns the address of the master that serves key's slot.
 func (c *Cluster) MasterOf(key string) string {
 	c.tb.Helper()
-	cl := c.liveClient()
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	slot, err := cl.ClusterKeySlot(ctx, key).Result()
-	if err != nil {
-		c.tb.Fatalf("redistest: CLUSTER KEYSLOT %q: %v", key, err)
-	}
+	slot := c.slotOf(key)
 	v, err := c.view()
 	if err != nil {
 		c.tb.Fatalf("redistest: cluster view: %v", err)

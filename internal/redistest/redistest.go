@@ -2,8 +2,9 @@
 // benchmarks: each on a free loopback port, in its own temp dir, stopped
 // when the test ends. Nothing is shared between tests and no fixed port is
 // ever used. It builds a standalone server ([Start]), a Redis Cluster
-// ([StartCluster]) and a Sentinel deployment ([StartSentinel]), and breaks
-// them on cue: kill a server, kill a master, fail over.
+// ([StartCluster], with slot migration: [Cluster.BeginMigration]) and a
+// Sentinel deployment ([StartSentinel]), and breaks them on cue: kill a
+// server, kill a master, fail over.
 //
 // Where redis-server is not on PATH the tests that need it skip with a
 // message, unless the environment variable KEYEDMUTEX_REQUIRE_REDIS is set

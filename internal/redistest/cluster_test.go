@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -32,10 +33,19 @@ func TestClusterFailover(t *testing.T) {
 	}
 
 	const key = "failover{x}"
-	if err := cc.Set(ctx, key, "v", 0).Err(); err != nil {
-		t.Fatalf("SET = %v", err)
-	}
 	old := c.MasterOf(key)
+	// Replication is asynchronous: a write the replica has not seen dies
+	// with its master. SET and WAIT on one connection to the master, so
+	// the replica has the key before the kill.
+	pipe := c.NodeClient(t, old).Pipeline()
+	pipe.Set(ctx, key, "v", 0)
+	wait := pipe.Do(ctx, "WAIT", 1, 2000) // under the client's 3s read timeout
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("SET, WAIT on %s = %v\n%s", old, err, replicationReport(c))
+	}
+	if n, err := wait.Int(); n != 1 {
+		t.Fatalf("WAIT 1 2000 on %s = %d, %v; want 1 replica\n%s", old, n, err, replicationReport(c))
+	}
 	start = time.Now()
 	now := c.KillMaster(old)
 	t.Logf("failover of %s to %s in %v", old, now, time.Since(start).Round(time.Millisecond))
@@ -46,7 +56,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Errorf("Masters() after failover = %v; want 3", got)
 	}
 	// The cluster client follows (MOVED / reload) and the key survived
-	// (it was replicated long before the kill).
+	// (the replica had it before the kill).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		cc.ReloadState(ctx) // go-redis alone reloads the slot map only every 10s
@@ -62,4 +72,20 @@ func TestClusterFailover(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// replicationReport says, for a failure message, how each node of c sees
+// replication.
+func replicationReport(c *Cluster) string {
+	var b strings.Builder
+	for _, s := range c.nodes {
+		f, err := info(s.Addr(), "replication")
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", s.Addr(), err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: role:%s master_port:%s master_link_status:%s connected_slaves:%s slave0:%s\n",
+			s.Addr(), f["role"], f["master_port"], f["master_link_status"], f["connected_slaves"], f["slave0"])
+	}
+	return b.String()
 }

@@ -461,18 +461,27 @@ func (l *lease[K]) Done() <-chan struct{} {
 	if l.done != nil {
 		return l.done
 	}
-	if l.err == nil {
-		if err := l.lostLocked(); err != nil {
-			l.err = err
-		}
-	}
 	l.done = make(chan struct{})
+	if l.err == nil && !l.unlocked {
+		// Under the cohort's mu, which Close takes to mark it closed
+		// before it waits for the watchers: a watcher is either counted
+		// before that wait, or never started.
+		c := &l.e.Value
+		c.mu.Lock()
+		switch {
+		case c.closed:
+			l.err = lockErr("lease", l.e.Key(), fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
+		case ended(l.remote):
+			l.err = lockErr("lease", l.e.Key(), mutex.ErrLost)
+		default:
+			l.m.wg.Add(1)
+			go l.watch(l.done)
+		}
+		c.mu.Unlock()
+	}
 	if l.err != nil {
 		close(l.done)
-		return l.done
 	}
-	l.m.wg.Add(1)
-	go l.watch(l.done)
 	return l.done
 }
 

@@ -25,9 +25,10 @@ type LockerSet[K comparable] struct {
 // Locker returns a [sync.Locker] for key backed by m.
 //
 // Its Lock blocks until it holds the lock: it retries errors from m
-// (Redis unreachable, say) with a capped exponential backoff, reporting
-// each to onError, which may be nil. It panics only if m returns
-// [ErrClosed], since it cannot return an error and must not block forever.
+// that can heal (Redis unreachable, say) with a capped exponential
+// backoff, reporting each to onError, which may be nil. It panics, with
+// the error, if m returns [ErrClosed] or [ErrInvalidKey]: it cannot
+// return an error, and must neither block forever nor hide one.
 //
 // Its Unlock panics if key is not locked through a Locker of this set,
 // like [sync.Mutex.Unlock]. Errors from the lease's Unlock, [ErrLost]
@@ -62,8 +63,8 @@ func (l *locker[K]) Lock() {
 			l.set.mu.Unlock()
 			return
 		}
-		if errors.Is(err, ErrClosed) {
-			panic(fmt.Sprintf("mutex: Locker(%v).Lock on a closed keyed mutex: %v", l.key, err))
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidKey) {
+			panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, err))
 		}
 		if l.onError != nil {
 			l.onError(l.key, err)

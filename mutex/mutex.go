@@ -51,6 +51,10 @@ var (
 	ErrUnlocked = errors.New("mutex: lease already unlocked")
 	// ErrClosed is returned by a Keyed that was closed.
 	ErrClosed = errors.New("mutex: keyed mutex closed")
+	// ErrInvalidKey is returned for a key that can never be locked: one
+	// that cannot be encoded, is empty or too long for Redis, or is not
+	// equal to itself (a floating-point NaN). Retrying cannot help.
+	ErrInvalidKey = errors.New("mutex: invalid key")
 )
 
 // WithLease returns a copy of parent that is cancelled, with cause

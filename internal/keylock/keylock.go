@@ -30,7 +30,7 @@ var (
 	ErrLocked = mutex.ErrLocked
 	// ErrNaN is returned for a key that is not equal to itself, such as a
 	// floating-point NaN: it could never be found again to be unlocked.
-	ErrNaN = errors.New("the key is not equal to itself (a floating-point NaN?): it could never be unlocked")
+	ErrNaN = fmt.Errorf("%w: it is not equal to itself (a floating-point NaN?), so it could never be found again", mutex.ErrInvalidKey)
 	// ErrTokensExhausted is returned when a block of tokens would go past
 	// MaxToken. Only absurd block sizes get there.
 	ErrTokensExhausted = errors.New("fencing tokens exhausted")

@@ -3,11 +3,12 @@ package notify
 import (
 	"context"
 	"fmt"
-	"sync"
+	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -46,7 +47,7 @@ func spublish(t *testing.T, cc *redis.ClusterClient, channel string) {
 	ctx := context.Background()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		n, err := cc.SPublish(ctx, channel, "x").Result()
+		n, err := cc.SPublish(ctx, channel, "w x").Result()
 		if err == nil && n == 1 {
 			return
 		}
@@ -64,13 +65,11 @@ func TestClusterShardedPubSub(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1)
 	t.Logf("cluster up in %v", time.Since(start).Round(time.Millisecond))
 	cc := c.Client(t)
-	var mu sync.Mutex
-	var reported []error
-	h := Open(cc, WithErrorHandler(func(err error) {
-		mu.Lock()
-		reported = append(reported, err)
-		mu.Unlock()
-	}))
+	var reported logtest.Recorder
+	h, err := Open(cc, WithLogger(slog.New(&reported)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	closed := false
 	t.Cleanup(func() {
 		if !closed {
@@ -96,9 +95,9 @@ func TestClusterShardedPubSub(t *testing.T) {
 		subs[ch] = s
 		checkShardNumSub(t, c, m, ch, 1)
 	}
-	h.mu.Lock()
-	nshards := len(h.shards)
-	h.mu.Unlock()
+	h.h.mu.Lock()
+	nshards := len(h.h.shards)
+	h.h.mu.Unlock()
 	if nshards != 3 {
 		t.Errorf("hub has %d shard connections for channels on 3 masters; want 3", nshards)
 	}
@@ -115,7 +114,7 @@ func TestClusterShardedPubSub(t *testing.T) {
 		break
 	}
 	ch := byMaster[victim]
-	extra := subscribe(t, h, ch) // a second waiter of the same channel
+	extra := subscribeID(t, h, ch, "extra") // a second waiter of the same channel
 	start = time.Now()
 	owner := c.KillMaster(victim)
 	t.Logf("failover %s -> %s in %v", victim, owner, time.Since(start).Round(time.Millisecond))
@@ -135,11 +134,8 @@ func TestClusterShardedPubSub(t *testing.T) {
 			waitWake(t, subs[other], "SPUBLISH on an unaffected shard")
 		}
 	}
-	mu.Lock()
-	n := len(reported)
-	mu.Unlock()
-	if n == 0 {
-		t.Error("the error handler heard nothing of the lost master")
+	if reported.Len() == 0 {
+		t.Error("the logger heard nothing of the lost master")
 	}
 
 	closed = true

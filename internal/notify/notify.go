@@ -4,58 +4,104 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrClosed is returned by [Hub.Subscribe] after the hub was closed.
+// ErrClosed is returned by [Hub.Subscribe] after the Hub was closed.
 var ErrClosed = errors.New("notify: hub closed")
 
-// Option configures a [Hub].
-type Option func(*config)
+// Linger is how long a channel stays subscribed after its last
+// subscription closed, so that a waiter that comes back soon (a hot key)
+// joins it with no Redis command. A message for no subscription that
+// arrives meanwhile goes to the orphan handler.
+const Linger = time.Second
+
+// DefaultHealthCheckInterval is the default of [WithHealthCheckInterval].
+const DefaultHealthCheckInterval = 3 * time.Second
+
+// An Option configures the Hub handle that [Open] returns; Open returns
+// the error of an invalid one.
+type Option func(*config) error
 
 type config struct {
-	onError func(error)
-	health  time.Duration
+	logger *slog.Logger // nil: slog.Default() at the time of each report
+	health time.Duration
+	orphan func(channel, id, payload string)
 }
 
-// WithErrorHandler sets a function that is told about connection losses,
-// reconnect failures and the fallback to classic pub/sub on a cluster
-// without sharded pub/sub. It is called from the hub's goroutines and must
-// not block. The default discards the errors.
-func WithErrorHandler(f func(error)) Option {
-	return func(c *config) { c.onError = f }
+// WithLogger sets the logger that receives this handle's reports:
+// connection losses, reconnect failures and the fallback to classic
+// pub/sub on a cluster without sharded pub/sub, at level Warn. Every open
+// handle of a shared hub gets the hub's reports; a closed one gets none.
+// The default is [slog.Default], looked up at each report.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("notify: WithLogger(nil): pass slog.New(slog.DiscardHandler) to discard reports")
+		}
+		c.logger = l
+		return nil
+	}
 }
 
 // WithHealthCheckInterval sets how long a connection may stay silent before
 // the hub sends a PING; a connection that stays silent for another interval
-// is treated as lost. Values <= 0 select the default. The default is 3s.
+// is treated as lost. It applies when the hub is created, by the first
+// Open of a client. d must be positive. The default is 3s.
 func WithHealthCheckInterval(d time.Duration) Option {
-	return func(c *config) {
-		if d > 0 {
-			c.health = d
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("notify: WithHealthCheckInterval(%v): the interval must be positive", d)
 		}
+		c.health = d
+		return nil
+	}
+}
+
+// WithOrphanHandler sets the function told about a message addressed to
+// an id that no subscription of the channel has (a waiter that left
+// before its message arrived). It is called from the hub's reader
+// goroutine, for channels this handle subscribed, and must not block. The
+// default ignores such messages.
+func WithOrphanHandler(f func(channel, id, payload string)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("notify: WithOrphanHandler(nil)")
+		}
+		c.orphan = f
+		return nil
 	}
 }
 
 // registry maps clients to their shared hubs.
 var registry struct {
-	mu   sync.Mutex // guards m and every Hub.refs
-	hubs map[redis.UniversalClient]*Hub
+	mu   sync.Mutex // guards hubs and every hub's users
+	hubs map[redis.UniversalClient]*hub
 }
 
-// Hub is the shared subscriber of one Redis client. Its methods are safe for
-// concurrent use. Get one with [Open]; the zero value is not usable, and a
-// Hub must not be copied.
+// Hub is one user's handle on the shared subscriber of a Redis client: its
+// Subscribe, Join and Close, its logger and its orphan handler. Its
+// methods are safe for concurrent use. Get one with [Open]; the zero
+// value is not usable.
 type Hub struct {
-	client redis.UniversalClient
+	h      *hub
 	cfg    config
-	done   chan struct{} // closed when the last reference is closed
+	closed bool // guarded by registry.mu
+}
+
+// hub is the state shared by every handle of one client.
+type hub struct {
+	client redis.UniversalClient
+	health time.Duration
+	done   chan struct{} // closed when the last handle is closed
 	wg     sync.WaitGroup
 
-	refs int // guarded by registry.mu
+	users []*Hub // open handles; guarded by registry.mu
 
 	smu        sync.Mutex // guards the three fields below
 	shardKnown bool
@@ -68,44 +114,48 @@ type Hub struct {
 	shards  map[string]*shard
 }
 
-// Open returns the Hub for client, shared by every caller in the process
-// that passes the same client value (reference-counted; each Open needs one
-// Close). Options apply when the Hub is created, by the first Open of a
-// client; later Opens share it as it is. Open does no I/O: the Pub/Sub
+// Open returns a handle on the Hub for client, shared by every caller in
+// the process that passes the same client value: one Pub/Sub connection
+// (one per shard master on a cluster) however many handles and
+// subscriptions. Each Open needs one Close. Open does no I/O: the
 // connections are opened on first Subscribe.
-func Open(client redis.UniversalClient, opts ...Option) *Hub {
+func Open(client redis.UniversalClient, opts ...Option) (*Hub, error) {
+	cfg := config{health: DefaultHealthCheckInterval}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	if h := registry.hubs[client]; h != nil {
-		h.refs++
-		return h
+	h := registry.hubs[client]
+	if h == nil {
+		h = &hub{
+			client:  client,
+			health:  cfg.health,
+			done:    make(chan struct{}),
+			entries: make(map[string]*entry),
+			shards:  make(map[string]*shard),
+		}
+		if registry.hubs == nil {
+			registry.hubs = make(map[redis.UniversalClient]*hub)
+		}
+		registry.hubs[client] = h
 	}
-	cfg := config{onError: func(error) {}, health: 3 * time.Second}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.onError == nil {
-		cfg.onError = func(error) {}
-	}
-	h := &Hub{
-		client:  client,
-		cfg:     cfg,
-		done:    make(chan struct{}),
-		refs:    1,
-		entries: make(map[string]*entry),
-		shards:  make(map[string]*shard),
-	}
-	if registry.hubs == nil {
-		registry.hubs = make(map[redis.UniversalClient]*Hub)
-	}
-	registry.hubs[client] = h
-	return h
+	u := &Hub{h: h, cfg: cfg}
+	h.users = append(h.users, u)
+	return u, nil
 }
 
-// Sharded reports whether releases must be published with SPUBLISH (true
+// Sharded reports whether messages must be published with SPUBLISH (true
 // for a *redis.ClusterClient whose servers support sharded pub/sub, Redis
 // 7+) or PUBLISH. The answer is cached after the first successful call.
-func (h *Hub) Sharded(ctx context.Context) (bool, error) {
+func (u *Hub) Sharded(ctx context.Context) (bool, error) { return u.h.isSharded(ctx) }
+
+func (h *hub) isSharded(ctx context.Context) (bool, error) {
 	h.smu.Lock()
 	known, sharded := h.shardKnown, h.sharded
 	h.smu.Unlock()
@@ -129,16 +179,17 @@ func (h *Hub) Sharded(ctx context.Context) (bool, error) {
 	h.fellBack = h.fellBack || report
 	h.smu.Unlock()
 	if report {
-		h.cfg.onError(errors.New("notify: the cluster does not support sharded pub/sub (SSUBSCRIBE, Redis 7+); falling back to classic SUBSCRIBE, which every node broadcasts"))
+		h.report(errors.New("notify: the cluster does not support sharded pub/sub (SSUBSCRIBE, Redis 7+); falling back to classic SUBSCRIBE, which every node broadcasts"))
 	}
 	return sharded, nil
 }
 
-// entry is the hub's state for one channel. All fields are guarded by Hub.mu.
+// entry is the hub's state for one channel. All fields are guarded by hub.mu.
 type entry struct {
 	name  string
 	sh    *shard
-	subs  []*Subscription // oldest first
+	owner *Hub                     // the handle that told about orphans
+	subs  map[string]*Subscription // by id
 	state int
 	// att is the confirmation that new subscribers wait for; nil while the
 	// server-side subscription is confirmed and current.
@@ -146,6 +197,9 @@ type entry struct {
 	// wakeAll asks for a wake of every subscription at the next
 	// confirmation (set when resubscribing after a reconnect).
 	wakeAll bool
+	// idle ends the linger: set while no subscription is open and the
+	// channel is still subscribed.
+	idle *time.Timer
 }
 
 // Server-side states of a channel. At most one SUBSCRIBE or UNSUBSCRIBE is
@@ -166,47 +220,45 @@ type attempt struct {
 
 func newAttempt() *attempt { return &attempt{done: make(chan struct{})} }
 
-// Subscribe subscribes to one exact channel name (never a pattern) and
-// returns once Redis has confirmed the subscription. Subscriptions are
-// reference-counted per channel: only the first sends SUBSCRIBE (SSUBSCRIBE
-// on a cluster), the last Close sends the UNSUBSCRIBE. If ctx ends first it
-// returns an error satisfying errors.Is(err, ctx.Err()) and leaves nothing
-// subscribed. If the connection cannot be established it returns that
-// error. After Close it returns an error satisfying errors.Is(err, ErrClosed).
-func (h *Hub) Subscribe(ctx context.Context, channel string) (*Subscription, error) {
+// Subscribe subscribes to one exact channel name (never a pattern) for the
+// messages addressed to id, and returns once Redis has confirmed the
+// subscription, so a message published after it returns is delivered.
+// Subscriptions are reference-counted per channel: the first sends
+// SUBSCRIBE (SSUBSCRIBE on a cluster); the channel is unsubscribed
+// [Linger] after the last one closed. id must be non-empty, free of
+// spaces and not in use on channel. If ctx ends first it returns an
+// error satisfying errors.Is(err, ctx.Err()). After Close it returns an
+// error satisfying errors.Is(err, ErrClosed).
+func (u *Hub) Subscribe(ctx context.Context, channel, id string) (*Subscription, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("notify: subscribe %q: %w", channel, err)
 	}
+	h := u.h
 	if h.isDone() {
 		return nil, fmt.Errorf("notify: subscribe %q: %w", channel, ErrClosed)
 	}
-	sharded, err := h.Sharded(ctx)
+	node, sharded, err := h.route(ctx, channel)
 	if err != nil {
 		return nil, err
 	}
-	var node *redis.Client
-	if sharded {
-		node, err = h.client.(*redis.ClusterClient).MasterForKey(ctx, channel)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, fmt.Errorf("notify: subscribe %q: %w (%w)", channel, ctx.Err(), err)
-			}
-			return nil, fmt.Errorf("notify: subscribe %q: find the shard: %w", channel, err)
-		}
-	}
-
 	h.mu.Lock()
-	if h.closed {
+	if h.closed || u.isClosed() {
 		h.mu.Unlock()
 		return nil, fmt.Errorf("notify: subscribe %q: %w", channel, ErrClosed)
 	}
 	e := h.entries[channel]
 	if e == nil {
-		e = &entry{name: channel, sh: h.shardLocked(sharded, node)}
+		e = &entry{name: channel, sh: h.shardLocked(sharded, node), subs: map[string]*Subscription{}}
 		h.entries[channel] = e
 	}
-	s := &Subscription{h: h, e: e, c: make(chan struct{}, 1)}
-	e.subs = append(e.subs, s)
+	s, err := e.add(u, id)
+	if err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
 	var (
 		send *shard
 		ps   *redis.PubSub
@@ -249,20 +301,66 @@ func (h *Hub) Subscribe(ctx context.Context, channel string) (*Subscription, err
 	return s, nil
 }
 
-// Join returns a new subscription to channel, with no Redis command, if
-// the hub already holds a confirmed subscription to it; otherwise nil.
-// It lets a waiter that arrives while others of its process already wait
-// on a key subscribe first and try the lock second, which costs one
-// acquire attempt instead of two and still cannot miss a release.
-func (h *Hub) Join(channel string) *Subscription {
+// route finds the shard master that owns channel on a cluster with
+// sharded pub/sub (node nil otherwise).
+func (h *hub) route(ctx context.Context, channel string) (node *redis.Client, sharded bool, err error) {
+	sharded, err = h.isSharded(ctx)
+	if err != nil || !sharded {
+		return nil, sharded, err
+	}
+	node, err = h.client.(*redis.ClusterClient).MasterForKey(ctx, channel)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, true, fmt.Errorf("notify: subscribe %q: %w (%w)", channel, ctx.Err(), err)
+		}
+		return nil, true, fmt.Errorf("notify: subscribe %q: find the shard: %w", channel, err)
+	}
+	return node, true, nil
+}
+
+func checkID(id string) error {
+	if id == "" || strings.ContainsAny(id, " ") {
+		return fmt.Errorf("notify: subscription id %q: want a non-empty id without spaces", id)
+	}
+	return nil
+}
+
+// add registers a subscription of u for id. hub.mu is held.
+func (e *entry) add(u *Hub, id string) (*Subscription, error) {
+	if e.subs[id] != nil {
+		return nil, fmt.Errorf("notify: subscribe %q: id %q is already subscribed", e.name, id)
+	}
+	if e.idle != nil {
+		e.idle.Stop()
+		e.idle = nil
+	}
+	if e.owner == nil || e.owner.isClosed() {
+		e.owner = u
+	}
+	s := &Subscription{h: u.h, e: e, id: id, c: make(chan struct{}, 1)}
+	e.subs[id] = s
+	return s, nil
+}
+
+// Join returns a new subscription of channel for id, with no Redis
+// command, if the hub already holds a confirmed subscription to channel
+// (open, or lingering); otherwise, or if id is in use, nil. A waiter
+// that joins can act at once, knowing no later message will be missed.
+func (u *Hub) Join(channel, id string) *Subscription {
+	if checkID(id) != nil {
+		return nil
+	}
+	h := u.h
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.entries[channel]
-	if h.closed || e == nil || e.state != stSubscribed || e.att != nil {
+	if h.closed || u.isClosed() || e == nil || e.state != stSubscribed || e.att != nil {
 		return nil
 	}
-	s := &Subscription{h: h, e: e, c: make(chan struct{}, 1)}
-	e.subs = append(e.subs, s)
+	s, err := e.add(u, id)
+	if err != nil {
+		return nil
+	}
 	return s
 }
 
@@ -270,8 +368,8 @@ func (h *Hub) Join(channel string) *Subscription {
 var testHookSent func(channel string)
 
 // shardLocked returns the shard for node (or the single classic one),
-// creating it and starting its reader if needed. h.mu must be held.
-func (h *Hub) shardLocked(sharded bool, node *redis.Client) *shard {
+// creating it and starting its reader if needed. hub.mu must be held.
+func (h *hub) shardLocked(sharded bool, node *redis.Client) *shard {
 	addr := ""
 	if sharded {
 		addr = node.Options().Addr
@@ -287,25 +385,44 @@ func (h *Hub) shardLocked(sharded bool, node *redis.Client) *shard {
 	return sh
 }
 
-// Close drops one reference; the last wakes every subscription, fails the
-// pending Subscribe calls with ErrClosed, unsubscribes, closes the Pub/Sub
-// connections and waits for the reader goroutines to end. It returns nil.
-func (h *Hub) Close() error {
+// Close closes this handle: it gets no more reports. The last Close of a
+// client's hub also wakes every subscription, fails the pending Subscribe
+// calls with ErrClosed, unsubscribes, closes the Pub/Sub connections and
+// waits for the reader goroutines to end. Close is idempotent and returns
+// nil.
+func (u *Hub) Close() error {
 	registry.mu.Lock()
-	if h.refs <= 0 {
+	if u.closed {
 		registry.mu.Unlock()
 		return nil
 	}
-	h.refs--
-	if h.refs > 0 {
-		registry.mu.Unlock()
-		return nil
+	u.closed = true
+	h := u.h
+	for i, o := range h.users {
+		if o == u {
+			h.users = append(h.users[:i:i], h.users[i+1:]...)
+			break
+		}
 	}
-	if registry.hubs[h.client] == h {
+	last := len(h.users) == 0
+	if last && registry.hubs[h.client] == h {
 		delete(registry.hubs, h.client)
 	}
 	registry.mu.Unlock()
+	if last {
+		h.close()
+	}
+	return nil
+}
 
+func (u *Hub) isClosed() bool {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	return u.closed
+}
+
+// close ends the shared hub.
+func (h *hub) close() {
 	h.mu.Lock()
 	h.closed = true
 	var shards []*shard
@@ -315,8 +432,12 @@ func (h *Hub) Close() error {
 		pss = append(pss, sh.ps)
 	}
 	for _, e := range h.entries {
+		if e.idle != nil {
+			e.idle.Stop()
+			e.idle = nil
+		}
 		for _, s := range e.subs {
-			wake(s)
+			s.wake()
 		}
 		if e.att != nil {
 			e.att.err = ErrClosed
@@ -338,18 +459,19 @@ func (h *Hub) Close() error {
 		h.wg.Wait()
 		close(ended)
 	}()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
 	select {
 	case <-ended:
-	case <-time.After(5 * time.Second):
+	case <-t.C:
 		for _, ps := range pss {
 			ps.Close()
 		}
 		<-ended
 	}
-	return nil
 }
 
-func (h *Hub) isDone() bool {
+func (h *hub) isDone() bool {
 	select {
 	case <-h.done:
 		return true
@@ -358,47 +480,65 @@ func (h *Hub) isDone() bool {
 	}
 }
 
-func (h *Hub) report(err error) {
-	if !h.isDone() {
-		h.cfg.onError(err)
+// report tells every open handle's logger about err.
+func (h *hub) report(err error) {
+	registry.mu.Lock()
+	users := append([]*Hub(nil), h.users...)
+	registry.mu.Unlock()
+	for _, u := range users {
+		u.logger().Warn("keyedmutex: pub/sub", "err", err)
 	}
 }
 
-// Subscription is one subscriber of one channel, from [Hub.Subscribe]. Its
-// methods are safe for concurrent use. A message published on the channel
-// after Subscribe returned happens before the wake it causes is received
-// from C.
-type Subscription struct {
-	h *Hub
-	e *entry
-	c chan struct{}
-
-	closed bool // guarded by h.mu
+func (u *Hub) logger() *slog.Logger {
+	if u.cfg.logger != nil {
+		return u.cfg.logger
+	}
+	return slog.Default()
 }
 
-// C receives wakes (capacity 1; sends never block the reader):
-//   - a message on the channel wakes ONE subscription of that channel in this
-//     hub: the oldest one that has no wake pending (if all have one pending,
-//     the message is dropped);
-//   - after the connection dropped and the hub has resubscribed and Redis
-//     confirmed, every subscription of that connection gets a wake, so
-//     waiters retry;
-//   - Hub.Close (last reference) wakes every subscription.
+// Subscription is one subscriber of one channel for one id, from
+// [Hub.Subscribe] or [Hub.Join]. Its methods are safe for concurrent use.
+// A message published on the channel after Subscribe returned happens
+// before the wake it causes is received from C.
+type Subscription struct {
+	h  *hub
+	e  *entry
+	id string
+	c  chan struct{}
+
+	// guarded by h.mu:
+	closed bool
+	msgs   []string // payloads addressed to id, oldest first
+}
+
+// C receives wakes (capacity 1; sends never block the reader). A wake
+// means one of:
+//   - a message addressed to the subscription's id arrived (take it with
+//     Message);
+//   - the connection dropped and the hub has resubscribed and Redis
+//     confirmed, so messages may have been lost meanwhile: the waiter
+//     should check what it waits for;
+//   - the hub was closed.
 func (s *Subscription) C() <-chan struct{} { return s.c }
 
-// Pass hands one wake to another subscription of the same channel (the
-// oldest without one pending), for a waiter that took a wake from C but
-// gives up without retrying.
-func (s *Subscription) Pass() {
-	h := s.h
-	h.mu.Lock()
-	wakeOne(s.e, s)
-	h.mu.Unlock()
+// Message takes the oldest message addressed to the subscription that was
+// not taken yet: its payload, the text after the id and one space.
+func (s *Subscription) Message() (payload string, ok bool) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	if len(s.msgs) == 0 {
+		return "", false
+	}
+	payload = s.msgs[0]
+	s.msgs = s.msgs[1:]
+	return payload, true
 }
 
-// Close ends the subscription; it is idempotent. If a wake is pending in C
-// (never received), it is passed on as by Pass. The last Close of a channel
-// unsubscribes it.
+// Close ends the subscription; it is idempotent. Messages it did not
+// take, and messages for its id that arrive later, go to the orphan
+// handler. The channel is unsubscribed Linger after its last
+// subscription closed.
 func (s *Subscription) Close() {
 	h := s.h
 	h.mu.Lock()
@@ -408,46 +548,67 @@ func (s *Subscription) Close() {
 	}
 	s.closed = true
 	e := s.e
-	for i, o := range e.subs {
-		if o == s {
-			e.subs = append(e.subs[:i:i], e.subs[i+1:]...)
-			break
-		}
+	delete(e.subs, s.id)
+	unread, owner := s.msgs, e.owner
+	s.msgs = nil
+	if !h.closed && len(e.subs) == 0 && e.state == stSubscribed {
+		e.idle = time.AfterFunc(Linger, func() { h.expire(e) })
 	}
-	select {
-	case <-s.c:
-		wakeOne(e, nil)
-	default:
+	// A channel still subscribing is unsubscribed by the reader when the
+	// confirmation arrives.
+	h.mu.Unlock()
+	for _, payload := range unread {
+		owner.orphan(e.name, s.id, payload)
 	}
-	if h.closed || len(e.subs) > 0 || e.state != stSubscribed {
-		// A channel still subscribing is unsubscribed by the reader when
-		// the confirmation arrives.
+}
+
+// orphan hands a message nobody will take to u's orphan handler.
+func (u *Hub) orphan(channel, id, payload string) {
+	if u != nil && u.cfg.orphan != nil && !u.isClosed() {
+		u.cfg.orphan(channel, id, payload)
+	}
+}
+
+// expire unsubscribes e at the end of its linger, unless a subscription
+// came back meanwhile.
+func (h *hub) expire(e *entry) {
+	h.mu.Lock()
+	if h.closed || e.idle == nil || len(e.subs) > 0 || e.state != stSubscribed {
 		h.mu.Unlock()
 		return
 	}
+	e.idle = nil
 	e.state = stUnsubscribing
 	sh, ps := e.sh, e.sh.ps
 	h.mu.Unlock()
 	_ = sh.write(ps, func(ctx context.Context) error { return sh.unsubscribe(ctx, ps, e.name) })
 }
 
-// wake sends a wake to s unless one is pending. h.mu must be held.
-func wake(s *Subscription) bool {
+// wake sends a wake to s unless one is pending. hub.mu must be held.
+func (s *Subscription) wake() {
 	select {
 	case s.c <- struct{}{}:
-		return true
 	default:
-		return false
 	}
 }
 
-// wakeOne wakes the oldest subscription of e, other than except, that has
-// no wake pending. h.mu must be held (all sends to Subscription.c happen
-// under it).
-func wakeOne(e *entry, except *Subscription) {
-	for _, s := range e.subs {
-		if s != except && wake(s) {
-			return
-		}
+// deliver routes a message on channel to the subscription its id names,
+// or to the orphan handler. hub.mu must not be held.
+func (h *hub) deliver(sh *shard, channel, msg string) {
+	id, payload, _ := strings.Cut(msg, " ")
+	h.mu.Lock()
+	e := h.entries[channel]
+	if e == nil || e.sh != sh {
+		h.mu.Unlock()
+		return
 	}
+	if s := e.subs[id]; s != nil {
+		s.msgs = append(s.msgs, payload)
+		s.wake()
+		h.mu.Unlock()
+		return
+	}
+	owner := e.owner
+	h.mu.Unlock()
+	owner.orphan(channel, id, payload)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
@@ -49,19 +51,35 @@ func newClient(t *testing.T, addr string) *redis.Client {
 
 func openHub(t *testing.T, c redis.UniversalClient, opts ...Option) *Hub {
 	t.Helper()
-	h := Open(c, opts...)
+	h, err := Open(c, opts...)
+	if err != nil {
+		t.Fatalf("Open() = %v; want nil", err)
+	}
 	t.Cleanup(func() { h.Close() })
 	return h
 }
 
+// subscribe subscribes id "w" to channel.
 func subscribe(t *testing.T, h *Hub, channel string) *Subscription {
 	t.Helper()
-	s, err := h.Subscribe(context.Background(), channel)
+	return subscribeID(t, h, channel, "w")
+}
+
+func subscribeID(t *testing.T, h *Hub, channel, id string) *Subscription {
+	t.Helper()
+	s, err := h.Subscribe(context.Background(), channel, id)
 	if err != nil {
-		t.Fatalf("Subscribe(%q) = %v; want nil", channel, err)
+		t.Fatalf("Subscribe(%q, %q) = %v; want nil", channel, id, err)
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// entries returns the number of channels the hub of h keeps.
+func entries(h *Hub) int {
+	h.h.mu.Lock()
+	defer h.h.mu.Unlock()
+	return len(h.h.entries)
 }
 
 // waitWake fails t unless s gets a wake within a generous deadline.
@@ -122,22 +140,25 @@ func TestPublishAfterSubscribeIsReceived(t *testing.T) {
 		for i := range 100 {
 			ch := fmt.Sprintf("confirm:{%d}", i)
 			s := subscribe(t, h, ch)
-			n, err := b.admin.Publish(ctx, ch, "x").Result()
+			n, err := b.admin.Publish(ctx, ch, "w grant "+fmt.Sprint(i)).Result()
 			if err != nil || n != 1 {
 				t.Fatalf("PUBLISH %s right after Subscribe = %d, %v; want 1 receiver", ch, n, err)
 			}
 			waitWake(t, s, "message published right after Subscribe")
+			if got, ok := s.Message(); !ok || got != "grant "+fmt.Sprint(i) {
+				t.Fatalf("Message() = %q, %v; want %q", got, ok, "grant "+fmt.Sprint(i))
+			}
 			s.Close()
 		}
 	})
 }
 
-func TestRefcount(t *testing.T) {
+func TestRefcountAndLinger(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		h := openHub(t, b.client)
 		const ch = "refcount:{k}"
-		s1 := subscribe(t, h, ch)
-		s2 := subscribe(t, h, ch)
+		s1 := subscribeID(t, h, ch, "a")
+		s2 := subscribeID(t, h, ch, "b")
 		if got := numsub(t, b.admin, ch); got != 1 {
 			t.Errorf("NUMSUB with two subscriptions = %d; want 1", got)
 		}
@@ -148,68 +169,153 @@ func TestRefcount(t *testing.T) {
 		}
 		s1.Close()
 		s1.Close() // idempotent
-		if got := numsub(t, b.admin, ch); got != 1 {
-			t.Errorf("NUMSUB after one Close = %d; want 1", got)
-		}
-		if n, _ := b.admin.Publish(context.Background(), ch, "x").Result(); n != 1 {
+		if n, _ := b.admin.Publish(context.Background(), ch, "b x").Result(); n != 1 {
 			t.Errorf("PUBLISH after one Close reached %d; want 1", n)
 		}
 		waitWake(t, s2, "remaining subscription")
 		s2.Close()
-		eventually(t, "NUMSUB 0 and no channel entry after both Close", func() bool {
-			h.mu.Lock()
-			n := len(h.entries)
-			h.mu.Unlock()
-			return n == 0 && numsub(t, b.admin, ch) == 0
+		// The channel lingers: a waiter that comes back joins it with no
+		// command.
+		if got := numsub(t, b.admin, ch); got != 1 {
+			t.Errorf("NUMSUB right after the last Close = %d; want 1 (lingering)", got)
+		}
+		s3 := h.Join(ch, "c")
+		if s3 == nil {
+			t.Fatal("Join(lingering channel) = nil; want a subscription")
+		}
+		b.admin.Publish(context.Background(), ch, "c x")
+		waitWake(t, s3, "subscription joined while lingering")
+		s3.Close()
+		start := time.Now()
+		eventually(t, "NUMSUB 0 and no channel entry after the linger", func() bool {
+			return entries(h) == 0 && numsub(t, b.admin, ch) == 0
 		})
-	})
-}
-
-func TestWakeOne(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b backend) {
-		h := openHub(t, b.client)
-		ctx := context.Background()
-		const ch = "wakeone:{k}"
-		s1, s2, s3 := subscribe(t, h, ch), subscribe(t, h, ch), subscribe(t, h, ch)
-
-		b.admin.Publish(ctx, ch, "1")
-		waitWake(t, s1, "oldest subscription")
-		if pending(s2) || pending(s3) {
-			t.Fatal("one message woke more than one subscription")
+		if d := time.Since(start); d < Linger/2 {
+			t.Errorf("unsubscribed %v after the last Close; want about Linger (%v)", d, Linger)
 		}
-
-		s1.Pass() // s1 took the wake but gives up: the next one gets it
-		if pending(s1) || !pending(s2) || pending(s3) {
-			t.Fatal("Pass did not hand the wake to the oldest other subscription")
-		}
-
-		// s1 and then s2 get a wake they never receive; closing s2 passes
-		// its wake on to the oldest without one pending: s3, not s1.
-		b.admin.Publish(ctx, ch, "2")
-		eventually(t, "s1 has a wake pending", func() bool { return len(s1.c) == 1 })
-		b.admin.Publish(ctx, ch, "3")
-		eventually(t, "s2 has a wake pending", func() bool { return len(s2.c) == 1 })
-		s2.Close()
-		if !pending(s3) {
-			t.Fatal("Close with a pending wake did not pass it on to the oldest without one")
-		}
-
-		// With every subscription holding a wake, a message is dropped and
-		// the reader does not block: a later message on another channel
-		// still arrives.
-		s4 := subscribe(t, h, ch)
-		sync := subscribe(t, h, "wakeone:{sync}")
-		b.admin.Publish(ctx, ch, "4")
-		b.admin.Publish(ctx, ch, "5")
-		b.admin.Publish(ctx, ch, "6")
-		b.admin.Publish(ctx, "wakeone:{sync}", "x")
-		waitWake(t, sync, "message after a dropped one")
-		for i, s := range []*Subscription{s1, s3, s4} {
-			if !pending(s) {
-				t.Errorf("subscription %d has no wake after messages 4-6", i)
+		if b.real {
+			if got := cmdCalls(t, b.admin, "subscribe"); got != 1 {
+				t.Errorf("SUBSCRIBE sent %d times in all; want 1 (the rejoin sent none)", got)
 			}
 		}
 	})
+}
+
+// TestRouting: a message reaches only the subscription its id names, in
+// order, and one for an id nobody has goes to the orphan handler.
+func TestRouting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		type orphan struct{ channel, id, payload string }
+		orphans := make(chan orphan, 10)
+		h := openHub(t, b.client, WithOrphanHandler(func(channel, id, payload string) {
+			orphans <- orphan{channel, id, payload}
+		}))
+		ctx := context.Background()
+		const ch = "route:{k}"
+		sa, sb := subscribeID(t, h, ch, "a"), subscribeID(t, h, ch, "b")
+		b.admin.Publish(ctx, ch, "b one")
+		b.admin.Publish(ctx, ch, "b two")
+		b.admin.Publish(ctx, ch, "gone three 3")
+		waitWake(t, sb, "subscription b")
+		var got []string
+		eventually(t, "both messages for b", func() bool {
+			for {
+				m, ok := sb.Message()
+				if !ok {
+					return len(got) == 2
+				}
+				got = append(got, m)
+			}
+		})
+		if got[0] != "one" || got[1] != "two" {
+			t.Errorf("b received %q; want [one two]", got)
+		}
+		select {
+		case o := <-orphans:
+			if o != (orphan{ch, "gone", "three 3"}) {
+				t.Errorf("orphan = %+v; want {%s gone three 3}", o, ch)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no orphan reported for id gone")
+		}
+		if pending(sa) {
+			t.Error("subscription a woke for messages to b and to gone")
+		}
+		if m, ok := sa.Message(); ok {
+			t.Errorf("a has message %q; want none", m)
+		}
+		// A closed subscription's messages are orphans too.
+		sb.Close()
+		b.admin.Publish(ctx, ch, "b late")
+		select {
+		case o := <-orphans:
+			if o.id != "b" || o.payload != "late" {
+				t.Errorf("orphan = %+v; want id b, payload late", o)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no orphan reported for a closed subscription")
+		}
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := newClient(t, m.Addr())
+	for _, tc := range []struct {
+		opt  Option
+		want string
+	}{
+		{WithLogger(nil), "WithLogger(nil)"},
+		{WithHealthCheckInterval(0), "WithHealthCheckInterval(0s)"},
+		{WithHealthCheckInterval(-time.Second), "must be positive"},
+		{WithOrphanHandler(nil), "WithOrphanHandler(nil)"},
+	} {
+		if h, err := Open(c, tc.opt); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open() = %v, %v; want an error naming %q", h, err, tc.want)
+		}
+	}
+	h := openHub(t, c)
+	for _, id := range []string{"", "a b"} {
+		if s, err := h.Subscribe(context.Background(), "bad:{k}", id); err == nil {
+			s.Close()
+			t.Errorf("Subscribe(id %q) = nil error; want one", id)
+		}
+	}
+	s := subscribeID(t, h, "dup:{k}", "x")
+	if s2, err := h.Subscribe(context.Background(), "dup:{k}", "x"); err == nil {
+		s2.Close()
+		t.Error("Subscribe of an id in use = nil error; want one")
+	}
+	if s2 := h.Join("dup:{k}", "x"); s2 != nil {
+		t.Error("Join of an id in use = a subscription; want nil")
+	}
+	s.Close()
+}
+
+// TestReportsPerHandle: every open handle of a shared hub hears of a
+// connection loss through its own logger; a closed one hears nothing.
+func TestReportsPerHandle(t *testing.T) {
+	leakcheck.Register(t)
+	srv := redistest.Start(t)
+	client, admin := newClient(t, srv.Addr()), newClient(t, srv.Addr())
+	var r1, r2, r3 logtest.Recorder
+	h1 := openHub(t, client, WithLogger(slog.New(&r1)))
+	h2 := openHub(t, client, WithLogger(slog.New(&r2)))
+	h3 := openHub(t, client, WithLogger(slog.New(&r3)))
+	h3.Close()
+	s := subscribe(t, h1, "reports:{k}")
+	if err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatalf("CLIENT KILL TYPE pubsub = %v", err)
+	}
+	waitWake(t, s, "subscription after CLIENT KILL")
+	eventually(t, "both open handles told", func() bool { return r1.Len() > 0 && r2.Len() > 0 })
+	if !strings.Contains(r1.All()[0].Text, "lost") {
+		t.Errorf("report = %q; want a lost connection", r1.All()[0].Text)
+	}
+	if n := r3.Len(); n != 0 {
+		t.Errorf("closed handle got %d reports: %q; want none", n, r3.All())
+	}
+	_ = h2
 }
 
 func TestGlobCharactersAreExact(t *testing.T) {
@@ -222,7 +328,7 @@ func TestGlobCharactersAreExact(t *testing.T) {
 			subs[n] = subscribe(t, h, n)
 		}
 		for _, target := range names {
-			n, err := b.admin.Publish(ctx, target, "x").Result()
+			n, err := b.admin.Publish(ctx, target, "w x").Result()
 			if err != nil || n != 1 {
 				t.Errorf("PUBLISH %q reached %d receivers, %v; want exactly 1", target, n, err)
 			}
@@ -245,7 +351,7 @@ func TestCancelDuringSubscribeLeavesNothing(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		testHookSent = func(string) { cancel() } // after SUBSCRIBE left
 		t.Cleanup(func() { testHookSent = nil })
-		s, err := h.Subscribe(ctx, ch)
+		s, err := h.Subscribe(ctx, ch, "w")
 		testHookSent = nil
 		if !errors.Is(err, context.Canceled) || s != nil {
 			t.Fatalf("Subscribe with ctx cancelled in flight = %v, %v; want nil, context.Canceled", s, err)
@@ -256,19 +362,16 @@ func TestCancelDuringSubscribeLeavesNothing(t *testing.T) {
 			})
 		}
 		eventually(t, "NUMSUB 0 and no entry", func() bool {
-			h.mu.Lock()
-			n := len(h.entries)
-			h.mu.Unlock()
-			return n == 0 && numsub(t, b.admin, ch) == 0
+			return entries(h) == 0 && numsub(t, b.admin, ch) == 0
 		})
 
 		// Already cancelled: nothing is sent at all.
-		if _, err := h.Subscribe(ctx, ch); !errors.Is(err, context.Canceled) {
+		if _, err := h.Subscribe(ctx, ch, "w"); !errors.Is(err, context.Canceled) {
 			t.Errorf("Subscribe(cancelled ctx) = %v; want context.Canceled", err)
 		}
 		// The channel still works afterwards.
 		s = subscribe(t, h, ch)
-		b.admin.Publish(context.Background(), ch, "x")
+		b.admin.Publish(context.Background(), ch, "w x")
 		waitWake(t, s, "subscription after a cancelled one")
 	})
 }
@@ -277,15 +380,10 @@ func TestReconnectWakesEverySubscription(t *testing.T) {
 	leakcheck.Register(t)
 	srv := redistest.Start(t)
 	client, admin := newClient(t, srv.Addr()), newClient(t, srv.Addr())
-	var mu sync.Mutex
-	var reported []error
-	h := openHub(t, client, WithErrorHandler(func(err error) {
-		mu.Lock()
-		reported = append(reported, err)
-		mu.Unlock()
-	}))
+	var reported logtest.Recorder
+	h := openHub(t, client, WithLogger(slog.New(&reported)))
 	ctx := context.Background()
-	subs := []*Subscription{subscribe(t, h, "rc:{a}"), subscribe(t, h, "rc:{a}"), subscribe(t, h, "rc:{b}")}
+	subs := []*Subscription{subscribeID(t, h, "rc:{a}", "1"), subscribeID(t, h, "rc:{a}", "2"), subscribe(t, h, "rc:{b}")}
 
 	for round := range 3 {
 		if err := admin.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
@@ -295,16 +393,13 @@ func TestReconnectWakesEverySubscription(t *testing.T) {
 			waitWake(t, s, fmt.Sprintf("round %d: subscription %d after CLIENT KILL", round, i))
 		}
 		// Resubscribed: a new message reaches a waiter again.
-		if n, err := admin.Publish(ctx, "rc:{b}", "x").Result(); err != nil || n != 1 {
+		if n, err := admin.Publish(ctx, "rc:{b}", "w x").Result(); err != nil || n != 1 {
 			t.Fatalf("round %d: PUBLISH after reconnect reached %d, %v; want 1", round, n, err)
 		}
 		waitWake(t, subs[2], "message after reconnect")
 	}
-	mu.Lock()
-	n := len(reported)
-	mu.Unlock()
-	if n == 0 {
-		t.Error("the error handler heard of no connection loss")
+	if reported.Len() == 0 {
+		t.Error("the logger heard of no connection loss")
 	}
 }
 
@@ -316,21 +411,21 @@ func TestSubscribeWhileServerDownFails(t *testing.T) {
 	m.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if s, err := h.Subscribe(ctx, "down:{k}"); err == nil || ctx.Err() != nil {
+	if s, err := h.Subscribe(ctx, "down:{k}", "w"); err == nil || ctx.Err() != nil {
 		t.Fatalf("Subscribe with the server down = %v, %v; want a connection error before ctx ends", s, err)
 	}
 }
 
 func TestCloseLeavesNothing(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		h := Open(b.client)
-		h2 := Open(b.client)
-		if h2 != h {
+		h, _ := Open(b.client)
+		h2, _ := Open(b.client)
+		if h2.h != h.h {
 			t.Fatal("Open of the same client returned another hub")
 		}
 		var subs []*Subscription
 		for i := range 20 {
-			s, err := h.Subscribe(context.Background(), fmt.Sprintf("close:{%d}", i%7))
+			s, err := h.Subscribe(context.Background(), fmt.Sprintf("close:{%d}", i%7), fmt.Sprint(i))
 			if err != nil {
 				t.Fatalf("Subscribe = %v", err)
 			}
@@ -339,7 +434,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 		if err := h.Close(); err != nil { // one reference left
 			t.Fatalf("Close = %v", err)
 		}
-		if _, err := h2.Subscribe(context.Background(), "close:{x}"); err != nil {
+		if _, err := h2.Subscribe(context.Background(), "close:{x}", "w"); err != nil {
 			t.Fatalf("Subscribe with one reference left = %v; want nil", err)
 		}
 		if err := h2.Close(); err != nil {
@@ -360,10 +455,10 @@ func TestCloseLeavesNothing(t *testing.T) {
 				t.Errorf("NUMSUB %s after Close = %d; want 0", ch, c)
 			}
 		}
-		if _, err := h.Subscribe(context.Background(), "close:{y}"); !errors.Is(err, ErrClosed) {
+		if _, err := h.Subscribe(context.Background(), "close:{y}", "w"); !errors.Is(err, ErrClosed) {
 			t.Errorf("Subscribe after Close = %v; want ErrClosed", err)
 		}
-		if h3 := Open(b.client); h3 == h {
+		if h3, _ := Open(b.client); h3.h == h.h {
 			t.Error("Open after the last Close returned the closed hub")
 		} else {
 			h3.Close()
@@ -455,28 +550,19 @@ func TestHealthCheckDetectsSilentConnection(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: f.ln.Addr().String(), DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { client.Close() })
 	admin := newClient(t, srv.Addr())
-	lost := make(chan error, 100)
-	h := openHub(t, client, WithHealthCheckInterval(50*time.Millisecond), WithErrorHandler(func(err error) {
-		select {
-		case lost <- err:
-		default:
-		}
-	}))
+	var lost logtest.Recorder
+	h := openHub(t, client, WithHealthCheckInterval(50*time.Millisecond), WithLogger(slog.New(&lost)))
 	s := subscribe(t, h, "health:{k}")
 
 	f.frozen.Store(true)
-	select {
-	case err := <-lost:
-		if !strings.Contains(err.Error(), "lost") {
-			t.Errorf("first error reported = %v; want a lost connection", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a silent connection was not detected within 10s")
+	eventually(t, "the silent connection reported lost", func() bool { return lost.Len() > 0 })
+	if first := lost.All()[0].Text; !strings.Contains(first, "lost") {
+		t.Errorf("first report = %q; want a lost connection", first)
 	}
 	f.frozen.Store(false)
 	waitWake(t, s, "subscription after the silent connection was replaced")
 	eventually(t, "the silent connection's subscription gone", func() bool { return numsub(t, admin, "health:{k}") == 1 })
-	if n, err := admin.Publish(context.Background(), "health:{k}", "x").Result(); err != nil || n != 1 {
+	if n, err := admin.Publish(context.Background(), "health:{k}", "w x").Result(); err != nil || n != 1 {
 		t.Fatalf("PUBLISH after reconnect reached %d, %v; want 1", n, err)
 	}
 	waitWake(t, s, "message after reconnect")
@@ -485,30 +571,28 @@ func TestHealthCheckDetectsSilentConnection(t *testing.T) {
 func TestJoin(t *testing.T) {
 	leakcheck.Register(t)
 	mr := miniredis.RunT(t)
-	c := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	t.Cleanup(func() { c.Close() })
-	h := Open(c)
-	t.Cleanup(func() { h.Close() })
-	if s := h.Join("join-ch"); s != nil {
+	c := newClient(t, mr.Addr())
+	h := openHub(t, c)
+	if s := h.Join("join-ch", "j"); s != nil {
 		s.Close()
 		t.Fatal("Join(unsubscribed channel) = a subscription; want nil")
 	}
-	first, err := h.Subscribe(context.Background(), "join-ch")
-	if err != nil {
-		t.Fatalf("Subscribe = %v; want nil", err)
-	}
-	joined := h.Join("join-ch")
+	first := subscribeID(t, h, "join-ch", "f")
+	joined := h.Join("join-ch", "j")
 	if joined == nil {
 		t.Fatal("Join(confirmed channel) = nil; want a subscription")
 	}
 	first.Close()
 	// The channel stays subscribed for the joined subscription: a publish
 	// reaches it.
-	mr.Publish("join-ch", "x")
+	mr.Publish("join-ch", "j x")
 	select {
 	case <-joined.C():
 	case <-time.After(10 * time.Second):
 		t.Fatal("joined subscription got no wake for a publish")
+	}
+	if m, ok := joined.Message(); !ok || m != "x" {
+		t.Errorf("Message() = %q, %v; want x", m, ok)
 	}
 	joined.Close()
 }

@@ -26,7 +26,7 @@ var errGone = errors.New("notify: shard has no channels left")
 // shard is one Pub/Sub connection and its reader goroutine: the only
 // connection in classic mode, or one per cluster master in sharded mode.
 type shard struct {
-	h       *Hub
+	h       *hub
 	addr    string        // master address; "" in classic mode
 	sharded bool          // SSUBSCRIBE instead of SUBSCRIBE
 	node    *redis.Client // the master's client in sharded mode; guarded by h.mu
@@ -164,7 +164,7 @@ func (sh *shard) receive(ps *redis.PubSub) (got bool, err error) {
 	ctx := context.Background()
 	pinged := false
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, h.cfg.health)
+		msg, err := ps.ReceiveTimeout(ctx, h.health)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && !pinged && !h.isDone() {
@@ -183,7 +183,7 @@ func (sh *shard) receive(ps *redis.PubSub) (got bool, err error) {
 		got, pinged = true, false
 		switch m := msg.(type) {
 		case *redis.Message:
-			sh.deliver(m.Channel)
+			h.deliver(sh, m.Channel, m.Payload)
 		case *redis.Subscription:
 			sh.confirm(m)
 		case *redis.Pong:
@@ -197,16 +197,6 @@ func (sh *shard) receive(ps *redis.PubSub) (got bool, err error) {
 func isRedirect(err error) bool {
 	s := err.Error()
 	return strings.HasPrefix(s, "MOVED ") || strings.HasPrefix(s, "ASK ")
-}
-
-// deliver wakes one subscription of channel.
-func (sh *shard) deliver(channel string) {
-	h := sh.h
-	h.mu.Lock()
-	if e := h.entries[channel]; e != nil && e.sh == sh {
-		wakeOne(e, nil)
-	}
-	h.mu.Unlock()
 }
 
 // confirm advances the state of the channel that Redis confirmed a
@@ -234,7 +224,7 @@ func (sh *shard) confirm(m *redis.Subscription) {
 		if e.wakeAll {
 			e.wakeAll = false
 			for _, s := range e.subs {
-				wake(s)
+				s.wake()
 			}
 		}
 		if len(e.subs) == 0 {
@@ -321,7 +311,11 @@ func (sh *shard) rebuild() (*redis.PubSub, error) {
 		}
 		if len(e.subs) == 0 {
 			// Its server-side subscription went with the connection,
-			// and nobody waits for its confirmation.
+			// and nobody waits for its confirmation (a lingering one).
+			if e.idle != nil {
+				e.idle.Stop()
+				e.idle = nil
+			}
 			delete(h.entries, name)
 			continue
 		}

@@ -60,7 +60,7 @@ func TestRedisRestart(t *testing.T) {
 			}
 		})
 		e.close()
-		finish(t, h, fmt.Sprintf("restarts=%d fenced-writes=%d rejected=%d reported-errors=%d", restarts, f.Accepted(), f.Rejected(), e.reports.Load()))
+		finish(t, h, fmt.Sprintf("restarts=%d fenced-writes=%d rejected=%d reported-errors=%d", restarts, f.Accepted(), f.Rejected(), e.reports.Len()))
 		if restarts == 0 {
 			t.Errorf("no restart was injected")
 		}

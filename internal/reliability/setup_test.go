@@ -3,6 +3,7 @@ package reliability
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/faulttest"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
@@ -92,7 +94,7 @@ type env struct {
 	dists   []*distributed.Mutex[string]
 	hybrids []*hybrid.Mutex[string]
 	ms      []mutex.Keyed[string]
-	reports atomic.Int64 // errors reported to the error handlers
+	reports logtest.Recorder // what the instances logged
 	closed  bool
 }
 
@@ -132,8 +134,8 @@ func (e *env) add(t *testing.T) int {
 		e.cfg.client(o)
 	}
 	c := redis.NewClient(o)
-	report := func(error) { e.reports.Add(1) }
-	opts := []distributed.Option{distributed.WithTTL(e.cfg.ttl), distributed.WithPrefix(e.prefix), distributed.WithErrorHandler(report)}
+	logger := slog.New(&e.reports)
+	opts := []distributed.Option{distributed.WithTTL(e.cfg.ttl), distributed.WithPrefix(e.prefix), distributed.WithLogger(logger)}
 	if e.cfg.kind == spin {
 		opts = append(opts, distributed.WithSpin(5*time.Millisecond))
 	}
@@ -146,7 +148,7 @@ func (e *env) add(t *testing.T) int {
 	var m mutex.Keyed[string] = d
 	var h *hybrid.Mutex[string]
 	if e.cfg.kind == hyb {
-		h, err = hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16), hybrid.WithErrorHandler(report))
+		h, err = hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16), hybrid.WithErrorHandler(func(err error) { logger.Warn("hybrid", "err", err) }))
 		if err != nil {
 			d.Close()
 			c.Close()

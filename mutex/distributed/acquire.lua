@@ -1,50 +1,174 @@
--- acquire: take the lock if it is free and issue fencing tokens.
+-- acquire: take the lock if it is free and nobody is queued; otherwise,
+-- in wait mode, join the queue (or refresh this waiter's entry).
 --
 -- KEYS[1] lock key   (prefix .. "{" .. tag .. "}")
--- KEYS[2] fence key  (prefix .. "fence:{" .. tag .. "}")  same hash slot
--- ARGV[1] owner      (random 128-bit hex, one per lease)
--- ARGV[2] ttl        (lease length in milliseconds)
--- ARGV[3] n          (number of fencing tokens to reserve, >= 1)
+-- KEYS[2] queue key  (prefix .. "q:{" .. tag .. "}"), same hash slot
+-- ARGV[1]  mode: "try" (never queue) or "wait"
+-- ARGV[2]  owner (random 128-bit hex, one per Lock call)
+-- ARGV[3]  ttl: lease length, ms
+-- ARGV[4]  n: tokens wanted, >= 1
+-- ARGV[5]  the waiter's current queue member, or ""
+-- ARGV[6]  that member's score, or ""
+-- ARGV[7]  the waiter's Mutex id (names its grant channel)
+-- ARGV[8]  liveness: ms a queue entry lives without a refresh
+-- ARGV[9]  grant ttl: ms a lock handed to a waiter lives before renewal
+-- ARGV[10] grant channel prefix (prefix .. "grant:{" .. tag .. "}:")
+-- ARGV[11] "1" to publish grants with SPUBLISH, else PUBLISH
 --
--- Returns {1, first}: the lock is ours and the tokens first..first+n-1
--- are reserved for this lease; or {0, pttl}: another owner holds it for
--- pttl more milliseconds (-1: the key has no expiry). Returns an error
--- reply starting with WRONGTYPE if the lock key holds a non-string
--- without expiry (a key of another type with an expiry is waited out).
+-- Returns
+--   {1, first, top, ttl}      the lock is the owner's (taken now, or
+--                             granted or taken earlier: a retried call),
+--                             with tokens first..top, for ttl ms more
+--   {0, pttl}                 try: another owner holds it (-1: no expiry)
+--   {0, pttl, member, score}  wait: queued; remember member and score
+-- and an error reply starting with WRONGTYPE if the lock key holds a
+-- value of another type without expiry (written by something else).
 --
--- Tokens are microsecond timestamps from the server clock, floored by the
--- last issued token: first = max(last + 1, TIME in us). The fence key
--- expires, so storage does not grow with the number of distinct keys;
--- after it expired (or the server restarted without persistence) the
--- clock floors the next token above every earlier one. Lua numbers are
--- doubles: exact for integers below 2^53, and timestamps in us are ~2^51.
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-	local t = redis.call('TIME')
-	local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-	local first = now
-	local prev = redis.call('GET', KEYS[2])
-	if prev then
-		first = math.max(tonumber(prev) + 1, now)
-	end
-	local last = first + tonumber(ARGV[3]) - 1
-	-- Keep the fence at least until the clock has passed last, so that
-	-- after it expires the clock alone is a sufficient floor.
-	local keep = math.max(tonumber(ARGV[2]), 1000) + math.ceil((last - now) / 1000)
-	redis.call('SET', KEYS[2], string.format('%.0f', last), 'PX', string.format('%.0f', keep))
-	return {1, first}
+-- The uncontended Lock is TIME and one SET ... GET, which writes the new
+-- holding unconditionally and returns the value it replaced: if that was
+-- not free, the script puts it back exactly (same value, same expiry)
+-- and goes on as below, all in one atomic script.
+local L, Q = KEYS[1], KEYS[2]
+local mode, owner, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local cfg = {
+	ttl = ARGV[3],
+	grant = ARGV[9],
+	channel = ARGV[10],
+	publish = (ARGV[11] == '1') and 'SPUBLISH' or 'PUBLISH',
+}
+local us, ms = now()
+
+local function take(first, top)
+	put(owner, first, top, ms + ttl, '')
+	return {1, first, top, ttl}
 end
--- Held. A lock always has an expiry, so PTTL -1 means the key was written
--- by something else: only then look at its type (a string without expiry
--- is waited on, with the poll bound; any other type is an error, not an
--- endless wait). This keeps a failed attempt at two commands.
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl == -1 then
-	local kind = redis.call('TYPE', KEYS[1])
-	if type(kind) == 'table' then
-		kind = kind['ok']
+
+-- fast is the uncontended path of a one-token acquire. It returns the
+-- reply, or nil and the lock key's value (put back) for the general path.
+local function fast()
+	local exp = ms + ttl
+	local old = redis.pcall('SET', L, owner .. ' ' .. fmt(us) .. ' ' .. fmt(us) .. ' ' .. fmt(exp), 'PXAT', fmt(exp), 'GET')
+	if type(old) == 'table' then
+		return nil, nil -- another type (nothing was written): see general
 	end
-	if kind ~= 'string' then
-		return redis.error_reply('WRONGTYPE lock key ' .. KEYS[1] .. ' holds a ' .. tostring(kind) .. ', not a lock')
+	if not old then
+		if redis.call('EXISTS', Q) == 0 then
+			return {1, us, us, ttl}
+		end
+		redis.call('DEL', L) -- a grant expired unclaimed: serve the queue
+		return nil, false
+	end
+	local last, pending = markerLast(old)
+	if last and not pending then
+		-- The clock floors the token; last is below it unless the clock
+		-- stepped back.
+		if last < us then
+			return {1, us, us, ttl}
+		end
+		return take(last + 1, last + 1)
+	end
+	if last then
+		redis.call('SET', L, old, 'PX', cfg.ttl)
+		return nil, old
+	end
+	local o, first, top, e = parse(old)
+	if not o then
+		-- Not a value of ours. Its expiry is gone with the overwrite: it
+		-- gets the lease TTL, and is waited out like a lock.
+		redis.call('SET', L, old, 'PX', cfg.ttl)
+		return nil, old
+	end
+	if mode == 'wait' and o ~= owner and not flagged(old) then
+		old = old .. '*' -- tell the holder's release that someone waits
+	end
+	redis.call('SET', L, old, 'PXAT', fmt(e))
+	if o == owner then
+		return {1, first, top, e - ms}
+	end
+	return nil, old
+end
+
+-- general is every other case: it reads the lock (unless v is known),
+-- serves a pending queue first, and takes the lock if it is free.
+local function general(v)
+	for round = 1, 2 do
+		if v == nil then
+			v = redis.pcall('GET', L)
+			if type(v) == 'table' then
+				-- Another type. A lock always has an expiry: without one
+				-- it is not ours and would never be freed.
+				if redis.call('PTTL', L) == -1 then
+					return redis.error_reply('WRONGTYPE lock key ' .. L .. ' holds a non-lock value of another type')
+				end
+				return nil, v
+			end
+		end
+		if not v then
+			if redis.call('EXISTS', Q) == 0 then
+				return take(issue(us - 1, n, us))
+			end
+			if round == 2 then
+				return nil, v
+			end
+			promote(us - 1, us, ms, cfg)
+		else
+			local o, first, top, e = parse(v)
+			if o == owner then
+				return {1, first, top, e - ms}
+			end
+			local last, pending = markerLast(v)
+			if not last then
+				return nil, v -- held by another owner
+			end
+			if not pending then
+				return take(issue(last, n, us))
+			end
+			if round == 2 then
+				return nil, v
+			end
+			promote(last, us, ms, cfg)
+		end
+		v = nil
 	end
 end
-return {0, pttl}
+
+local reply, v
+if n == 1 then
+	reply, v = fast()
+end
+if not reply then
+	reply, v = general(v)
+end
+if reply then
+	return reply
+end
+
+-- Held by another owner.
+local pttl
+local o, e = nil, nil
+if type(v) == 'string' then
+	local po, pf, pt, pe = parse(v)
+	o, e = po, pe
+end
+if o then
+	pttl = e - ms
+else
+	pttl = redis.call('PTTL', L)
+end
+if mode == 'try' then
+	return {0, pttl}
+end
+local member, score = ARGV[5], ARGV[6]
+if member ~= '' and redis.call('ZREM', Q, member) == 0 then
+	score = '' -- removed meanwhile (skipped or expired): rejoin at the back
+end
+if score == '' then
+	score = fmt(us)
+end
+member = owner .. ' ' .. ARGV[7] .. ' ' .. ARGV[4] .. ' ' .. fmt(ms + tonumber(ARGV[8]))
+redis.call('ZADD', Q, score, member)
+redis.call('PEXPIRE', Q, ARGV[8])
+if o and not flagged(v) then
+	redis.call('SET', L, v .. '*', 'KEEPTTL') -- tell the holder's release
+end
+return {0, pttl, member, score}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,75 +17,56 @@ var errClosedLost = fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed)
 
 // lease is one holding of one key's lock in Redis.
 //
-// Its validity is measured with the monotonic clock from the start of the
-// acquire call (Redis set the TTL after that): valid until start+TTL; each
-// renewal started at r and confirmed by Redis extends it to r+TTL. Past
-// validity the lease is lost even if Redis cannot be asked.
+// Its validity is measured with the monotonic clock from an instant known
+// to precede the moment Redis set the lock's TTL (the sending of the call
+// that took it, or, for a lock handed over by a release, of the waiter's
+// last call that found it still waiting): valid until then plus that
+// TTL; each renewal sent at r and confirmed by Redis extends it to r+TTL.
+// Past validity the lease is lost even if Redis cannot be asked.
 type lease struct {
 	c     *core
 	nm    names
 	owner string
-	token uint64
-	n     uint64        // tokens reserved: token..token+n-1
+	val   string // the lock key's value while held
+	g     grant
 	done  chan struct{} // closed when the lease ends, with err set
 
-	// Background work: a timer that renews the lease (or, without
-	// renewal, loses it at validity end). No goroutine runs between
-	// renewals, so an uncontended Lock and Unlock start none.
-	timer *time.Timer
-
-	mu         sync.Mutex         // guards the fields below
-	stopped    bool               // stopBackground was called: no more renewals
-	stepDone   chan struct{}      // non-nil while a renewal runs; closed at its end
-	stepCancel context.CancelFunc // cancels the running renewal's command
-	backoff    time.Duration      // next retry delay after a transport error
-	lastErr    error              // the last renewal error, nil after a success
-	validUntil time.Time
-	ending     bool  // Unlock or Close has begun
-	err        error // nil while held; set once, when done is closed
+	mu         sync.Mutex    // guards the fields below
+	validUntil time.Time     //
+	renewing   bool          // a renewal call is in flight
+	backoff    time.Duration // next retry delay after a transport error
+	lastErr    error         // the last renewal error, nil after a success
+	expiry     *time.Timer   // loses the lease at validity end: always without renewal, after a failed renewal with it
+	ending     bool          // Unlock or Close has begun: no background loss any more
+	err        error         // nil while held; set once, when done is closed
 }
 
-func newLease(c *core, nm names, owner string, token, n uint64, start time.Time) *lease {
+func newLease(c *core, nm names, owner string, g grant, anchor time.Time) *lease {
 	return &lease{
 		c:          c,
 		nm:         nm,
 		owner:      owner,
-		token:      token,
-		n:          n,
+		val:        g.value(owner),
+		g:          g,
 		done:       make(chan struct{}),
-		validUntil: start.Add(c.cfg.ttl),
+		validUntil: anchor.Add(time.Duration(g.ttlMs) * time.Millisecond),
 	}
 }
 
-// start starts the renewal timer, or the expiry timer.
+// start schedules the lease's first renewal a third of its validity
+// after its anchor (at once if that is past), or, without renewal, its
+// loss at validity end.
 func (l *lease) start() {
-	l.mu.Lock() // renew reads l.timer under l.mu, and may run at once
+	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.c.cfg.renew {
-		l.timer = time.AfterFunc(l.c.cfg.ttl/3, l.renew)
+	if !l.c.cfg.renew {
+		l.expiry = time.AfterFunc(time.Until(l.validUntil), func() {
+			l.lose(fmt.Errorf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl), false)
+		})
 		return
 	}
-	l.timer = time.AfterFunc(time.Until(l.validUntil), func() {
-		l.lose(fmt.Errorf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl))
-	})
-}
-
-// stopBackground stops the timer, cancels a running renewal and waits
-// for it to end. Only the goroutine that set ending calls it.
-func (l *lease) stopBackground() {
-	l.mu.Lock()
-	l.stopped = true
-	done, cancel := l.stepDone, l.stepCancel
-	if l.timer != nil {
-		l.timer.Stop()
-	}
-	l.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
-	if done != nil {
-		<-done
-	}
+	ttl := time.Duration(l.g.ttlMs) * time.Millisecond
+	l.c.renew.schedule(l, l.validUntil.Add(-ttl+ttl/3))
 }
 
 // finish ends the lease with err, unless it already ended; it reports
@@ -96,146 +78,110 @@ func (l *lease) finish(err error) bool {
 		return false
 	}
 	l.err = err
+	if l.expiry != nil {
+		l.expiry.Stop()
+	}
 	close(l.done)
 	l.mu.Unlock()
+	l.c.renew.cancel(l)
 	l.c.forget(l)
 	return true
 }
 
-// lose ends the lease as lost and reports it.
-func (l *lease) lose(reason error) {
-	err := fmt.Errorf("distributed: lease on %s: %w: %w", l.nm.lock, mutex.ErrLost, reason)
-	if l.finish(err) {
-		l.c.cfg.onError(err)
+// lose ends the lease as lost, from the background (a failed ownership
+// check, validity run out), unless Unlock or Close has begun, which then
+// decide. It reports the loss and, if release is set (the key may still
+// be ours in Redis, say a late renewal extended it), releases it in the
+// background.
+func (l *lease) lose(reason error, release bool) {
+	l.mu.Lock()
+	ending := l.ending
+	l.mu.Unlock()
+	if ending {
+		return
+	}
+	err := l.lostErr(reason)
+	if !l.finish(err) {
+		return
+	}
+	l.c.logger().Warn("keyedmutex: lease lost", "lock", l.nm.lock, "err", err)
+	if release {
+		l.c.abort(l.nm, l.owner, "")
 	}
 }
 
-// Renewal backoff after a transport error.
-const minRenewBackoff = 10 * time.Millisecond
-
-// renew runs on the timer, every TTL/3 while held: it extends the lease
-// if Redis says it is still ours. A failed ownership check loses the
-// lease; a transport error is retried, with a backoff, until the
-// validity runs out, which loses it.
-func (l *lease) renew() {
-	l.mu.Lock()
-	if l.stopped || l.err != nil {
-		l.mu.Unlock()
-		return
-	}
-	valid, lastErr := l.validUntil, l.lastErr
-	r := time.Now()
-	if !r.Before(valid) {
-		l.mu.Unlock()
-		l.lose(fmt.Errorf("its validity ran out while renewal failed: %w", lastErr))
-		return
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), valid)
-	done := make(chan struct{})
-	l.stepDone, l.stepCancel = done, cancel
-	l.mu.Unlock()
-
-	res, err := renewScript.Run(ctx, l.c.client, []string{l.nm.lock}, l.owner, l.c.ttlMs).Int64()
-	cancel()
-
-	interval := l.c.cfg.ttl / 3
-	var lost error
-	l.mu.Lock()
-	l.stepDone, l.stepCancel = nil, nil
-	stopped := l.stopped
-	switch {
-	case stopped:
-		// Unlock or Close is waiting on done; it decides.
-	case err == nil && res == 1:
-		l.validUntil = r.Add(l.c.cfg.ttl)
-		l.backoff, l.lastErr = 0, nil
-		l.timer.Reset(interval)
-	case err == nil:
-		lost = errors.New("the renewal's ownership check failed: the key expired or another owner took it")
-	case redis.HasErrorPrefix(err, "WRONGTYPE"):
-		lost = fmt.Errorf("the lock key was overwritten: %w", err)
-	default:
-		l.lastErr = err
-		l.backoff = min(max(2*l.backoff, min(minRenewBackoff, interval)), interval)
-		l.timer.Reset(max(0, min(l.backoff, time.Until(valid))))
-	}
-	l.mu.Unlock()
-	close(done)
-	if stopped {
-		return
-	}
-	if err != nil && lost == nil {
-		l.c.failed(err)
-		l.c.cfg.onError(fmt.Errorf("distributed: renew lease on %s (retrying until its validity ends): %w", l.nm.lock, err))
-	}
-	if lost != nil {
-		l.lose(lost)
-	}
+func (l *lease) lostErr(reason error) error {
+	return fmt.Errorf("distributed: lease on %s: %w: %w", l.nm.lock, mutex.ErrLost, reason)
 }
 
-// Unlock releases the lock in Redis, bounded by the unlock timeout. It
-// stops renewal first. It returns an error satisfying
-// errors.Is(err, mutex.ErrLost) if the lease was lost, and one
-// satisfying errors.Is(err, mutex.ErrUnlocked) on a second call.
-// If Redis cannot be reached, the lease ends anyway and the key expires
-// when its TTL runs out; the error says so.
+// Unlock releases the lock in Redis, handing it to the first waiter of the
+// queue if there is one, bounded by the unlock timeout. It returns an
+// error satisfying errors.Is(err, mutex.ErrLost) if the lease was lost
+// (it still asks Redis to release the key if it is somehow ours), and one
+// satisfying errors.Is(err, mutex.ErrUnlocked) on a second call. If Redis
+// cannot be reached, the lease ends anyway and the key expires when its
+// TTL runs out; the error says so.
 func (l *lease) Unlock() error {
 	l.mu.Lock()
 	if l.ending {
 		l.mu.Unlock()
 		<-l.done // another Unlock, or Close, is ending it: learn how
-		err := l.Err()
-		if errors.Is(err, mutex.ErrLost) {
+		if err := l.Err(); errors.Is(err, mutex.ErrLost) {
 			return err
 		}
 		return fmt.Errorf("distributed: Unlock of %s: %w", l.nm.lock, mutex.ErrUnlocked)
 	}
 	l.ending = true
-	lost := l.err
+	lost, valid := l.err, l.validUntil
 	l.mu.Unlock()
-	l.stopBackground()
+	if lost == nil && !time.Now().Before(valid) {
+		lost = l.lostErr(errors.New("its validity ran out before Unlock"))
+		l.finish(lost)
+	}
 	if lost != nil {
+		// Compare-and-release: if a renewal Redis ran late made the key
+		// ours again, others need not wait out its TTL.
+		_, _ = l.release("abort")
 		return lost
 	}
-	l.mu.Lock()
-	valid, lost := l.validUntil, l.err
-	l.mu.Unlock()
-	if lost != nil {
-		return lost
-	}
-	if !time.Now().Before(valid) {
-		l.lose(errors.New("its validity ran out before Unlock"))
-		return l.Err()
-	}
-	ok, err := l.release()
+	ok, err := l.release("unlock")
 	switch {
 	case err != nil:
 		l.finish(mutex.ErrUnlocked)
 		return fmt.Errorf("distributed: Unlock of %s: release failed, the key expires when its TTL of %v runs out: %w", l.nm.lock, l.c.cfg.ttl, err)
 	case !ok:
-		l.lose(errors.New("at Unlock the key had expired or another owner held it"))
-		return l.Err()
+		err := l.lostErr(errors.New("at Unlock the key had expired or another owner held it"))
+		l.finish(err)
+		return err
 	}
 	l.finish(mutex.ErrUnlocked)
 	return nil
 }
 
-// release runs the release script with the unlock timeout.
-func (l *lease) release() (bool, error) {
+// release runs release.lua for the lease, in mode "unlock" (by value) or
+// "abort" (by owner), bounded by the unlock timeout; it reports whether
+// the lock was the lease's.
+func (l *lease) release(mode string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.c.cfg.unlockTimeout)
 	defer cancel()
-	sharded, err := l.c.hub.Sharded(ctx)
+	sharded, err := l.c.publishSharded(ctx)
 	if err != nil {
-		l.c.failed(err)
 		return false, err
 	}
-	flag := "0"
-	if sharded {
-		flag = "1"
+	val, top := l.val, strconv.FormatUint(l.g.top, 10)
+	if mode == "abort" {
+		val, top = l.owner, ""
 	}
-	res, err := releaseScript.Run(ctx, l.c.client, []string{l.nm.lock}, l.owner, l.nm.channel, flag).Int64()
-	l.c.failed(err)
-	return res == 1, err
+	res, err := l.c.x.do(ctx, nil, &call{
+		script: releaseScript,
+		keys:   []string{l.nm.lock, l.nm.queue},
+		args:   []any{mode, val, top, "", l.c.ttlMs, l.c.grantMs, l.nm.grants, sharded},
+	})
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.(int64)
+	return n == 1, nil
 }
 
 // endClosed releases the lease for Close: it ends with errClosedLost.
@@ -247,14 +193,80 @@ func (l *lease) endClosed() {
 	}
 	l.ending = true
 	l.mu.Unlock()
-	l.stopBackground()
-	if _, err := l.release(); err != nil {
-		l.c.cfg.onError(fmt.Errorf("distributed: Close: release %s (it expires when its TTL runs out): %w", l.nm.lock, err))
+	if _, err := l.release("unlock"); err != nil {
+		l.c.logger().Warn("keyedmutex: Close: release failed; the key expires when its TTL runs out", "lock", l.nm.lock, "err", err)
 	}
-	if l.finish(fmt.Errorf("distributed: lease on %s: %w", l.nm.lock, errClosedLost)) {
-		l.c.cfg.onError(l.Err())
+	l.finish(fmt.Errorf("distributed: lease on %s: %w", l.nm.lock, errClosedLost))
+}
+
+// renewed is the result of a renewal sent at sent.
+func (l *lease) renewed(sent time.Time, res any, err error) {
+	n, _ := res.(int64)
+	var lost error
+	l.mu.Lock()
+	l.renewing = false
+	if l.ending || l.err != nil {
+		l.mu.Unlock()
+		return
+	}
+	switch {
+	case err == nil && n == 1:
+		l.validUntil = sent.Add(l.c.cfg.ttl)
+		l.backoff, l.lastErr = 0, nil
+		if l.expiry != nil {
+			l.expiry.Stop()
+			l.expiry = nil
+		}
+		l.c.renew.schedule(l, sent.Add(l.c.cfg.ttl/3))
+	case err == nil:
+		lost = errors.New("the renewal's ownership check failed: the key expired or another owner took it")
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		lost = fmt.Errorf("the lock key was overwritten: %w", err)
+	default:
+		l.retryLocked(err)
+	}
+	l.mu.Unlock()
+	if lost != nil {
+		l.lose(lost, false)
+	} else if err != nil {
+		l.c.logger().Warn("keyedmutex: lease renewal failed; retrying until its validity ends", "lock", l.nm.lock, "err", err)
 	}
 }
+
+// retryLocked schedules the next renewal after a transport error, with a
+// backoff, and arms the loss at validity end. l.mu is held.
+func (l *lease) retryLocked(err error) {
+	l.lastErr = err
+	interval := l.c.cfg.ttl / 3
+	l.backoff = min(max(2*l.backoff, min(minRenewBackoff, interval)), interval)
+	left := time.Until(l.validUntil)
+	if l.expiry == nil {
+		l.expiry = time.AfterFunc(max(left, 0), l.expire)
+	}
+	if left > 0 {
+		l.c.renew.schedule(l, time.Now().Add(min(l.backoff, left)))
+	}
+}
+
+// expire loses the lease when its validity ran out without a confirmed
+// renewal.
+func (l *lease) expire() {
+	l.mu.Lock()
+	lastErr := l.lastErr
+	stale := time.Now().Before(l.validUntil) // renewed meanwhile
+	l.mu.Unlock()
+	if stale {
+		return
+	}
+	reason := errors.New("its validity ran out before a renewal was confirmed")
+	if lastErr != nil {
+		reason = fmt.Errorf("its validity ran out while renewal failed: %w", lastErr)
+	}
+	l.lose(reason, true)
+}
+
+// Renewal backoff after a transport error.
+const minRenewBackoff = 10 * time.Millisecond
 
 // Done is closed when the lease ends: by Unlock, by loss, or by Close.
 func (l *lease) Done() <-chan struct{} { return l.done }
@@ -268,10 +280,9 @@ func (l *lease) Err() error {
 	return l.err
 }
 
-// Token is the lease's fencing token: a microsecond timestamp of the
-// Redis clock, floored by the last token issued for the key, so strictly
-// greater than every token issued earlier for the key.
-func (l *lease) Token() uint64 { return l.token }
+// Token is the lease's fencing token: strictly greater than every token
+// issued earlier for the key, by any process.
+func (l *lease) Token() uint64 { return l.g.first }
 
 // Reserved is the number of fencing tokens the lease holds, from Token().
-func (l *lease) Reserved() uint64 { return l.n }
+func (l *lease) Reserved() uint64 { return l.g.top - l.g.first + 1 }

@@ -133,10 +133,7 @@ func TestCloseDuringLock(t *testing.T) {
 						t.Errorf("Lock/Unlock during Close: %v", err)
 					}
 				}
-				keys, _ := admin.Keys(context.Background(), prefix+"{*").Result()
-				if len(keys) != 0 {
-					t.Errorf("lock keys left after Close: %v", keys)
-				}
+				checkNothingHeld(t, admin, prefix)
 			})
 		}
 	})

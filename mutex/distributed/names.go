@@ -11,18 +11,21 @@ import (
 
 // MaxKeyLen is the longest encoded key, in bytes, that a Mutex accepts.
 // Longer keys are rejected by Lock and TryLock with an error naming the
-// limit: they would be stored three times over in Redis (lock, fence
-// counter and channel names) and sent with every command.
+// limit: they would be stored several times over in Redis (lock, queue
+// and channel names) and sent with every command.
 const MaxKeyLen = 64 << 10
 
-// names are the Redis names of one key's lock. All three carry the same
-// hash tag, so in Redis Cluster they live in one slot and every script
-// touches one slot.
+// names are the Redis names of one key's lock. All of them carry the
+// same hash tag, so in Redis Cluster they live in one slot and every
+// script touches one slot.
 type names struct {
-	lock    string // prefix + "{" + tag + "}"
-	fence   string // prefix + "fence:{" + tag + "}"
-	channel string // prefix + "release:{" + tag + "}"
+	lock   string // prefix + "{" + tag + "}"
+	queue  string // prefix + "q:{" + tag + "}"
+	grants string // prefix + "grant:{" + tag + "}:"; + a Mutex id is its grant channel
 }
+
+// channel is the grant channel of the Mutex with id mid for this key.
+func (nm names) channel(mid string) string { return nm.grants + mid }
 
 // namesFor derives the names of an encoded key. The hash tag is the
 // encoded key with '%' and '}' percent-encoded: injective (distinct keys
@@ -32,10 +35,22 @@ type names struct {
 func namesFor(prefix, encoded string) names {
 	tag := escapeTag(encoded)
 	return names{
-		lock:    prefix + "{" + tag + "}",
-		fence:   prefix + "fence:{" + tag + "}",
-		channel: prefix + "release:{" + tag + "}",
+		lock:   prefix + "{" + tag + "}",
+		queue:  prefix + "q:{" + tag + "}",
+		grants: prefix + "grant:{" + tag + "}:",
 	}
+}
+
+// namesOfChannel returns the names of the key whose grant channel of the
+// Mutex with id mid is channel.
+func namesOfChannel(prefix, channel, mid string) (names, bool) {
+	const open = "grant:{"
+	grants, ok := strings.CutSuffix(channel, mid)
+	if !ok || !strings.HasPrefix(grants, prefix+open) || !strings.HasSuffix(grants, "}:") {
+		return names{}, false
+	}
+	tag := grants[len(prefix)+len(open) : len(grants)-len("}:")]
+	return names{lock: prefix + "{" + tag + "}", queue: prefix + "q:{" + tag + "}", grants: grants}, true
 }
 
 func escapeTag(s string) string {
@@ -87,6 +102,22 @@ func defaultEncode[K comparable](key K) (string, error) {
 		t = reflect.TypeFor[K]()
 	}
 	return "", fmt.Errorf("distributed: no default encoding for keys of type %s: use WithKeyEncoder", t)
+}
+
+// defaultEncodable reports whether the default encoding can encode keys
+// of type t: for an interface type, whether it might (the dynamic type
+// decides at Lock).
+func defaultEncodable(t reflect.Type) bool {
+	if t.Kind() == reflect.Interface || t.Implements(textMarshalerType) {
+		return true
+	}
+	switch t.Kind() {
+	case reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return true
+	}
+	return false
 }
 
 var errEmptyKey = errors.New("distributed: empty key: it would leave the Redis Cluster hash tag empty")

@@ -52,15 +52,15 @@ func TestSlot(t *testing.T) {
 	}
 }
 
-// FuzzKeyNames checks that distinct keys never share a lock key, fence
-// counter or channel name, and that every name of one key has the same
+// FuzzKeyNames checks that distinct keys never share a lock key, queue
+// key or channel name, and that every name of one key has the same
 // cluster hash slot, the one of its tag. Its seed corpus runs in every
 // go test.
 func FuzzKeyNames(f *testing.F) {
 	seeds := [][2]string{
 		{"a", "b"}, {"}", "%7D"}, {"%", "%25"}, {"a}b", "a%7Db"}, {"{", "}"},
-		{"{}", "{"}, {"*", "?"}, {"[", "a*"}, {"\xff\xfe", "\xff"}, {"fence:{a}", "a"},
-		{"x}", "x%"}, {"%7D", "%257D"}, {"a{b}c", "b"}, {"release:", "fence:"},
+		{"{}", "{"}, {"*", "?"}, {"[", "a*"}, {"\xff\xfe", "\xff"}, {"q:{a}", "a"},
+		{"x}", "x%"}, {"%7D", "%257D"}, {"a{b}c", "b"}, {"grant:", "q:"}, {"a}:b", "a"},
 	}
 	for _, s := range seeds {
 		f.Add(DefaultPrefix, s[0], s[1])
@@ -77,14 +77,20 @@ func FuzzKeyNames(f *testing.F) {
 		if checkEncoded(a) != nil || checkEncoded(b) != nil {
 			return
 		}
+		const mid = "0123456789abcdef"
 		na, nb := namesFor(prefix, a), namesFor(prefix, b)
 		for _, n := range []names{na, nb} {
 			s := slot(n.lock)
-			if slot(n.fence) != s || slot(n.channel) != s {
-				t.Fatalf("names %+v hash to slots %d, %d, %d; want one slot", n, s, slot(n.fence), slot(n.channel))
+			if slot(n.queue) != s || slot(n.channel(mid)) != s {
+				t.Fatalf("names %+v hash to slots %d, %d, %d; want one slot", n, s, slot(n.queue), slot(n.channel(mid)))
 			}
-			if n.lock == n.fence || n.lock == n.channel || n.fence == n.channel {
+			if n.lock == n.queue || n.lock == n.channel(mid) || n.queue == n.channel(mid) {
 				t.Fatalf("names %+v of one key collide", n)
+			}
+			// A grant message names its channel only: the names of the
+			// key must come back from it.
+			if back, ok := namesOfChannel(prefix, n.channel(mid), mid); !ok || back != n {
+				t.Fatalf("namesOfChannel(%q) = %+v, %v; want %+v", n.channel(mid), back, ok, n)
 			}
 		}
 		if slot(na.lock) != crc16(escapeTag(a))%16384 {
@@ -97,7 +103,7 @@ func FuzzKeyNames(f *testing.F) {
 			return
 		}
 		all := map[string]bool{}
-		for _, s := range []string{na.lock, na.fence, na.channel, nb.lock, nb.fence, nb.channel} {
+		for _, s := range []string{na.lock, na.queue, na.channel(mid), nb.lock, nb.queue, nb.channel(mid)} {
 			if all[s] {
 				t.Fatalf("keys %q and %q share the name %q", a, b, s)
 			}

@@ -1,7 +1,9 @@
 package distributed
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -16,8 +18,8 @@ type config struct {
 	renew         bool
 	prefix        string
 	pollInterval  time.Duration
-	encoder       any // func(K) (string, error), checked by New; nil: default encoding
-	onError       func(error)
+	encoder       any          // func(K) (string, error), checked by New; nil: default encoding
+	logger        *slog.Logger // nil: slog.Default() at each report
 	unlockTimeout time.Duration
 }
 
@@ -35,7 +37,6 @@ func defaultConfig() config {
 		renew:         true,
 		prefix:        DefaultPrefix,
 		pollInterval:  DefaultPollInterval,
-		onError:       func(error) {},
 		unlockTimeout: DefaultUnlockTimeout,
 	}
 }
@@ -56,10 +57,13 @@ func WithTTL(ttl time.Duration) Option {
 }
 
 // WithSpin makes Lock wait by retrying every interval (±50% random
-// jitter) instead of sleeping until a Pub/Sub release notice. Spinning
-// costs Redis commands for as long as a waiter waits; it suits servers
-// where Pub/Sub is unavailable. interval must be positive.
-// The default is Pub/Sub waiting.
+// jitter) instead of queueing in Redis and sleeping until its grant
+// arrives by Pub/Sub. A spinner never queues: it takes the lock only when
+// it is free and nobody is queued, so it excludes, and yields to,
+// queueing Mutexes of the same prefix, and on a key that queueing waiters
+// keep busy it may wait long. Spinning costs Redis commands for as long
+// as a waiter waits; it suits servers where Pub/Sub is unavailable.
+// interval must be positive. The default is queueing with Pub/Sub grants.
 func WithSpin(interval time.Duration) Option {
 	return func(c *config) error {
 		if interval <= 0 {
@@ -95,11 +99,15 @@ func WithPrefix(prefix string) Option {
 	}
 }
 
-// WithPollInterval bounds how long a Pub/Sub waiter sleeps without a
-// release notice before it tries again: it waits min(the holder's
-// remaining TTL, d). Notices are lost only in rare cases (a reconnect
-// wakes every waiter anyway), so d only bounds the wait in those.
-// d must be positive. The default is 1s.
+// WithPollInterval sets how often a queued waiter refreshes its queue
+// entry, which also checks whether a grant reached it: it sleeps
+// min(the holder's remaining TTL, d) between two. Grant notices are lost
+// only in rare cases (a reconnect wakes every waiter anyway), so d only
+// bounds the wait in those. It also sets the liveness rules: a queue
+// entry not refreshed for 3·d is dead, and a lock handed to a waiter
+// lives min(TTL, 3·d) until the new holder's first renewal, so a waiter
+// that died stalls the key for about 3·d at most. d must be positive.
+// The default is 1s.
 func WithPollInterval(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -126,16 +134,19 @@ func WithKeyEncoder[K comparable](encode func(K) (string, error)) Option {
 	}
 }
 
-// WithErrorHandler sets the function that receives errors nobody else
-// can return: failed lease renewals and lost leases, and the errors the
-// [sync.Locker] adapter retries. It is called from background
-// goroutines and must not block. The default discards them.
-func WithErrorHandler(h func(error)) Option {
+// WithLogger sets the logger that receives what nobody else can be told:
+// failed lease renewals and leases found lost in the background (Warn),
+// releases that failed at Close, the errors the [sync.Locker] adapter
+// retries, and the shared Pub/Sub connection's losses. Errors a call
+// returns are never logged too. l must not be nil: to discard, pass
+// slog.New(slog.DiscardHandler). The default is [slog.Default], looked
+// up at each report.
+func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
-		if h == nil {
-			h = func(error) {}
+		if l == nil {
+			return errors.New("distributed: WithLogger(nil): pass slog.New(slog.DiscardHandler) to discard reports")
 		}
-		c.onError = h
+		c.logger = l
 		return nil
 	}
 }

@@ -1,23 +1,61 @@
--- release: delete the lock only if we still own it, then announce it.
+-- release: free the lock if it is the caller's, handing it to the first
+-- live waiter of the queue if there is one; a release with nobody queued
+-- publishes nothing.
 --
 -- KEYS[1] lock key
--- ARGV[1] owner    (the lease's random owner id)
--- ARGV[2] channel  (prefix .. "release:{" .. tag .. "}"), same hash slot
--- ARGV[3] "1" to announce with SPUBLISH (sharded pub/sub), else PUBLISH
+-- KEYS[2] queue key, same hash slot
+-- ARGV[1] mode: "unlock" (ARGV[2] is the lease's "<owner> <first> <top>")
+--         or "abort" (ARGV[2] is only the owner: a Lock that gave up
+--         releases whatever it may hold)
+-- ARGV[2] the holding, or the owner
+-- ARGV[3] top: the last token of the lease (unlock), or ""
+-- ARGV[4] a queue member to remove first, or ""
+-- ARGV[5] ttl: ms the free marker lives
+-- ARGV[6] grant ttl, ms
+-- ARGV[7] grant channel prefix
+-- ARGV[8] "1" to publish with SPUBLISH, else PUBLISH
 --
--- Returns 1 if the lock was ours and is now released, 0 if it was not
--- ours any more (expired or taken over: the lease was lost).
+-- Returns 1 if the lock was the caller's and is now released or handed
+-- on, 0 if it was not (expired or taken over: the lease was lost).
 --
--- The notice is published with pcall: a user without channel permission
--- (possible with spin waiting, which needs no Pub/Sub) still releases;
--- Pub/Sub waiters then fall back to their poll bound.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-	redis.call('DEL', KEYS[1])
-	if ARGV[3] == '1' then
-		redis.pcall('SPUBLISH', ARGV[2], '')
-	else
-		redis.pcall('PUBLISH', ARGV[2], '')
+-- The uncontended unlock is one command: SET lock "~top" XX KEEPTTL GET
+-- swaps the holding for the free marker and returns the old value, which
+-- is checked after the swap; a value that was not the caller's is put
+-- back as it was, with its TTL (kept by KEEPTTL).
+local cfg = {
+	ttl = ARGV[5],
+	grant = ARGV[6],
+	channel = ARGV[7],
+	publish = (ARGV[8] == '1') and 'SPUBLISH' or 'PUBLISH',
+}
+if ARGV[4] ~= '' then
+	redis.call('ZREM', KEYS[2], ARGV[4])
+end
+local holding, top = ARGV[2], ARGV[3]
+if ARGV[1] == 'abort' then
+	local v = redis.call('GET', KEYS[1])
+	if not v then
+		return 0
+	end
+	local o, first, t = parse(v)
+	if o ~= ARGV[2] then
+		return 0
+	end
+	holding, top = o .. ' ' .. fmt(first) .. ' ' .. fmt(t), fmt(t)
+end
+local old = redis.call('SET', KEYS[1], '~' .. top, 'XX', 'KEEPTTL', 'GET')
+if not old then
+	return 0
+end
+if string.sub(old, 1, #holding + 1) == holding .. ' ' then
+	if flagged(old) then
+		local us, ms = now()
+		promote(tonumber(top), us, ms, cfg)
 	end
 	return 1
 end
+if old == '~' .. top then
+	return 1 -- a retry of this release, which already ran
+end
+redis.call('SET', KEYS[1], old, 'KEEPTTL')
 return 0

@@ -1,13 +1,18 @@
--- renew: extend the lock only if we still own it.
+-- renew: extend the lock only if it is still the lease's.
 --
 -- KEYS[1] lock key
--- ARGV[1] owner  (the lease's random owner id)
--- ARGV[2] ttl    (new lease length in milliseconds)
+-- ARGV[1] the lease's holding "<owner> <first> <top>"
+-- ARGV[2] ttl: new lease length, ms
 --
--- Returns 1 if the lock is ours and now expires in ttl ms, 0 if it is
--- not ours any more (the lease was lost).
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-	redis.call('PEXPIRE', KEYS[1], ARGV[2])
-	return 1
+-- Returns 1 if the lock is the lease's and now expires in ttl ms, 0 if
+-- it is not (the lease was lost). The expiry kept in the value moves
+-- with the key's.
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
+	return 0
 end
-return 0
+local _, ms = now()
+local exp = ms + tonumber(ARGV[2])
+local star = flagged(v) and '*' or ''
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. fmt(exp) .. star, 'PXAT', fmt(exp))
+return 1

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -107,12 +108,20 @@ func (r *recorder) recordN(key string, l mutex.Reservation, err error) (mutex.Re
 	return l, err
 }
 
+// tlog writes a logger's lines to the test log.
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Logf("distributed: %s", p)
+	return len(p), nil
+}
+
 // newDistributed returns a distributed mutex with its own client.
 func newDistributed(t *testing.T, b backend, prefix string, opts ...distributed.Option) *distributed.Mutex[string] {
 	t.Helper()
 	d, err := distributed.New[string](b.client(t), append([]distributed.Option{
 		distributed.WithPrefix(prefix),
-		distributed.WithErrorHandler(func(err error) { t.Logf("distributed: %v", err) }),
+		distributed.WithLogger(slog.New(slog.NewTextHandler(tlog{t}, nil))),
 	}, opts...)...)
 	if err != nil {
 		t.Fatalf("distributed.New() = %v", err)
@@ -128,11 +137,16 @@ func process(t *testing.T, b backend, prefix string, opts []distributed.Option, 
 	return newT(t, newDistributed(t, b, prefix, opts...), hopts...)
 }
 
-// lockKeysLeft returns the lock keys (not fence counters) under prefix.
+// lockKeysLeft returns the keys under prefix that are not free markers:
+// locks still held, and queues.
 func lockKeysLeft(t *testing.T, b backend, prefix string) []string {
+	c := b.client(t)
 	var left []string
 	for _, k := range b.keys(t) {
-		if strings.HasPrefix(k, prefix+"{") {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		if v, err := c.Get(context.Background(), k).Result(); err != nil || !strings.HasPrefix(v, "~") {
 			left = append(left, k)
 		}
 	}

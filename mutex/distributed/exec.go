@@ -1,0 +1,220 @@
+package distributed
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxFlights bounds how many pipelines of one Mutex are in flight at
+// once, and so how many connections it uses at a time; calls made while
+// every flight is busy wait in the queue and leave together, as one
+// pipeline (one write and one read for all of them), with the next flight
+// that ends. A call alone finds a free flight and leaves at once.
+const maxFlights = 2
+
+// maxBatch bounds how many calls one pipeline carries.
+const maxBatch = 256
+
+// call is one script call submitted to the executor.
+type call struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+
+	res  any
+	err  error
+	done chan struct{} // closed when res and err are set
+
+	// state settles who handles the result: the caller (done) or, if
+	// the caller gave up first (abandoned), the flight, which then runs
+	// abandon with the result.
+	state   atomic.Int32
+	abandon func(res any, err error)
+}
+
+const (
+	pending = iota
+	finished
+	abandoned
+)
+
+// executor runs a Mutex's script calls off the callers' goroutines, so a
+// caller can stop waiting when its ctx ends or the Mutex is closed,
+// whatever the network does; concurrent calls share round trips
+// (auto-pipelining: batching comes from concurrency, never from a timer).
+type executor struct {
+	client redis.UniversalClient
+	failed func(error) // told about every transport error
+
+	mu      sync.Mutex // guards queue and flights
+	queue   []*call
+	flights int
+	idle    chan struct{} // made by wait; closed when flights falls to 0 with the queue empty
+
+	wg sync.WaitGroup // flights
+}
+
+// do submits c and waits for its result, ctx's end or stop's: it returns
+// ctx's error (or errStopped) if it gave up first, and the call then
+// finishes in the background, handing its result to c.abandon.
+func (x *executor) do(ctx context.Context, stop <-chan struct{}, c *call) (any, error) {
+	x.submit(c)
+	select {
+	case <-c.done:
+		return c.res, c.err
+	case <-ctx.Done():
+	case <-stop:
+	}
+	if !c.state.CompareAndSwap(pending, abandoned) {
+		<-c.done // finished just now: the result is the caller's
+		return c.res, c.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errStopped
+}
+
+// errStopped is returned by do when stop was closed first.
+var errStopped = errors.New("distributed: stopped")
+
+// submit queues c and starts a flight if fewer than maxFlights run.
+func (x *executor) submit(cs ...*call) {
+	for _, c := range cs {
+		c.done = make(chan struct{})
+	}
+	x.mu.Lock()
+	x.queue = append(x.queue, cs...)
+	if x.flights >= maxFlights {
+		x.mu.Unlock()
+		return
+	}
+	x.flights++
+	batch := x.takeLocked()
+	x.wg.Add(1)
+	x.mu.Unlock()
+	go x.fly(batch)
+}
+
+// takeLocked takes up to maxBatch queued calls. x.mu is held.
+func (x *executor) takeLocked() []*call {
+	n := min(len(x.queue), maxBatch)
+	batch := make([]*call, n)
+	copy(batch, x.queue)
+	clear(x.queue[:n])
+	x.queue = x.queue[n:]
+	if len(x.queue) == 0 {
+		x.queue = nil
+	}
+	return batch
+}
+
+// fly runs batches until the queue is empty.
+func (x *executor) fly(batch []*call) {
+	defer x.wg.Done()
+	for {
+		x.run(batch)
+		x.mu.Lock()
+		if len(x.queue) == 0 {
+			x.flights--
+			if x.flights == 0 && x.idle != nil {
+				close(x.idle)
+				x.idle = nil
+			}
+			x.mu.Unlock()
+			return
+		}
+		batch = x.takeLocked()
+		x.mu.Unlock()
+	}
+}
+
+// run sends one batch, as one pipeline if it has more than one call, and
+// settles every call.
+func (x *executor) run(batch []*call) {
+	ctx := context.Background()
+	if len(batch) == 1 {
+		c := batch[0]
+		c.res, c.err = c.script.Run(ctx, x.client, c.keys, c.args...).Result()
+	} else {
+		x.pipeline(ctx, batch)
+	}
+	for _, c := range batch {
+		if c.err != nil && !isReply(c.err) {
+			x.failed(c.err)
+		}
+		x.settle(c)
+	}
+}
+
+// pipeline runs batch as EVALSHA calls in one pipeline, then, once, the
+// calls that found their script missing (NOSCRIPT) as EVAL.
+func (x *executor) pipeline(ctx context.Context, batch []*call) {
+	cmds := make([]*redis.Cmd, len(batch))
+	_, _ = x.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, c := range batch {
+			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	var missing []int
+	for i, cmd := range cmds {
+		batch[i].res, batch[i].err = cmd.Result()
+		if redis.HasErrorPrefix(batch[i].err, "NOSCRIPT") {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	_, _ = x.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, i := range missing {
+			c := batch[i]
+			cmds[i] = c.script.Eval(ctx, p, c.keys, c.args...)
+		}
+		return nil
+	})
+	for _, i := range missing {
+		batch[i].res, batch[i].err = cmds[i].Result()
+	}
+}
+
+// settle hands c's result to its caller, or to c.abandon if the caller
+// gave up.
+func (x *executor) settle(c *call) {
+	if c.state.CompareAndSwap(pending, finished) {
+		close(c.done)
+		return
+	}
+	close(c.done)
+	if c.abandon != nil {
+		c.abandon(c.res, c.err)
+	}
+}
+
+// wait returns a channel closed once no flight runs and no call is
+// queued. Calls submitted afterwards are not waited for.
+func (x *executor) wait() <-chan struct{} {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.flights == 0 && len(x.queue) == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	if x.idle == nil {
+		x.idle = make(chan struct{})
+	}
+	return x.idle
+}
+
+// isReply reports whether err is an error reply from a live server
+// (WRONGTYPE, NOSCRIPT, ...), as opposed to a transport failure.
+func isReply(err error) bool {
+	var reply redis.Error
+	return errors.As(err, &reply) && !redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN")
+}

@@ -1,0 +1,108 @@
+-- lib: the functions the scripts of protocol v2 share. Go prepends this
+-- file to acquire.lua, release.lua and renew.lua; it reads no KEYS or
+-- ARGV itself.
+--
+-- Values of the lock key KEYS[1]:
+--   "<owner> <first> <top> <exp>"   held by owner, with tokens first..top;
+--                                   exp is its expiry (server ms), kept
+--                                   equal to the key's own, so that a
+--                                   script that overwrote it can put it
+--                                   back exactly
+--   "<owner> <first> <top> <exp>*"  the same, and the queue may be non-empty
+--   "~<last>"                       free; last is the highest token issued
+--   "~<last>*"                      free, but the queue still has waiters
+-- The queue KEYS[2] is a sorted set: score = join time in microseconds
+-- (FIFO), member = "<owner> <mutex-id> <n> <deadline-ms>", where deadline
+-- is the server time after which the entry is dead (its waiter stopped
+-- refreshing it).
+--
+-- Tokens are microseconds of the server clock (TIME), about 2^51: Lua
+-- numbers are doubles, exact for integers below 2^53.
+
+local function fmt(x)
+	return string.format('%.0f', x)
+end
+
+-- now returns the server clock in microseconds and in milliseconds.
+local function now()
+	local t = redis.call('TIME')
+	local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+	return us, math.floor(us / 1000)
+end
+
+-- parse returns the owner, first, top and exp of a held value, or nil.
+local function parse(v)
+	local o, f, t, e = string.match(v, '^(%x+) (%d+) (%d+) (%d+)%*?$')
+	if o then
+		return o, tonumber(f), tonumber(t), tonumber(e)
+	end
+end
+
+-- markerLast returns the last token of a free marker and whether the
+-- queue is pending, or nil.
+local function markerLast(v)
+	local last, star = string.match(v, '^~(%d+)(%*?)$')
+	if last then
+		return tonumber(last), star == '*'
+	end
+end
+
+-- flagged reports whether a value carries the "queue may be non-empty" flag.
+local function flagged(v)
+	return string.sub(v, -1) == '*'
+end
+
+-- maxPast bounds, in microseconds, how far a block of tokens may reach
+-- into the clock's past: a failover or a restart takes far longer, so no
+-- block can hold a token issued before one (that a stale replica or a
+-- snapshot does not know of).
+local maxPast = 1000
+
+-- issue returns the first and top of up to n tokens after last, none
+-- ahead of the clock us: tokens never run ahead of the server clock, so
+-- the clock alone (after a restart without persistence, a failover, or
+-- once the marker has expired) is a floor above every token issued
+-- before. A block shrinks rather than overrun; it holds at least one.
+local function issue(last, n, us)
+	local first = math.max(last + 1, us - math.min(n, maxPast) + 1)
+	local top = math.max(first, math.min(first + n - 1, us))
+	return first, top
+end
+
+-- put sets the lock key to value v until exp (server ms), for owner.
+local function put(owner, first, top, exp, star)
+	redis.call('SET', KEYS[1], owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. fmt(exp) .. star, 'PXAT', fmt(exp))
+end
+
+-- promote hands the free lock to the first live waiter of the queue: it
+-- pops entries in FIFO order, skips the dead ones (past their deadline,
+-- or whose Mutex no longer listens: the grant reached no subscriber),
+-- sets the lock to the waiter with a short TTL (cfg.grant ms; the new
+-- holder's first renewal extends it) and publishes the grant on the
+-- waiter's Mutex channel: "<owner> <first> <top> <grant-ttl>". With the
+-- queue empty it leaves a free marker (cfg.ttl ms). It pops at most 64
+-- entries; past that it leaves a pending marker "~last*" and the next
+-- script continues.
+local function promote(last, us, ms, cfg)
+	for _ = 1, 64 do
+		local head = redis.call('ZPOPMIN', KEYS[2])
+		if #head == 0 then
+			redis.call('SET', KEYS[1], '~' .. fmt(last), 'PX', cfg.ttl)
+			return
+		end
+		local owner, mid, n, deadline = string.match(head[1], '^(%x+) (%S+) (%d+) (%d+)$')
+		if owner and tonumber(deadline) >= ms then
+			local first, top = issue(last, tonumber(n), us)
+			last = top
+			put(owner, first, top, ms + tonumber(cfg.grant), '*')
+			-- pcall: a user without channel rights still hands over; the
+			-- waiter then learns of its grant at its next poll.
+			local grant = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. cfg.grant
+			local r = redis.pcall(cfg.publish, cfg.channel .. mid, grant)
+			if type(r) ~= 'number' or r > 0 then
+				return
+			end
+		end
+	end
+	redis.call('SET', KEYS[1], '~' .. fmt(last) .. '*', 'PX', cfg.ttl)
+end

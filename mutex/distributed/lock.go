@@ -1,0 +1,319 @@
+package distributed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/notify"
+	"github.com/keyedmutex/keyedmutex/mutex"
+	"github.com/redis/go-redis/v9"
+)
+
+// lock runs one Lock, TryLock, LockN or TryLockN of the encoded key enc.
+func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (*lease, error) {
+	if ctx == nil {
+		return nil, opErr(op, enc, errors.New("nil context.Context (use context.Background())"))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, opErr(op, enc, err)
+	}
+	if !c.enter() {
+		return nil, opErr(op, enc, mutex.ErrClosed)
+	}
+	defer c.calls.Done()
+
+	w := &waiter{c: c, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
+	defer w.closeSub() // after register: a late copy of our grant is ours, not an orphan
+	l, err := w.lock(ctx, try)
+	if err == nil && !c.register(l) {
+		l.endClosed()
+		err = mutex.ErrClosed
+	}
+	if err != nil {
+		return nil, opErr(op, enc, c.lockErr(ctx, err))
+	}
+	l.start()
+	return l, nil
+}
+
+// lockErr gives a failed Lock's error the sentinels a caller tests for.
+func (c *core) lockErr(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, errStopped) || errors.Is(err, notify.ErrClosed):
+		return mutex.ErrClosed
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+	}
+	return err
+}
+
+// waiter is one Lock call on its way to the lock: its owner id (the
+// lease's, if it gets one), its grant subscription and its queue entry.
+type waiter struct {
+	c     *core
+	nm    names
+	owner string
+	n     uint64
+
+	sub           *notify.Subscription // pub/sub waiting only
+	member, score string               // the queue entry, once queued
+	anchor        time.Time            // when the last call that found the lock not ours was sent
+}
+
+// lock takes the lock: one try, then (unless try) spinning or queueing.
+func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
+	pubsub := !try && w.c.cfg.spin == 0
+	if pubsub {
+		// Others of this Mutex wait on the key (or did a moment ago):
+		// join their confirmed subscription and queue at once.
+		w.sub = w.c.hub.Join(w.nm.channel(w.c.id), w.owner)
+	}
+	if w.sub == nil {
+		sent := time.Now()
+		r, err := w.attempt(ctx, "try")
+		switch {
+		case err != nil:
+			return nil, err
+		case r.held:
+			return w.lease(r.g, sent), nil
+		case try:
+			return nil, lockedErr(r.pttl)
+		case !pubsub:
+			return w.spin(ctx)
+		}
+		if err := w.subscribe(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return w.wait(ctx)
+}
+
+// lockedErr is TryLock's error: ErrLocked, and what the holder's TTL was.
+func lockedErr(pttl int64) error {
+	if pttl < 0 {
+		return mutex.ErrLocked
+	}
+	return fmt.Errorf("%w (its lease had %dms left; renewal extends it while held)", mutex.ErrLocked, pttl)
+}
+
+// subscribe subscribes the waiter to its Mutex's grant channel of the key
+// and returns once Redis confirmed it, so no grant can be missed.
+func (w *waiter) subscribe(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(w.c.closeCtx, cancel)
+	defer stop()
+	sub, err := w.c.hub.Subscribe(sctx, w.nm.channel(w.c.id), w.owner)
+	if err != nil {
+		if isClosed(w.c.closing) {
+			return errStopped
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("subscribe to %s: %w", w.nm.channel(w.c.id), err)
+	}
+	w.sub = sub
+	return nil
+}
+
+func (w *waiter) closeSub() {
+	if w.sub != nil {
+		w.sub.Close()
+	}
+}
+
+// wait queues the waiter and sleeps until its grant arrives, refreshing
+// its queue entry every poll interval (or when the holder's TTL runs
+// out, or after a reconnect), which also finds a grant whose message was
+// lost.
+func (w *waiter) wait(ctx context.Context) (*lease, error) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		sent := time.Now()
+		r, err := w.attempt(ctx, "wait")
+		if err != nil {
+			w.leave()
+			return nil, err
+		}
+		if r.held {
+			return w.lease(r.g, sent), nil
+		}
+		w.member, w.score, w.anchor = r.member, r.score, sent
+		d := w.c.cfg.pollInterval
+		if p := time.Duration(r.pttl) * time.Millisecond; r.pttl >= 0 && p < d {
+			d = max(p, time.Millisecond) // -1: no expiry, wait the bound
+		}
+		t.Reset(d)
+		select {
+		case <-w.sub.C():
+			if l := w.granted(); l != nil {
+				return l, nil
+			}
+			// A wake without a grant: a reconnect; check at once.
+		case <-t.C:
+		case <-ctx.Done():
+			w.leave()
+			return nil, ctx.Err()
+		case <-w.c.closing:
+			w.leave()
+			return nil, errStopped
+		}
+	}
+}
+
+// granted returns the lease of a grant message, if one arrived.
+func (w *waiter) granted() *lease {
+	payload, ok := w.sub.Message()
+	if !ok {
+		return nil
+	}
+	g, err := parseGrant(payload)
+	if err != nil {
+		w.c.logger().Warn("keyedmutex: ignoring a malformed grant", "channel", w.nm.channel(w.c.id), "err", err)
+		return nil
+	}
+	// The grant was made after our last call that found us waiting was
+	// sent: its TTL counts from no earlier than that.
+	return w.lease(g, w.anchor)
+}
+
+// spin retries every spin interval, ±50% jitter, until ctx ends.
+func (w *waiter) spin(ctx context.Context) (*lease, error) {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		t.Reset(w.c.cfg.spin/2 + rand.N(w.c.cfg.spin+1))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-w.c.closing:
+			return nil, errStopped
+		}
+		sent := time.Now()
+		r, err := w.attempt(ctx, "try")
+		if err != nil || r.held {
+			if err != nil {
+				return nil, err
+			}
+			return w.lease(r.g, sent), nil
+		}
+	}
+}
+
+// attempt runs acquire.lua once. If the caller stops waiting for the
+// reply, the call finishes in the background and undoes whatever it did.
+func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error) {
+	sharded, err := w.c.publishSharded(ctx)
+	if err != nil {
+		return acquireReply{}, fmt.Errorf("acquire: %w", err)
+	}
+	c := &call{
+		script: acquireScript,
+		keys:   []string{w.nm.lock, w.nm.queue},
+		args: []any{mode, w.owner, w.c.ttlMs, w.n, w.member, w.score, w.c.id,
+			w.c.liveMs, w.c.grantMs, w.nm.grants, sharded},
+		abandon: w.abandoned,
+	}
+	res, err := w.c.x.do(ctx, w.c.closing, c)
+	if err != nil {
+		if redis.HasErrorPrefix(err, "WRONGTYPE") {
+			return acquireReply{}, fmt.Errorf("%w: %w", ErrWrongType, err)
+		}
+		if errors.Is(err, errStopped) || ctx.Err() != nil {
+			return acquireReply{}, err
+		}
+		return acquireReply{}, fmt.Errorf("acquire: %w", err)
+	}
+	return parseAcquire(res)
+}
+
+// abandoned runs when an acquire call finishes after its caller gave up:
+// it releases the lock if the call took it, and leaves the queue if it
+// joined it. An error means the outcome is unknown: release by owner.
+func (w *waiter) abandoned(res any, err error) {
+	member := w.member
+	if err == nil {
+		r, perr := parseAcquire(res)
+		if perr == nil && !r.held {
+			if r.member == "" {
+				return // a try that failed: nothing to undo
+			}
+			member = r.member
+		}
+	}
+	w.c.abort(w.nm, w.owner, member)
+}
+
+// leave takes a waiter that gives up out of the queue, and releases the
+// lock if it was granted meanwhile; in the background, as the caller is
+// leaving.
+func (w *waiter) leave() {
+	w.c.abort(w.nm, w.owner, w.member)
+}
+
+// abort releases, in the background and bounded by nothing but the
+// client's timeouts, whatever owner may hold of the key and its queue
+// entry member.
+func (c *core) abort(nm names, owner, member string) {
+	c.submitRelease(nm, []any{"abort", owner, "", member})
+}
+
+// orphan is told of a grant message for an owner id that no waiter of
+// this Mutex has: a waiter that left, or a copy of a grant whose lease is
+// held. A grant nobody holds is released at once, so that it does not
+// stall the key for its TTL.
+func (c *core) orphan(channel, owner, payload string) {
+	if c.holds(owner) {
+		return
+	}
+	g, err := parseGrant(payload)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return // Close's own release pass handles what is left
+	}
+	nm, ok := namesOfChannel(c.cfg.prefix, channel, c.id)
+	if !ok {
+		return
+	}
+	c.submitRelease(nm, []any{"unlock", g.value(owner), strconv.FormatUint(g.top, 10), ""})
+}
+
+// submitRelease runs release.lua in the background with the given first
+// four arguments (mode, value or owner, top, member to remove).
+func (c *core) submitRelease(nm names, args []any) {
+	sharded := "0"
+	if c.sharded.Load() == 2 {
+		sharded = "1"
+	}
+	c.x.submit(&call{
+		script: releaseScript,
+		keys:   []string{nm.lock, nm.queue},
+		args:   append(args, c.ttlMs, c.grantMs, nm.grants, sharded),
+	})
+}
+
+// lease makes the lease of holding g, valid from anchor for g's TTL.
+func (w *waiter) lease(g grant, anchor time.Time) *lease {
+	return newLease(w.c, w.nm, w.owner, g, anchor)
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

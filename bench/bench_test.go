@@ -7,7 +7,7 @@ import (
 
 // strategies are the rows of every scenario, in table order. Ours are
 // added in ours_test.go.
-var strategies = []strategy{redsyncStrategy, redislockStrategy}
+var strategies = []strategy{redsyncStrategy, redislockStrategy, rueidislockStrategy}
 
 // BenchmarkUncontended is the cost of Lock+Unlock with one goroutine on
 // one key, next to one PING round trip.

@@ -1,6 +1,7 @@
 // Package bench compares the keyed mutexes of this module with each other
-// and with the best Go peers, github.com/go-redsync/redsync/v4 and
-// github.com/bsm/redislock, in one run:
+// and with the best Go peers, github.com/go-redsync/redsync/v4,
+// github.com/bsm/redislock and github.com/redis/rueidis/rueidislock, in
+// one run:
 //
 //	go -C bench test -run '^$' -bench . -benchtime 3s
 //

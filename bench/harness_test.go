@@ -232,6 +232,9 @@ const rowDeadline = 5 * time.Minute
 // of all processes, timed from the first Lock call to the last Unlock,
 // then reports the row's metrics. Setup and teardown are not timed.
 func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
+	if t.mini != nil && st.needsRealRedis != "" {
+		b.Skip(st.needsRealRedis)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), rowDeadline)
 	defer cancel()
 	prefix := rowPrefix()
@@ -267,6 +270,9 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 	}
 	if !st.yardstick && res.violations != 0 {
 		b.Fatalf("%s: mutual exclusion violated %d times", st.name, res.violations)
+	}
+	if r, ok := lockers[0].(rearmer); ok && r.rearms() > 0 {
+		b.Logf("%s: %d of %d Lock calls restarted a wait after %v (a lost wake-up: see rueidisRearm)", st.name, r.rearms(), res.total, rueidisRearm)
 	}
 	cmds1, err := t.commands(ctx, admins)
 	if err != nil {

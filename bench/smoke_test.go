@@ -18,20 +18,42 @@ func miniTarget(t *testing.T) *target {
 	return &target{kind: "miniredis", addr: m.Addr(), mini: m, rtt: 100 * time.Microsecond}
 }
 
-// TestStrategiesSmoke drives every strategy for a few acquisitions, on
-// several keys and on one key passed back and forth, and checks what the
-// harness measured: every acquisition counted once, per process, with a
-// wait time; no two holders at once; Redis commands seen for the Redis
-// strategies and none for local; and no key left behind.
+// redisTarget is a redis-server started for the test; it skips without
+// one unless KEYEDMUTEX_REQUIRE_REDIS is set.
+func redisTarget(t *testing.T) *target {
+	t.Helper()
+	return &target{kind: "redis-server", addr: redistest.Start(t).Addr(), rtt: 100 * time.Microsecond}
+}
+
+// TestStrategiesSmoke drives every strategy for a few acquisitions on
+// miniredis; see smoke.
 func TestStrategiesSmoke(t *testing.T) {
 	leakcheck.Register(t)
-	tg := miniTarget(t)
+	smoke(t, miniTarget(t))
+}
+
+// TestStrategiesSmokeRedis is TestStrategiesSmoke on a real redis-server,
+// where every strategy runs, rueidislock too.
+func TestStrategiesSmokeRedis(t *testing.T) {
+	leakcheck.Register(t)
+	smoke(t, redisTarget(t))
+}
+
+// smoke drives every strategy, the yardsticks included, for a few
+// acquisitions, on several keys and on one key passed back and forth, and
+// checks what the harness measured: every acquisition counted once, per
+// process, with a wait time; no two holders at once; Redis commands seen
+// for the Redis strategies and none for local; and no key left behind.
+func smoke(t *testing.T, tg *target) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	admins := tg.admins()
 	defer admins[0].Close()
 	for _, st := range append([]strategy{ping}, strategies...) {
 		t.Run(st.name, func(t *testing.T) {
+			if tg.mini != nil && st.needsRealRedis != "" {
+				t.Skip(st.needsRealRedis)
+			}
 			prefix := rowPrefix()
 			lockers, closeAll, err := st.procs(tg, prefix, 2)
 			if err != nil {
@@ -40,25 +62,32 @@ func TestStrategiesSmoke(t *testing.T) {
 			if len(lockers) != 2 {
 				t.Fatalf("procs(2) built %d processes; want 2", len(lockers))
 			}
-			cmds0, _ := tg.commands(ctx, admins)
-			const n = 40
-			res, err := drive(ctx, lockers, scenario{procs: 2, goroutines: 3, keys: 3}, n)
+			before, err := tg.commands(ctx, admins)
 			if err != nil {
-				t.Fatalf("drive() = %v", err)
+				t.Fatalf("commands() = %v", err)
 			}
-			if res.total != n || res.wait.Count() != n {
-				t.Errorf("drive(%d): total %d, %d waits recorded; want %d", n, res.total, res.wait.Count(), n)
-			}
-			if res.perProc[0]+res.perProc[1] != n {
-				t.Errorf("drive(%d): per process %v; want a sum of %d", n, res.perProc, n)
-			}
-			// A yardstick is not a lock: two goroutines "hold" a key at
-			// once whenever the scheduler interleaves them.
-			if !st.yardstick && res.violations != 0 {
-				t.Errorf("drive(): %d mutual exclusion violations; want 0", res.violations)
+			var acquisitions int64
+			{
+				const n = 40
+				res, err := drive(ctx, lockers, scenario{procs: 2, goroutines: 3, keys: 3}, n)
+				if err != nil {
+					t.Fatalf("drive() = %v", err)
+				}
+				if res.total != n || res.wait.Count() != n {
+					t.Errorf("drive(%d): total %d, %d waits recorded; want %d", n, res.total, res.wait.Count(), n)
+				}
+				if res.perProc[0]+res.perProc[1] != n {
+					t.Errorf("drive(%d): per process %v; want a sum of %d", n, res.perProc, n)
+				}
+				// A yardstick is not a lock: two goroutines "hold" a key at
+				// once whenever the scheduler interleaves them.
+				if !st.yardstick && res.violations != 0 {
+					t.Errorf("drive(): %d mutual exclusion violations; want 0", res.violations)
+				}
+				acquisitions += res.total
 			}
 			if !st.yardstick {
-				res, err = driveHandoff(ctx, lockers, 6)
+				res, err := driveHandoff(ctx, lockers, 6)
 				if err != nil {
 					t.Fatalf("driveHandoff() = %v", err)
 				}
@@ -71,17 +100,21 @@ func TestStrategiesSmoke(t *testing.T) {
 				if res.violations != 0 {
 					t.Errorf("driveHandoff(): %d mutual exclusion violations; want 0", res.violations)
 				}
+				acquisitions += res.total
 			}
-			cmds1, _ := tg.commands(ctx, admins)
-			if got := cmds1[0] - cmds0[0]; st.redis && got < n || !st.redis && got != 0 {
-				t.Errorf("%s sent %d Redis commands for %d acquisitions", st.name, got, n)
+			after, err := tg.commands(ctx, admins)
+			if err != nil {
+				t.Fatalf("commands() = %v", err)
+			}
+			if got := after[0] - before[0]; st.redis && got < acquisitions || !st.redis && got != 0 {
+				t.Errorf("%s sent %d Redis commands for %d acquisitions", st.name, got, acquisitions)
 			}
 			closeAll()
 			if err := dropKeys(ctx, admins, prefix); err != nil {
 				t.Fatal(err)
 			}
-			if keys := tg.mini.Keys(); len(keys) != 0 {
-				t.Errorf("keys left after the row: %q", keys)
+			if keys, err := admins[0].Keys(ctx, prefix+"*").Result(); err != nil || len(keys) != 0 {
+				t.Errorf("keys left after the row: %q, %v; want none", keys, err)
 			}
 		})
 	}

@@ -106,15 +106,20 @@ func (t *target) client() redis.UniversalClient {
 	return redis.NewClient(&redis.Options{Addr: t.addr})
 }
 
+// addrs returns the address of every server: the masters of a cluster,
+// or the one server.
+func (t *target) addrs() []string {
+	if len(t.nodes) > 0 {
+		return t.nodes
+	}
+	return []string{t.addr}
+}
+
 // admins returns one plain client per server (per master on a cluster),
 // for counting commands and dropping keys. The caller closes them.
 func (t *target) admins() []*redis.Client {
-	addrs := t.nodes
-	if len(addrs) == 0 {
-		addrs = []string{t.addr}
-	}
 	var cs []*redis.Client
-	for _, a := range addrs {
+	for _, a := range t.addrs() {
 		cs = append(cs, redis.NewClient(&redis.Options{Addr: a}))
 	}
 	return cs

@@ -12,10 +12,12 @@
 // which the tests check.
 //
 // The Redis server used is, in order: the one at $REDIS_ADDR (it must be
-// dedicated to the run: redis-cmds/op is read from INFO commandstats and
-// counts every client's commands); a redis-server found on PATH, started on
-// a free loopback port in a temp dir and stopped after; or miniredis, whose
-// timings say nothing about Redis.
+// dedicated to the run: redis-cmds/op, redis-us/op and redis-cpu-us/op are
+// read from INFO commandstats and INFO cpu, which count every client's
+// load); a redis-server found on PATH, started on a free loopback port in
+// a temp dir and stopped after; or miniredis: its timings say nothing
+// about Redis, it reports no Redis time or CPU, and rueidislock (which
+// needs client-side caching) skips there.
 //
 // The chart in docs/ is drawn from the output by ./cmd/chart.
 package bench

@@ -252,9 +252,9 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 			c.Close()
 		}
 	}()
-	cmds0, err := t.commands(ctx, admins)
+	before, err := t.stats(ctx, admins)
 	if err != nil {
-		b.Fatalf("commandstats: %v", err)
+		b.Fatalf("server stats: %v", err)
 	}
 
 	b.ResetTimer()
@@ -274,44 +274,67 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 	if r, ok := lockers[0].(rearmer); ok && r.rearms() > 0 {
 		b.Logf("%s: %d of %d Lock calls restarted a wait after %v (a lost wake-up: see rueidisRearm)", st.name, r.rearms(), res.total, rueidisRearm)
 	}
-	cmds1, err := t.commands(ctx, admins)
+	after, err := t.stats(ctx, admins)
 	if err != nil {
-		b.Fatalf("commandstats: %v", err)
+		b.Fatalf("server stats: %v", err)
 	}
-	perShard := make([]int64, len(cmds1))
-	for i := range cmds1 {
-		perShard[i] = cmds1[i] - cmds0[i]
+	load := make([]serverStats, len(after))
+	for i := range after {
+		load[i] = after[i].sub(before[i])
 	}
-	report(b, t, res, perShard, handoff)
+	for _, m := range rowMetrics(t, res, load, handoff) {
+		b.ReportMetric(m.value, m.unit)
+	}
 }
 
-// report reports one row's metrics; cmds are the commands each server
-// executed during the row (one entry, or one per cluster master).
-func report(b *testing.B, t *target, res *result, cmds []int64, handoff bool) {
+// metric is one value a row reports, as b.ReportMetric takes it.
+type metric struct {
+	value float64
+	unit  string
+}
+
+// rowMetrics returns one row's metrics; load is what each server did
+// during the row (one entry, or one per cluster master). On miniredis the
+// Redis time and CPU metrics are left out: miniredis runs inside the
+// benchmark's own process and keeps no such figures.
+func rowMetrics(t *target, res *result, load []serverStats, handoff bool) []metric {
 	if res.total == 0 {
-		return
+		return nil
 	}
-	acqs := float64(res.total) / res.elapsed.Seconds()
-	b.ReportMetric(acqs, "acq/s")
-	var sum int64
-	for _, c := range cmds {
-		sum += c
+	n := float64(res.total)
+	acqs := n / res.elapsed.Seconds()
+	var sum serverStats
+	for _, l := range load {
+		sum.cmds += l.cmds
+		sum.usec += l.usec
+		sum.cpu += l.cpu
 	}
-	b.ReportMetric(float64(sum)/float64(res.total), "redis-cmds/op")
-	if len(cmds) > 1 {
-		for i, c := range cmds {
-			b.ReportMetric(float64(c)/float64(res.total), fmt.Sprintf("shard%d-cmds/op", i+1))
+	ms := []metric{
+		{acqs, "acq/s"},
+		{float64(sum.cmds) / n, "redis-cmds/op"},
+	}
+	if t.mini == nil {
+		ms = append(ms,
+			metric{float64(sum.usec) / n, "redis-us/op"},
+			metric{float64(sum.cpu) / n, "redis-cpu-us/op"})
+	}
+	if len(load) > 1 {
+		for i, l := range load {
+			ms = append(ms, metric{float64(l.cmds) / n, fmt.Sprintf("shard%d-cmds/op", i+1)})
 		}
 	}
-	b.ReportMetric(float64(res.wait.Quantile(0.5)), "p50-wait-ns")
-	b.ReportMetric(float64(res.wait.Quantile(0.99)), "p99-wait-ns")
-	b.ReportMetric(Jain(res.perProc), "jain")
-	b.ReportMetric(t.bound(), "bound-acq/s")
-	b.ReportMetric(acqs/t.bound(), "bound-ratio")
+	ms = append(ms,
+		metric{float64(res.wait.Quantile(0.5)), "p50-wait-ns"},
+		metric{float64(res.wait.Quantile(0.99)), "p99-wait-ns"},
+		metric{Jain(res.perProc), "jain"},
+		metric{t.bound(), "bound-acq/s"},
+		metric{acqs / t.bound(), "bound-ratio"})
 	if handoff && res.handoff.Count() > 0 {
-		p50 := res.handoff.Quantile(0.5)
-		b.ReportMetric(float64(p50), "p50-handoff-ns")
-		b.ReportMetric(float64(res.handoff.Quantile(0.99)), "p99-handoff-ns")
-		b.ReportMetric(float64(p50)/float64(t.rtt), "handoff/rtt")
+		p50 := float64(res.handoff.Quantile(0.5))
+		ms = append(ms,
+			metric{p50, "p50-handoff-ns"},
+			metric{float64(res.handoff.Quantile(0.99)), "p99-handoff-ns"},
+			metric{p50 / float64(t.rtt), "handoff/rtt"})
 	}
+	return ms
 }

@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -116,7 +118,7 @@ func (t *target) addrs() []string {
 }
 
 // admins returns one plain client per server (per master on a cluster),
-// for counting commands and dropping keys. The caller closes them.
+// for reading its stats and dropping keys. The caller closes them.
 func (t *target) admins() []*redis.Client {
 	var cs []*redis.Client
 	for _, a := range t.addrs() {
@@ -150,42 +152,106 @@ func pingRTT(ctx context.Context, c *redis.Client, n int) time.Duration {
 	return ds[len(ds)/2]
 }
 
-// commands returns the number of commands each server of admins has
-// executed, commands run inside Lua scripts included, INFO itself
-// excluded.
-func (t *target) commands(ctx context.Context, admins []*redis.Client) ([]int64, error) {
+// serverStats is what one server has done since it started, or, as a
+// difference of two readings, during a row.
+type serverStats struct {
+	cmds int64 // commands executed, those run inside Lua scripts included, INFO excluded
+	usec int64 // their execution time in µs (INFO commandstats usec=)
+	cpu  int64 // redis-server user+sys CPU in µs (INFO cpu)
+}
+
+func (s serverStats) sub(o serverStats) serverStats {
+	return serverStats{cmds: s.cmds - o.cmds, usec: s.usec - o.usec, cpu: s.cpu - o.cpu}
+}
+
+// stats reads serverStats from each server of admins. On miniredis only
+// cmds is known: it has no INFO commandstats nor CPU of its own.
+func (t *target) stats(ctx context.Context, admins []*redis.Client) ([]serverStats, error) {
 	if t.mini != nil {
-		return []int64{int64(t.mini.CommandCount())}, nil // counts redis.call inside Lua too
+		return []serverStats{{cmds: int64(t.mini.CommandCount())}}, nil // counts redis.call inside Lua too
 	}
-	var n []int64
+	var all []serverStats
 	for _, c := range admins {
+		// Two INFO calls, not one with two sections: that needs Redis 7.
 		s, err := c.Info(ctx, "commandstats").Result()
 		if err != nil {
 			return nil, fmt.Errorf("INFO commandstats on %s: %w", c.Options().Addr, err)
 		}
-		k, err := sumCommandStats(s)
+		cmds, usec, err := sumCommandStats(s)
 		if err != nil {
 			return nil, err
 		}
-		n = append(n, k)
+		s, err = c.Info(ctx, "cpu").Result()
+		if err != nil {
+			return nil, fmt.Errorf("INFO cpu on %s: %w", c.Options().Addr, err)
+		}
+		cpu, err := cpuMicros(s)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, serverStats{cmds: cmds, usec: usec, cpu: cpu})
 	}
-	return n, nil
+	return all, nil
 }
 
-// sumCommandStats sums calls= over the cmdstat_ lines of INFO
-// commandstats, except cmdstat_info.
-func sumCommandStats(info string) (int64, error) {
+// sumCommandStats sums calls= and usec= over the cmdstat_ lines of INFO
+// commandstats, except cmdstat_info. A script's usec includes the time of
+// the commands it runs, which have lines of their own too.
+//
+// The calls come from redistest.ParseCommandStats, which parses calls
+// only; usec is read here from the same lines. It belongs in that parser,
+// but internal/redistest is outside this module's part of the tree.
+func sumCommandStats(info string) (calls, usec int64, err error) {
 	stats, err := redistest.ParseCommandStats(info)
 	if err != nil {
-		return 0, fmt.Errorf("bench: %w", err)
+		return 0, 0, fmt.Errorf("bench: %w", err)
 	}
-	var total int64
 	for cmd, n := range stats {
 		if cmd != "info" {
-			total += n
+			calls += n
 		}
 	}
-	return total, nil
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		name, rest, ok := strings.Cut(line, ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return 0, 0, fmt.Errorf("bench: bad commandstats line %q: %w", line, err)
+				}
+				usec += n
+			}
+		}
+	}
+	return calls, usec, nil
+}
+
+// cpuMicros returns used_cpu_sys + used_cpu_user of an INFO cpu reply in
+// µs: the CPU the redis-server process has used, all its threads, I/O
+// included (children excluded: they are forks for persistence).
+func cpuMicros(info string) (int64, error) {
+	var total float64
+	seen := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || name != "used_cpu_sys" && name != "used_cpu_user" {
+			continue
+		}
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: bad INFO cpu line %q: %w", line, err)
+		}
+		total += sec
+		seen++
+	}
+	if seen != 2 {
+		return 0, fmt.Errorf("bench: INFO cpu without used_cpu_sys and used_cpu_user:\n%s", info)
+	}
+	return int64(math.Round(total * 1e6)), nil
 }
 
 var rowSeq atomic.Int64

@@ -230,8 +230,9 @@ const rowDeadline = 5 * time.Minute
 
 // runRow runs one sub-benchmark: b.N acquisitions shared by all goroutines
 // of all processes, timed from the first Lock call to the last Unlock,
-// then reports the row's metrics. Setup and teardown are not timed.
-func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
+// then reports the row's metrics and returns what it measured. Setup and
+// teardown are not timed.
+func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) *result {
 	if t.mini != nil && st.needsRealRedis != "" {
 		b.Skip(st.needsRealRedis)
 	}
@@ -282,9 +283,10 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) {
 	for i := range after {
 		load[i] = after[i].sub(before[i])
 	}
-	for _, m := range rowMetrics(t, res, load, handoff) {
+	for _, m := range rowMetrics(t, st, res, load, handoff) {
 		b.ReportMetric(m.value, m.unit)
 	}
+	return res
 }
 
 // metric is one value a row reports, as b.ReportMetric takes it.
@@ -297,7 +299,7 @@ type metric struct {
 // during the row (one entry, or one per cluster master). On miniredis the
 // Redis time and CPU metrics are left out: miniredis runs inside the
 // benchmark's own process and keeps no such figures.
-func rowMetrics(t *target, res *result, load []serverStats, handoff bool) []metric {
+func rowMetrics(t *target, st strategy, res *result, load []serverStats, handoff bool) []metric {
 	if res.total == 0 {
 		return nil
 	}
@@ -335,6 +337,9 @@ func rowMetrics(t *target, res *result, load []serverStats, handoff bool) []metr
 			metric{p50, "p50-handoff-ns"},
 			metric{float64(res.handoff.Quantile(0.99)), "p99-handoff-ns"},
 			metric{p50 / float64(t.rtt), "handoff/rtt"})
+		if !st.yardstick && t.notice > 0 {
+			ms = append(ms, metric{p50 / float64(t.notice), "handoff/notice"})
+		}
 	}
 	return ms
 }

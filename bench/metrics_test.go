@@ -1,12 +1,17 @@
 package bench
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/redistest"
 )
 
 func TestSumCommandStats(t *testing.T) {
@@ -53,8 +58,8 @@ func TestCPUMicros(t *testing.T) {
 }
 
 // TestRowMetrics checks the figures a row reports from what it measured:
-// the Redis load per acquisition summed over shards, the handoff ratio,
-// and what is left out on miniredis.
+// the Redis load per acquisition summed over shards, the handoff ratios,
+// and what is left out on miniredis and for yardsticks.
 func TestRowMetrics(t *testing.T) {
 	res := &result{total: 100, elapsed: 2 * time.Second, perProc: []float64{50, 50}}
 	for range 99 {
@@ -62,9 +67,9 @@ func TestRowMetrics(t *testing.T) {
 	}
 	res.wait.Record(100)
 	load := []serverStats{{cmds: 300, usec: 400, cpu: 1000}, {cmds: 100, usec: 100, cpu: 1500}}
-	tg := &target{kind: "cluster", rtt: 30}
+	tg := &target{kind: "cluster", rtt: 30, notice: 40}
 
-	got := metricMap(rowMetrics(tg, res, load, true))
+	got := metricMap(rowMetrics(tg, pubsubStrategy, res, load, true))
 	want := map[string]float64{
 		"acq/s":           50,
 		"redis-cmds/op":   4,
@@ -80,22 +85,36 @@ func TestRowMetrics(t *testing.T) {
 		"p50-handoff-ns":  60,
 		"p99-handoff-ns":  60,
 		"handoff/rtt":     2,
+		"handoff/notice":  1.5,
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(1e-12, 0)); diff != "" {
-		t.Errorf("rowMetrics(cluster, handoff) mismatch (-want +got):\n%s", diff)
+		t.Errorf("rowMetrics(cluster, pubsub, handoff) mismatch (-want +got):\n%s", diff)
 	}
 
-	one := metricMap(rowMetrics(&target{kind: "redis-server", rtt: 30}, res, load[:1], true))
-	if v, ok := one["shard1-cmds/op"]; ok {
-		t.Errorf("rowMetrics() on one server reports shard1-cmds/op = %v; want none", v)
+	// The notice row itself, and rows run before it: no handoff/notice.
+	for name, tc := range map[string]struct {
+		st     strategy
+		notice time.Duration
+	}{"yardstick": {notice, 40}, "no notice run": {pubsubStrategy, 0}} {
+		tg := &target{kind: "redis-server", rtt: 30, notice: tc.notice}
+		m := metricMap(rowMetrics(tg, tc.st, res, load[:1], true))
+		if v, ok := m["handoff/notice"]; ok {
+			t.Errorf("%s: rowMetrics() reports handoff/notice = %v; want none", name, v)
+		}
+		if _, ok := m["handoff/rtt"]; !ok {
+			t.Errorf("%s: rowMetrics() reports no handoff/rtt; want it", name)
+		}
+		if _, ok := m["shard1-cmds/op"]; ok {
+			t.Errorf("%s: rowMetrics() on one server reports shard1-cmds/op; want none", name)
+		}
 	}
 
 	// miniredis keeps no time or CPU figures, and a row without handoffs
 	// reports no handoff figures.
 	mini := miniTarget(t)
-	mini.rtt = 30
-	m := metricMap(rowMetrics(mini, res, load[:1], false))
-	for _, unit := range []string{"redis-us/op", "redis-cpu-us/op", "p50-handoff-ns"} {
+	mini.rtt, mini.notice = 30, 40
+	m := metricMap(rowMetrics(mini, pubsubStrategy, res, load[:1], false))
+	for _, unit := range []string{"redis-us/op", "redis-cpu-us/op", "p50-handoff-ns", "handoff/notice"} {
 		if v, ok := m[unit]; ok {
 			t.Errorf("rowMetrics(miniredis, no handoff) reports %s = %v; want none", unit, v)
 		}
@@ -103,7 +122,7 @@ func TestRowMetrics(t *testing.T) {
 	if m["redis-cmds/op"] != 3 {
 		t.Errorf("rowMetrics(miniredis) redis-cmds/op = %v; want 3", m["redis-cmds/op"])
 	}
-	if ms := rowMetrics(tg, &result{}, load, true); ms != nil {
+	if ms := rowMetrics(tg, pubsubStrategy, &result{}, load, true); ms != nil {
 		t.Errorf("rowMetrics(no acquisition) = %v; want none", ms)
 	}
 }
@@ -118,4 +137,66 @@ func metricMap(ms []metric) map[string]float64 {
 		m[x.unit] = x.value
 	}
 	return m
+}
+
+// TestNoticeRedis passes the notice token back and forth on a real
+// redis-server: strict alternation, one PUBLISH per release, and each
+// process's subscription live during the run and gone after.
+func TestNoticeRedis(t *testing.T) {
+	leakcheck.Register(t)
+	tg := redisTarget(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := redis.NewClient(&redis.Options{Addr: tg.addr})
+	defer admin.Close()
+
+	prefix := rowPrefix()
+	lockers, closeAll, err := notice.procs(tg, prefix, 2)
+	if err != nil {
+		t.Fatalf("notice.procs() = %v", err)
+	}
+	channels := []string{prefix + "notice:0", prefix + "notice:1"}
+	subs, err := admin.PubSubNumSub(ctx, channels...).Result()
+	if err != nil || subs[channels[0]] != 1 || subs[channels[1]] != 1 {
+		t.Errorf("PUBSUB NUMSUB before the run = %v, %v; want 1 subscriber on each channel", subs, err)
+	}
+	before, err := redistest.CommandStats(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 20
+	res, err := driveHandoff(ctx, lockers, n)
+	if err != nil {
+		t.Fatalf("driveHandoff() = %v", err)
+	}
+	if res.total != n || res.perProc[0] != n/2 || res.perProc[1] != n/2 || res.handoff.Count() != n-1 {
+		t.Errorf("driveHandoff(%d): total %d, per process %v, %d handoffs; want %d, [%d %d], %d",
+			n, res.total, res.perProc, res.handoff.Count(), n, n/2, n/2, n-1)
+	}
+	if p50 := res.handoff.Quantile(0.5); p50 <= 0 {
+		t.Errorf("notice p50 = %d ns; want > 0", p50)
+	}
+	after, err := redistest.CommandStats(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every release publishes once, the last one too (to a process that
+	// is done); nothing else is sent during the run.
+	if got := after["publish"] - before["publish"]; got != n {
+		t.Errorf("PUBLISH commands during the run = %d; want %d", got, n)
+	}
+
+	// The server drops a subscription when it sees its connection
+	// closed, which it may do after answering another client: poll.
+	closeAll()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		subs, err = admin.PubSubNumSub(ctx, channels...).Result()
+		if err == nil && subs[channels[0]] == 0 && subs[channels[1]] == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PUBSUB NUMSUB 5s after closing = %v, %v; want 0 on each channel", subs, err)
+		}
+	}
 }

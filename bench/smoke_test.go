@@ -51,7 +51,7 @@ func smoke(t *testing.T, tg *target) {
 	defer cancel()
 	admins := tg.admins()
 	defer admins[0].Close()
-	for _, st := range append([]strategy{ping}, strategies...) {
+	for _, st := range append([]strategy{ping, notice}, strategies...) {
 		t.Run(st.name, func(t *testing.T) {
 			if tg.mini != nil && st.needsRealRedis != "" {
 				t.Skip(st.needsRealRedis)
@@ -69,7 +69,7 @@ func smoke(t *testing.T, tg *target) {
 				t.Fatalf("stats() = %v", err)
 			}
 			var acquisitions int64
-			{
+			if !st.handoffOnly {
 				const n = 40
 				res, err := drive(ctx, lockers, scenario{procs: 2, goroutines: 3, keys: 3}, n)
 				if err != nil {
@@ -88,7 +88,7 @@ func smoke(t *testing.T, tg *target) {
 				}
 				acquisitions += res.total
 			}
-			if !st.yardstick {
+			if !st.yardstick || st.handoffOnly {
 				res, err := driveHandoff(ctx, lockers, 6)
 				if err != nil {
 					t.Fatalf("driveHandoff() = %v", err)

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,10 +35,13 @@ type rearmer interface{ rearms() int64 }
 type strategy struct {
 	name  string
 	redis bool // sends commands to Redis (all but local)
-	// yardstick marks a row that is not a lock (ping): it is driven and
-	// measured like the others, but mutual exclusion is not checked,
-	// since it has none.
+	// yardstick marks a row that is not a lock (ping, notice): it is
+	// driven and measured like the others, but mutual exclusion is not
+	// checked, since it has none.
 	yardstick bool
+	// handoffOnly marks a pair of processes that pass a token (notice):
+	// it runs only under driveHandoff, whose strict alternation it needs.
+	handoffOnly bool
 	// needsRealRedis, when set, says why the strategy cannot run on
 	// miniredis; its rows and smoke tests skip there with that message.
 	needsRealRedis string
@@ -83,6 +88,67 @@ type pingLocker struct{ c redis.UniversalClient }
 
 func (p pingLocker) Lock(ctx context.Context, _ string) (func() error, error) {
 	return func() error { return nil }, p.c.Ping(ctx).Err()
+}
+
+// notice is the Handoff scenario's yardstick: the time for one PUBLISH
+// from one process to reach the parked subscriber of another, the floor
+// of any handoff made by a notice. The two processes pass a token: each
+// has its own client and a subscription (confirmed before the row starts)
+// to its own channel; Lock waits on that subscription for the other's
+// notice (process 0 holds the token at the start), and Unlock publishes
+// the token to the other's channel. Under driveHandoff the handoff time
+// is thus from just before the PUBLISH call to the other's receive, and
+// the receiver has been parked for the 1-2 ms hold, as a lock waiter is.
+var notice = strategy{name: "notice", redis: true, yardstick: true, handoffOnly: true, procs: noticeProcs}
+
+func noticeProcs(t *target, prefix string, n int) ([]locker, func(), error) {
+	if n != 2 {
+		return nil, nil, fmt.Errorf("notice: %d processes; want 2", n)
+	}
+	channel := func(p int) string { return prefix + "notice:" + strconv.Itoa(p) }
+	p := 0
+	return eachProc(t, n, func(c redis.UniversalClient) (locker, func(), error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ps := c.Subscribe(ctx, channel(p))
+		if err := confirm(ctx, ps, channel(p)); err != nil {
+			ps.Close()
+			return nil, nil, fmt.Errorf("notice: %w", err)
+		}
+		l := &noticeLocker{c: c, ps: ps, peer: channel(1 - p), first: p == 0}
+		p++
+		return l, func() { ps.Close() }, nil
+	})
+}
+
+// confirm waits for the confirmation of ps's subscription to channel.
+func confirm(ctx context.Context, ps *redis.PubSub, channel string) error {
+	msg, err := ps.Receive(ctx)
+	if err != nil {
+		return fmt.Errorf("SUBSCRIBE %s: %w", channel, err)
+	}
+	if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" || s.Channel != channel {
+		return fmt.Errorf("SUBSCRIBE %s: got %v; want its confirmation", channel, msg)
+	}
+	return nil
+}
+
+// noticeLocker is one process of the notice pair. Only its process's one
+// goroutine calls Lock (driveHandoff), so only it receives on ps.
+type noticeLocker struct {
+	c     redis.UniversalClient
+	ps    *redis.PubSub // subscribed to this process's channel
+	peer  string        // the other process's channel
+	first bool          // process 0 starts with the token: its first Lock takes it without a notice
+}
+
+func (l *noticeLocker) Lock(ctx context.Context, _ string) (func() error, error) {
+	if l.first {
+		l.first = false
+	} else if _, err := l.ps.ReceiveMessage(ctx); err != nil {
+		return nil, err
+	}
+	return func() error { return l.c.Publish(ctx, l.peer, "token").Err() }, nil
 }
 
 // redsyncStrategy is github.com/go-redsync/redsync/v4 on one pool,

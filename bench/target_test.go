@@ -27,6 +27,9 @@ type target struct {
 	nodes []string             // cluster: the masters' addresses, addr is nodes[0]
 	mini  *miniredis.Miniredis // nil unless kind is "miniredis"
 	rtt   time.Duration        // median PING round trip (to one node)
+	// notice is the p50 of the Handoff notice yardstick, once its row has
+	// run on this target: the denominator of handoff/notice.
+	notice time.Duration
 }
 
 var announced sync.Map // kind -> struct{}: the target is described once per run

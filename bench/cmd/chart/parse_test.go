@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,41 +68,90 @@ func TestRunWritesImage(t *testing.T) {
 }
 
 func TestChecks(t *testing.T) {
-	in := "BenchmarkHotKey/empty/pubsub-2 100 1 ns/op 1000 acq/s 4 redis-cmds/op 0.5 bound-ratio\n" +
-		"BenchmarkHotKey/empty/hybrid-2 100 1 ns/op 9000 acq/s 0.25 redis-cmds/op\n" +
-		"BenchmarkHotKey/empty/redsync-2 100 1 ns/op 2000 acq/s\n" +
-		"BenchmarkHotKey/empty/redislock-2 100 1 ns/op 1500 acq/s\n"
+	in := "BenchmarkUncontended/pubsub-2 100 1 ns/op 8000 acq/s 9 redis-cmds/op 70 redis-cpu-us/op\n" +
+		"BenchmarkUncontended/redsync-2 100 1 ns/op 7000 acq/s 4 redis-cmds/op 45 redis-cpu-us/op\n" +
+		"BenchmarkUncontended/redislock-2 100 1 ns/op 8000 acq/s 5 redis-cmds/op 50 redis-cpu-us/op\n" +
+		"BenchmarkHotKey/empty/pubsub-2 100 1 ns/op 13000 acq/s 4 redis-cmds/op 40 redis-cpu-us/op 0.5 bound-ratio 0.995 jain\n" +
+		"BenchmarkHotKey/empty/hybrid-2 100 1 ns/op 90000 acq/s 0.25 redis-cmds/op 5 redis-cpu-us/op\n" +
+		"BenchmarkHotKey/empty/redsync-2 100 1 ns/op 2000 acq/s 200 redis-cpu-us/op\n" +
+		"BenchmarkHotKey/empty/redislock-2 100 1 ns/op 6000 acq/s 100 redis-cpu-us/op\n" +
+		"BenchmarkHotKey/empty/rueidislock-2 100 1 ns/op 6500 acq/s 83 redis-cpu-us/op\n" +
+		"BenchmarkManyKeys/pubsub-2 100 1 ns/op 55000 acq/s 14 redis-cpu-us/op\n" +
+		"BenchmarkManyKeys/hybrid-2 100 1 ns/op 50000 acq/s 15 redis-cpu-us/op\n" +
+		"BenchmarkManyKeys/rueidislock-2 100 1 ns/op 50000 acq/s 14.2 redis-cpu-us/op\n" +
+		"BenchmarkHandoff/notice-2 100 1 ns/op 450 acq/s 80000 p50-handoff-ns\n" +
+		"BenchmarkHandoff/pubsub-2 100 1 ns/op 440 acq/s 100000 p50-handoff-ns 4 handoff/rtt\n"
 	rows, _, err := parse(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, c := range checks(rows) {
-		got = append(got, fmt.Sprintf("%s %.3g %v", c.what, c.got, c.met()))
+		got = append(got, fmt.Sprintf("%s | %s %.3g %v", c.group, c.what, c.got, c.met()))
 	}
 	want := []string{
-		"HotKey/empty: hybrid acq/s ÷ pubsub acq/s 9 true",
-		"HotKey/empty: hybrid acq/s ÷ best peer acq/s 4.5 false",
-		"HotKey/empty: hybrid redis-cmds/op 0.25 true",
-		"HotKey/empty: pubsub acq/s ÷ bound 1/(2·RTT) 0.5 false",
-		"HotKey/empty: pubsub redis-cmds/op 4 true",
-		"Handoff: pubsub p50 handoff ÷ PING RTT NaN false", // no Handoff row
+		"issue 13 | HotKey/empty: pubsub redis-cpu-us/op ÷ best peer's (rueidislock) 0.482 true",
+		"issue 13 | HotKey/empty: pubsub acq/s ÷ best peer's (rueidislock) 2 true",
+		"issue 13 | HotKey/empty: pubsub jain 0.995 true",
+		"issue 13 | ManyKeys: pubsub redis-cpu-us/op ÷ best peer's (rueidislock) 0.986 true",
+		"issue 13 | Uncontended: pubsub redis-cmds/op 9 false",
+		"issue 13 | Uncontended: pubsub redis-cpu-us/op ÷ best peer's (redsync) 1.56 false", // no rueidislock row: best of the others
+		"issue 13 | Handoff: pubsub p50 handoff ÷ notice p50 1.25 true",
+		"issue 13 | HotKey/empty: hybrid redis-cmds/op 0.25 true",
+		"issue 13 | HotKey/empty: hybrid acq/s ÷ best peer's (rueidislock) 13.8 true",
+		"issue 14 | ManyKeys: pubsub acq/s ÷ best peer's (rueidislock) 1.1 true",
+		"issue 14 | ManyKeys: hybrid acq/s ÷ best peer's (rueidislock) 1 false",
+		"issue 5 (earlier) | HotKey/empty: pubsub acq/s ÷ bound 1/(2·RTT) 0.5 false",
+		"issue 5 (earlier) | HotKey/empty: pubsub redis-cmds/op 4 true",
+		"issue 5 (earlier) | Handoff: pubsub p50 handoff ÷ PING RTT 4 false",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("checks() mismatch (-want +got):\n%s", diff)
+	}
+
+	// Without peers or a notice row the ratios are NaN: missed, not met.
+	for _, c := range checks(rows[3:5]) {
+		if strings.Contains(c.what, "best peer") || strings.Contains(c.what, "notice") {
+			if !math.IsNaN(c.got) || c.met() {
+				t.Errorf("checks(no peer, no notice): %s = %v, met %v; want NaN, missed", c.what, c.got, c.met())
+			}
+		}
+	}
+}
+
+func TestPrintChecks(t *testing.T) {
+	var b strings.Builder
+	printChecks(&b, []check{
+		{"issue 13", "a", 0.25, "<=", 0.5},
+		{"issue 13", "b", 1, ">=", 2},
+		{"issue 14", "c", math.NaN(), ">=", 1.1},
+	})
+	want := "Targets of issue 13:\n" +
+		"MET    a" + strings.Repeat(" ", 66) + "      0.25  target <= 0.5 (0.5x the limit)\n" +
+		"MISSED b" + strings.Repeat(" ", 66) + "         1  target >= 2 (0.5x the target)\n" +
+		"\nTargets of issue 14:\n" +
+		"MISSED c" + strings.Repeat(" ", 66) + "       NaN  target >= 1.1\n"
+	if got := b.String(); got != want {
+		t.Errorf("printChecks() =\n%s\nwant\n%s", got, want)
 	}
 }
 
 func TestTable(t *testing.T) {
 	rows, _, err := parse(strings.NewReader(
-		"BenchmarkHandoff/pubsub-2 100 1 ns/op 80.4 acq/s 7.5 redis-cmds/op 1500000 p50-wait-ns 2.5e7 p99-wait-ns 1 jain 0.0031 bound-ratio 54300 p50-handoff-ns 2.71 handoff/rtt\n"))
+		"BenchmarkHandoff/pubsub-2 100 1 ns/op 80.4 acq/s 7.5 redis-cmds/op 96.68 redis-us/op 264.1 redis-cpu-us/op 1500000 p50-wait-ns 2.5e7 p99-wait-ns 1 jain 0.0031 bound-ratio 54300 p50-handoff-ns 2.71 handoff/rtt 2.802 handoff/notice\n" +
+			"BenchmarkManyKeys/local-2 100 1 ns/op 8540000 acq/s 0 redis-cmds/op 100 p50-wait-ns\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
 	printTable(&b, rows)
-	want := "| Handoff/pubsub | 80.4 | 7.50 | 1.5ms | 25ms | 1.000 | 0.0031 | 54.3µs (2.71) |"
-	if lines := strings.Split(strings.TrimSpace(b.String()), "\n"); len(lines) != 3 || lines[2] != want {
-		t.Errorf("printTable() =\n%s\nwant last line\n%s", b.String(), want)
+	want := []string{
+		"| benchmark | acq/s | redis-cmds/op | redis-us/op | redis-cpu-us/op | p50 wait | p99 wait | jain | bound-ratio | p50 handoff (÷ RTT) | handoff/notice |",
+		"|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+		"| Handoff/pubsub | 80.4 | 7.50 | 96.7 | 264 | 1.5ms | 25ms | 1.000 | 0.0031 | 54.3µs (2.71) | 2.8 |",
+		"| ManyKeys/local | 8.54M | 0.00 |  |  | 100ns |  |  |  |  |  |",
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(b.String()), "\n")); diff != "" {
+		t.Errorf("printTable() mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -9,8 +9,8 @@ import (
 
 // printTable writes every row as a Markdown table: the README's results.
 func printTable(w io.Writer, rows []row) {
-	fmt.Fprintln(w, "| benchmark | acq/s | redis-cmds/op | p50 wait | p99 wait | jain | bound-ratio | p50 handoff (÷ RTT) |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintln(w, "| benchmark | acq/s | redis-cmds/op | redis-us/op | redis-cpu-us/op | p50 wait | p99 wait | jain | bound-ratio | p50 handoff (÷ RTT) | handoff/notice |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range rows {
 		m := r.metrics
 		cell := func(unit string, f func(float64) string) string {
@@ -21,20 +21,26 @@ func printTable(w io.Writer, rows []row) {
 			return f(v)
 		}
 		handoff := cell("p50-handoff-ns", dur)
-		if h := cell("handoff/rtt", func(v float64) string { return fmt.Sprintf("%.3g", v) }); h != "" {
+		if h := cell("handoff/rtt", g3); h != "" {
 			handoff += " (" + h + ")"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			strings.Join(r.path, "/"),
 			cell("acq/s", short),
 			cell("redis-cmds/op", func(v float64) string { return fmt.Sprintf("%.2f", v) }),
+			cell("redis-us/op", g3),
+			cell("redis-cpu-us/op", g3),
 			cell("p50-wait-ns", dur),
 			cell("p99-wait-ns", dur),
 			cell("jain", func(v float64) string { return fmt.Sprintf("%.3f", v) }),
-			cell("bound-ratio", func(v float64) string { return fmt.Sprintf("%.3g", v) }),
-			handoff)
+			cell("bound-ratio", g3),
+			handoff,
+			cell("handoff/notice", g3))
 	}
 }
+
+// g3 formats v with three significant digits.
+func g3(v float64) string { return fmt.Sprintf("%.3g", v) }
 
 // dur formats nanoseconds with three significant digits.
 func dur(ns float64) string {

@@ -1,15 +1,17 @@
-// Command chart draws the HotKey results of the bench module as bar
-// charts: acquisitions per second and Redis commands per acquisition, per
-// strategy, one bar per critical-section length, both on log scales.
+// Command chart draws the results of the bench module as bar charts, one
+// bar per strategy and group, on log scales: for the hot key (one bar per
+// critical-section length) acquisitions per second, Redis commands and
+// Redis CPU per acquisition; for many keys (one bar for one server, one
+// for the cluster) acquisitions per second and Redis CPU per acquisition.
 //
 //	go -C bench test -run '^$' -bench . -benchtime 3s | tee results.txt
 //	go -C bench run ./cmd/chart -in results.txt -out ../docs/bench.svg
 //
 // The output format follows the -out extension: .svg or .png. With
-// -targets it also prints the targets of the comparison (hybrid against
-// pub/sub and the peers, pub/sub against the physical bound, ...), each
-// met or missed and by how much; with -table, every row as a Markdown
-// table. Both need -in.
+// -targets it also prints the targets of issues 13 and 14 (pub/sub and
+// hybrid against the best peer and the notice yardstick, ...), each met
+// or missed and by how much; with -table, every row as a Markdown table.
+// Both need -in.
 package main
 
 import (
@@ -33,7 +35,6 @@ import (
 func main() {
 	in := flag.String("in", "", "go test -bench output to read (default stdin)")
 	out := flag.String("out", "bench.svg", "image to write: .svg or .png")
-	bench := flag.String("bench", "HotKey", "benchmark to draw: its rows are Benchmark<bench>/<group>/<strategy>")
 	targets := flag.Bool("targets", false, "also print the targets of the comparison, met or missed, to stdout")
 	table := flag.Bool("table", false, "also print every row as a Markdown table to stdout")
 	flag.Parse()
@@ -43,7 +44,7 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	if err := run(*in, *out, *bench); err != nil {
+	if err := run(*in, *out); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -69,7 +70,49 @@ func printText(in string, table, targets bool) error {
 	return nil
 }
 
-func run(in, out, bench string) error {
+// A panel is one chart: unit per strategy and group, for the rows that
+// group picks.
+type panel struct {
+	title string
+	unit  string
+	group func(path []string) (group, strategy string, ok bool)
+	// redisOnly leaves out the rows that sent no Redis command (local):
+	// the server's idle CPU during them is not theirs.
+	redisOnly bool
+}
+
+// hotKey picks HotKey/<section>/<strategy>, grouped by section.
+func hotKey(path []string) (string, string, bool) {
+	if len(path) != 3 || path[0] != "HotKey" {
+		return "", "", false
+	}
+	return path[1], path[2], true
+}
+
+// manyKeys picks ManyKeys/<strategy> and ManyKeysCluster/<strategy>,
+// grouped by server.
+func manyKeys(path []string) (string, string, bool) {
+	if len(path) != 2 {
+		return "", "", false
+	}
+	switch path[0] {
+	case "ManyKeys":
+		return "one server", path[1], true
+	case "ManyKeysCluster":
+		return "Redis Cluster", path[1], true
+	}
+	return "", "", false
+}
+
+var panels = []panel{
+	{"HotKey: acquisitions/s (higher is better)", "acq/s", hotKey, false},
+	{"HotKey: Redis commands per acquisition (lower is better)", "redis-cmds/op", hotKey, false},
+	{"HotKey: Redis CPU µs per acquisition (lower is better)", "redis-cpu-us/op", hotKey, true},
+	{"ManyKeys (10,000 keys): acquisitions/s (higher is better)", "acq/s", manyKeys, false},
+	{"ManyKeys (10,000 keys): Redis CPU µs per acquisition (lower is better)", "redis-cpu-us/op", manyKeys, true},
+}
+
+func run(in, out string) error {
 	var r io.Reader = os.Stdin
 	if in != "" {
 		f, err := os.Open(in)
@@ -83,24 +126,26 @@ func run(in, out, bench string) error {
 	if err != nil {
 		return err
 	}
-	acq := collect(rows, bench, "acq/s")
-	cmds := collect(rows, bench, "redis-cmds/op")
-	if len(acq.strategies) == 0 {
-		return fmt.Errorf("chart: no Benchmark%s/<group>/<strategy> rows with acq/s in the input", bench)
+	var plots [][]*plot.Plot
+	for _, pn := range panels {
+		s := collect(rows, pn.unit, pn.group, pn.redisOnly)
+		if len(s.strategies) == 0 {
+			continue // a run without these rows (a -bench filter)
+		}
+		title := pn.title
+		if len(plots) == 0 && cpu != "" {
+			title += " — " + cpu
+		}
+		p, err := barPlot(s, title, pn.unit)
+		if err != nil {
+			return err
+		}
+		plots = append(plots, []*plot.Plot{p})
 	}
-	title := bench
-	if cpu != "" {
-		title += " (" + cpu + ")"
+	if len(plots) == 0 {
+		return fmt.Errorf("chart: no HotKey or ManyKeys rows in the input")
 	}
-	p1, err := barPlot(acq, title+": acquisitions/s (higher is better)", "acq/s")
-	if err != nil {
-		return err
-	}
-	p2, err := barPlot(cmds, bench+": Redis commands per acquisition (lower is better)", "redis-cmds/op")
-	if err != nil {
-		return err
-	}
-	return save(out, [][]*plot.Plot{{p1}, {p2}})
+	return save(out, plots)
 }
 
 var palette = []color.Color{
@@ -119,8 +164,15 @@ func barPlot(s series, title, unit string) (*plot.Plot, error) {
 	p.Y.Label.Text = unit + " (log scale)"
 	p.Y.Scale = plot.LogScale{}
 	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	// Top left, icons first: the legend's text then runs into the empty
+	// top decade (the Y axis ends a decade above the highest bar) and
+	// never past the right edge, whatever font the viewer substitutes.
 	p.Legend.Top = true
-	p.Legend.Left = false
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(8)
+	p.Legend.YOffs = -vg.Points(4)
+	p.Legend.ThumbnailWidth = vg.Points(14)
+	p.Legend.TextStyle.Font.Size = vg.Points(10)
 	p.Add(plotter.NewGrid()) // first, so the bars are drawn over it
 
 	lo, hi := math.Inf(1), 0.0
@@ -199,7 +251,7 @@ func short(v float64) string {
 
 // save writes the plots, one per row, to one image.
 func save(out string, plots [][]*plot.Plot) error {
-	width, height := vg.Points(760), vg.Points(330*float64(len(plots)))
+	width, height := vg.Points(760), vg.Points(300*float64(len(plots)))
 	var c vg.CanvasWriterTo
 	switch filepath.Ext(out) {
 	case ".svg":

@@ -52,27 +52,32 @@ func parse(r io.Reader) (rows []row, cpu string, err error) {
 	return rows, cpu, sc.Err()
 }
 
-// series is one scenario's results, ready to draw: for each group (the
-// sub-scenario, "empty" or "50us") the value of unit per strategy.
+// series is one panel's values, ready to draw: for each group (the
+// sub-scenario, "empty" or "50us"; or the server, one or a cluster) the
+// value of a unit per strategy.
 type series struct {
 	groups     []string
 	strategies []string
 	values     map[string]map[string]float64 // group -> strategy -> value
 }
 
-// select picks the rows of bench (e.g. "HotKey") whose path is
-// bench/group/strategy and collects unit, keeping the order of the input.
-func collect(rows []row, bench, unit string) series {
+// collect picks the rows that group names a group and strategy for, and
+// collects unit, keeping the order of the input. With redisOnly, rows
+// whose redis-cmds/op is 0 are left out.
+func collect(rows []row, unit string, group func(path []string) (string, string, bool), redisOnly bool) series {
 	s := series{values: map[string]map[string]float64{}}
 	for _, r := range rows {
-		if len(r.path) != 3 || r.path[0] != bench {
+		g, st, ok := group(r.path)
+		if !ok {
 			continue
 		}
 		v, ok := r.metrics[unit]
 		if !ok {
 			continue
 		}
-		g, st := r.path[1], r.path[2]
+		if cmds, ok := r.metrics["redis-cmds/op"]; redisOnly && (!ok || cmds == 0) {
+			continue
+		}
 		if s.values[g] == nil {
 			s.values[g] = map[string]float64{}
 			s.groups = append(s.groups, g)

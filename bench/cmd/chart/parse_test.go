@@ -34,7 +34,7 @@ func TestParseAndCollect(t *testing.T) {
 	if got := rows[4].path; !cmp.Equal(got, []string{"HotKey", "empty", "hybrid-nohandoff"}) {
 		t.Errorf("path = %q; want the -16 suffix stripped", got)
 	}
-	s := collect(rows, "HotKey", "acq/s")
+	s := collect(rows, "acq/s", hotKey, false)
 	want := series{
 		groups:     []string{"empty", "50us"},
 		strategies: []string{"local", "pubsub", "hybrid-nohandoff"},
@@ -48,6 +48,35 @@ func TestParseAndCollect(t *testing.T) {
 	}
 }
 
+// TestCollectManyKeys: ManyKeys and ManyKeysCluster rows are grouped by
+// server, and redisOnly leaves out a row that sent no Redis command.
+func TestCollectManyKeys(t *testing.T) {
+	rows, _, err := parse(strings.NewReader(
+		"BenchmarkManyKeys/local-2 100 1 ns/op 9000000 acq/s 0 redis-cmds/op 0.001 redis-cpu-us/op\n" +
+			"BenchmarkManyKeys/pubsub-2 100 1 ns/op 30000 acq/s 9 redis-cmds/op 25 redis-cpu-us/op\n" +
+			"BenchmarkManyKeysCluster/pubsub-2 100 1 ns/op 35000 acq/s 9 redis-cmds/op 40 redis-cpu-us/op\n" +
+			"BenchmarkManyKeysCluster/rueidislock-2 100 1 ns/op 50000 acq/s 6 redis-cmds/op 14 redis-cpu-us/op\n" +
+			"BenchmarkHotKey/empty/pubsub-2 100 1 ns/op 7000 acq/s 21 redis-cmds/op 100 redis-cpu-us/op\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := collect(rows, "redis-cpu-us/op", manyKeys, true)
+	want := series{
+		groups:     []string{"one server", "Redis Cluster"},
+		strategies: []string{"pubsub", "rueidislock"},
+		values: map[string]map[string]float64{
+			"one server":    {"pubsub": 25},
+			"Redis Cluster": {"pubsub": 40, "rueidislock": 14},
+		},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(series{})); diff != "" {
+		t.Errorf("collect(redis-cpu-us/op, manyKeys, redisOnly) mismatch (-want +got):\n%s", diff)
+	}
+	if got := collect(rows, "acq/s", manyKeys, false); !cmp.Equal(got.strategies, []string{"local", "pubsub", "rueidislock"}) {
+		t.Errorf("collect(acq/s, manyKeys) strategies = %q; want local, pubsub, rueidislock", got.strategies)
+	}
+}
+
 func TestRunWritesImage(t *testing.T) {
 	dir := t.TempDir()
 	in := filepath.Join(dir, "results.txt")
@@ -55,14 +84,32 @@ func TestRunWritesImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, out := range []string{"bench.svg", "bench.png"} {
-		if err := run(in, filepath.Join(dir, out), "HotKey"); err != nil {
+		if err := run(in, filepath.Join(dir, out)); err != nil {
 			t.Errorf("run(%s) = %v", out, err)
 		}
 	}
-	if err := run(in, filepath.Join(dir, "x.svg"), "NoSuch"); err == nil {
-		t.Error("run(-bench NoSuch) = nil; want an error")
+	// The sample has HotKey acq/s and redis-cmds/op (two panels), no
+	// Redis CPU and no ManyKeys row: the SVG has the two titles only.
+	svg, err := os.ReadFile(filepath.Join(dir, "bench.svg"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := run(in, filepath.Join(dir, "x.gif"), "HotKey"); err == nil {
+	for _, title := range []string{"HotKey: acquisitions/s", "HotKey: Redis commands per acquisition"} {
+		if !strings.Contains(string(svg), title) {
+			t.Errorf("bench.svg has no panel titled %q", title)
+		}
+	}
+	if strings.Contains(string(svg), "ManyKeys") {
+		t.Error("bench.svg has a ManyKeys panel; the input has no ManyKeys row")
+	}
+	noRows := filepath.Join(dir, "none.txt")
+	if err := os.WriteFile(noRows, []byte("BenchmarkHandoff/pubsub-2 100 1 ns/op 80.4 acq/s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(noRows, filepath.Join(dir, "x.svg")); err == nil {
+		t.Error("run(no HotKey or ManyKeys row) = nil; want an error")
+	}
+	if err := run(in, filepath.Join(dir, "x.gif")); err == nil {
 		t.Error("run(-out x.gif) = nil; want an error")
 	}
 }

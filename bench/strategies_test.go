@@ -254,7 +254,7 @@ var rueidislockStrategy = strategy{
 				return nil, nil, err
 			}
 			closers = append(closers, l.Close) // closes its client too
-			ls = append(ls, rueidisLocker{l: l, rearmed: rearmed})
+			ls = append(ls, rueidisLocker{l: l, rearm: rueidisRearm, rearmed: rearmed})
 		}
 		return ls, closeAll, nil
 	},
@@ -279,13 +279,14 @@ const rueidisRearm = time.Second
 
 type rueidisLocker struct {
 	l       rueidislock.Locker
-	rearmed *atomic.Int64 // waits restarted after rueidisRearm, shared by the row's processes
+	rearm   time.Duration // rueidisRearm
+	rearmed *atomic.Int64 // waits restarted after rearm, shared by the row's processes
 }
 
 func (r rueidisLocker) Lock(ctx context.Context, key string) (func() error, error) {
 	for {
 		wait, stop := context.WithCancel(ctx)
-		timer := time.AfterFunc(rueidisRearm, stop)
+		timer := time.AfterFunc(r.rearm, stop)
 		_, release, err := r.l.WithContext(wait, key)
 		if timer.Stop() {
 			if err != nil {

@@ -22,6 +22,7 @@ type fake struct {
 	acquired   []fakeAcq
 	fail       error         // if set, acquisitions fail with it
 	maxReserve uint64        // if set, a block holds at most this many tokens
+	unlockHold func()        // if set, every Unlock calls it first (outside mu)
 	gate       chan struct{} // if set, acquisitions wait until it is closed
 	entered    chan string   // if set, receives the key of each blocking acquisition as it starts
 }
@@ -197,6 +198,12 @@ func (l *fakeLease) endLocked(err error) bool {
 }
 
 func (l *fakeLease) Unlock() error {
+	l.f.mu.Lock()
+	hold := l.f.unlockHold
+	l.f.mu.Unlock()
+	if hold != nil {
+		hold()
+	}
 	l.f.mu.Lock()
 	defer l.f.mu.Unlock()
 	if l.endLocked(mutex.ErrUnlocked) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/mutex"
+	"golang.org/x/sync/errgroup"
 )
 
 var (
@@ -352,17 +353,40 @@ func (m *Mutex[K]) Close() error {
 		}
 		c.mu.Unlock()
 	})
-	var errs []error
-	for _, r := range remotes {
-		if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) {
-			errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
-		}
-	}
+	errs := releaseAll(remotes)
 	for _, done := range contenders {
 		<-done
 	}
 	m.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// closeParallel bounds how many remote leases Close releases at once.
+const closeParallel = 64
+
+// releaseAll releases remote leases in parallel, at most closeParallel at
+// a time, so that Close takes about one release's time (bounded by the
+// remote's own unlock timeout), not one per lease; it returns the errors
+// other than a loss.
+func releaseAll(remotes []mutex.Lease) []error {
+	var (
+		g    errgroup.Group
+		mu   sync.Mutex // guards errs
+		errs []error
+	)
+	g.SetLimit(closeParallel)
+	for _, r := range remotes {
+		g.Go(func() error {
+			if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errs
 }
 
 func isNilPointer(v any) bool {

@@ -420,6 +420,47 @@ func TestCancelRaces(t *testing.T) {
 	checkClean(t, m, f)
 }
 
+// TestCloseReleasesInParallel: Close releases the remote leases of many
+// held keys at once, so that a slow remote (Redis down: each release
+// waits its unlock timeout) makes Close wait about one timeout, not one
+// per key. The fake's releases each wait until all 8 are in progress: a
+// Close that released one after another would never see that.
+func TestCloseReleasesInParallel(t *testing.T) {
+	leakcheck.Register(t)
+	f := newFake()
+	m := must(New[string](f))
+	const keys = 8
+	for i := range keys {
+		mustLock(t, m, fmt.Sprintf("%s/%d", keyedtest.Key(t), i))
+	}
+	var inFlight sync.WaitGroup
+	inFlight.Add(keys)
+	all := make(chan struct{})
+	go func() { inFlight.Wait(); close(all) }()
+	f.mu.Lock()
+	f.unlockHold = func() {
+		inFlight.Done()
+		select {
+		case <-all:
+		case <-time.After(wait):
+		}
+	}
+	f.mu.Unlock()
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case <-all:
+	case <-time.After(wait):
+		t.Fatalf("Close never had %d remote releases in progress at once: it releases one after another", keys)
+	}
+	if err := <-closed; err != nil {
+		t.Errorf("Close() = %v; want nil", err)
+	}
+	if ks := f.heldKeys(); len(ks) != 0 {
+		t.Errorf("remote keys still held after Close: %q", ks)
+	}
+}
+
 func TestClose(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFake()

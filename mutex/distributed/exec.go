@@ -84,6 +84,9 @@ var errStopped = errors.New("distributed: stopped")
 
 // submit queues c and starts a flight if fewer than maxFlights run.
 func (x *executor) submit(cs ...*call) {
+	if len(cs) == 0 {
+		return
+	}
 	for _, c := range cs {
 		c.done = make(chan struct{})
 	}

@@ -184,17 +184,52 @@ func (l *lease) release(mode string) (bool, error) {
 	return n == 1, nil
 }
 
-// endClosed releases the lease for Close: it ends with errClosedLost.
-func (l *lease) endClosed() {
+// closeCall starts ending the lease for Close and returns its release
+// call, or nil if Unlock or a loss ended it already.
+func (l *lease) closeCall() *call {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.ending || l.err != nil {
-		l.mu.Unlock()
-		return
+		return nil
 	}
 	l.ending = true
-	l.mu.Unlock()
-	if _, err := l.release("unlock"); err != nil {
-		l.c.logger().Warn("keyedmutex: Close: release failed; the key expires when its TTL runs out", "lock", l.nm.lock, "err", err)
+	sharded := "0"
+	if l.c.sharded.Load() == 2 {
+		sharded = "1"
+	}
+	return &call{
+		script: releaseScript,
+		keys:   []string{l.nm.lock, l.nm.queue},
+		args:   []any{"unlock", l.val, strconv.FormatUint(l.g.top, 10), "", l.c.ttlMs, l.c.grantMs, l.nm.grants, sharded},
+	}
+}
+
+// endClosed releases the lease and ends it as closed: for a Lock that
+// succeeded as Close began.
+func (l *lease) endClosed() {
+	c := l.closeCall()
+	if c == nil {
+		return
+	}
+	l.c.x.submit(c)
+	t := time.NewTimer(l.c.cfg.unlockTimeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		l.closed(c, true)
+	case <-t.C:
+		l.closed(c, false)
+	}
+}
+
+// closed ends the lease for Close, once its release call c has finished
+// (done) or Close stopped waiting for it.
+func (l *lease) closed(c *call, done bool) {
+	switch {
+	case !done:
+		l.c.logger().Warn("keyedmutex: Close: release not confirmed in time; the key expires when its TTL runs out", "lock", l.nm.lock)
+	case c.err != nil:
+		l.c.logger().Warn("keyedmutex: Close: release failed; the key expires when its TTL runs out", "lock", l.nm.lock, "err", c.err)
 	}
 	l.finish(fmt.Errorf("distributed: lease on %s: %w", l.nm.lock, errClosedLost))
 }

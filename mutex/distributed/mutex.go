@@ -261,13 +261,7 @@ func (c *core) close() error {
 			held = append(held, l)
 		}
 		c.mu.Unlock()
-		waitOr(deadline.C, func() {
-			var wg sync.WaitGroup
-			for _, l := range held {
-				wg.Go(l.endClosed)
-			}
-			wg.Wait()
-		})
+		c.releaseAll(held, deadline.C)
 		c.renew.stop()
 		c.closeErr = c.hub.Close() // no orphan releases after this
 		select {
@@ -276,6 +270,33 @@ func (c *core) close() error {
 		}
 	})
 	return c.closeErr
+}
+
+// releaseAll releases the leases for Close, all at once (the executor
+// pipelines the calls), waiting for them until deadline.
+func (c *core) releaseAll(held []*lease, deadline <-chan time.Time) {
+	calls := make([]*call, len(held))
+	var submit []*call
+	for i, l := range held {
+		if calls[i] = l.closeCall(); calls[i] != nil {
+			submit = append(submit, calls[i])
+		}
+	}
+	c.x.submit(submit...)
+	expired := false
+	for i, l := range held {
+		if calls[i] == nil {
+			continue
+		}
+		if !expired {
+			select {
+			case <-calls[i].done:
+			case <-deadline:
+				expired = true
+			}
+		}
+		l.closed(calls[i], !expired || isClosed(calls[i].done))
+	}
 }
 
 // waitOr runs f in a goroutine and waits for it or for deadline.

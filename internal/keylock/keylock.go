@@ -348,6 +348,15 @@ func (e *Entry[K, V]) Unlock() {
 	sh.mu.Unlock()
 }
 
+// Waiting reports whether a goroutine waits for e now. It may change as
+// soon as it returns: use HandOff to act on it.
+func (e *Entry[K, V]) Waiting() bool {
+	sh := e.sh
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return !e.q.empty()
+}
+
 // HandOff passes the lock, with e.Value, to the first waiter if there is
 // one, and reports whether it did. If it did not, the caller still holds
 // e. A HandOff that returns true is an Unlock.

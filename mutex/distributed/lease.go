@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/requeue"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
@@ -25,6 +26,7 @@ var errClosedLost = fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed)
 // Past validity the lease is lost even if Redis cannot be asked.
 type lease struct {
 	c     *core
+	enc   string // the encoded key
 	nm    names
 	owner string
 	val   string // the lock key's value while held
@@ -41,9 +43,10 @@ type lease struct {
 	err        error         // nil while held; set once, when done is closed
 }
 
-func newLease(c *core, nm names, owner string, g grant, anchor time.Time) *lease {
+func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.Time) *lease {
 	return &lease{
 		c:          c,
+		enc:        enc,
 		nm:         nm,
 		owner:      owner,
 		val:        g.value(owner),
@@ -321,3 +324,131 @@ func (l *lease) Token() uint64 { return l.g.first }
 
 // Reserved is the number of fencing tokens the lease holds, from Token().
 func (l *lease) Reserved() uint64 { return l.g.top - l.g.first + 1 }
+
+// Requeue releases the lease, handing the lock to the first waiter
+// queued for it, and queues a new waiter of the same Mutex for n tokens
+// at the back of the queue, in one script: see [requeue.Lease]. It is
+// what a hybrid process that reached its handoff bound uses to give
+// other processes their turn and take its own place in line at once.
+func (l *lease) Requeue(n uint64) (requeue.Ticket, error) {
+	if n < 1 || n > MaxReserve {
+		return nil, fmt.Errorf("distributed: Requeue: n = %d; want 1 <= n <= %d", n, MaxReserve)
+	}
+	c := l.c
+	w := &waiter{c: c, enc: l.enc, nm: l.nm, owner: newID(16), n: n}
+	if w.sub = c.hub.Join(w.nm.channel(c.id), w.owner); w.sub == nil {
+		return nil, requeue.ErrUnavailable
+	}
+	l.mu.Lock()
+	if l.ending || l.err != nil || !time.Now().Before(l.validUntil) {
+		l.mu.Unlock()
+		w.closeSub()
+		return nil, requeue.ErrUnavailable // Unlock says how it ended
+	}
+	l.ending = true
+	l.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
+	defer cancel()
+	sharded := "0"
+	if c.sharded.Load() == 2 {
+		sharded = "1"
+	}
+	sent := time.Now()
+	res, err := c.x.do(ctx, nil, &call{
+		script: releaseScript,
+		keys:   []string{l.nm.lock, l.nm.queue},
+		args: []any{"requeue", l.val, strconv.FormatUint(l.g.top, 10), "", c.ttlMs, c.grantMs, l.nm.grants, sharded,
+			w.owner, n, c.id, c.liveMs},
+	})
+	if err != nil {
+		l.finish(mutex.ErrUnlocked)
+		w.leave() // the new waiter may have been queued, or granted
+		w.closeSub()
+		return nil, fmt.Errorf("distributed: Requeue of %s: release failed, the key expires when its TTL of %v runs out: %w", l.nm.lock, c.cfg.ttl, err)
+	}
+	t := &ticket{w: w}
+	switch r, _ := res.([]any); {
+	case len(r) == 4 && r[0] == int64(2):
+		first, _ := r[1].(int64)
+		top, _ := r[2].(int64)
+		ttl, _ := r[3].(int64)
+		t.held = w.lease(grant{first: uint64(first), top: uint64(top), ttlMs: ttl}, sent)
+	case len(r) == 4 && r[0] == int64(1):
+		w.member, _ = r[1].(string)
+		w.score, _ = r[2].(string)
+		t.pttl, _ = r[3].(int64)
+		w.anchor = sent
+	default:
+		w.closeSub()
+		err := l.lostErr(errors.New("at Requeue the key had expired or another owner held it"))
+		l.finish(err)
+		return nil, err
+	}
+	l.finish(mutex.ErrUnlocked)
+	return t, nil
+}
+
+// ticket is a waiter queued by Requeue.
+type ticket struct {
+	w    *waiter
+	held *lease // the lock was free: granted at once
+	pttl int64  // otherwise: the holder's remaining TTL, ms
+
+	mu    sync.Mutex // guards spent
+	spent bool
+}
+
+// Wait blocks until the ticket's waiter holds the lock, ctx ends, or the
+// Mutex is closed.
+func (t *ticket) Wait(ctx context.Context) (mutex.Reservation, error) {
+	if !t.spend() {
+		return nil, errors.New("distributed: ticket spent")
+	}
+	c, w := t.w.c, t.w
+	if ctx == nil {
+		t.abandon()
+		return nil, opErr("Lock", w.enc, errors.New("nil context.Context (use context.Background())"))
+	}
+	if !c.enter() {
+		t.abandon()
+		return nil, opErr("Lock", w.enc, mutex.ErrClosed)
+	}
+	defer c.calls.Done()
+	if t.held != nil {
+		return t.reservation(c.settle(ctx, "Lock", w, t.held, nil))
+	}
+	l, err := w.wait(ctx, true, t.pttl)
+	return t.reservation(c.settle(ctx, "Lock", w, l, err))
+}
+
+func (t *ticket) reservation(l *lease, err error) (mutex.Reservation, error) {
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Cancel takes the ticket's waiter out of the queue, and releases the
+// lock if it holds it.
+func (t *ticket) Cancel() {
+	if t.spend() {
+		t.abandon()
+	}
+}
+
+func (t *ticket) spend() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.spent {
+		return false
+	}
+	t.spent = true
+	return true
+}
+
+// abandon gives the ticket up: leaves the queue or releases the lock.
+func (t *ticket) abandon() {
+	t.w.leave()
+	t.w.closeSub()
+}

@@ -82,13 +82,14 @@ end
 -- waiter's Mutex channel: "<owner> <first> <top> <grant-ttl>". With the
 -- queue empty it leaves a free marker (cfg.ttl ms). It pops at most 64
 -- entries; past that it leaves a pending marker "~last*" and the next
--- script continues.
+-- script continues. It returns what it left: 'granted' and the grant's
+-- expiry, 'free' and the last token, or 'pending'.
 local function promote(last, us, ms, cfg)
 	for _ = 1, 64 do
 		local head = redis.call('ZPOPMIN', KEYS[2])
 		if #head == 0 then
 			redis.call('SET', KEYS[1], '~' .. fmt(last), 'PX', cfg.ttl)
-			return
+			return 'free', last
 		end
 		local owner, mid, n, deadline = string.match(head[1], '^(%x+) (%S+) (%d+) (%d+)$')
 		if owner and tonumber(deadline) >= ms then
@@ -100,9 +101,10 @@ local function promote(last, us, ms, cfg)
 			local grant = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. cfg.grant
 			local r = redis.pcall(cfg.publish, cfg.channel .. mid, grant)
 			if type(r) ~= 'number' or r > 0 then
-				return
+				return 'granted', ms + tonumber(cfg.grant)
 			end
 		end
 	end
 	redis.call('SET', KEYS[1], '~' .. fmt(last) .. '*', 'PX', cfg.ttl)
+	return 'pending'
 end

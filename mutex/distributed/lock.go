@@ -26,15 +26,23 @@ func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (*l
 	}
 	defer c.calls.Done()
 
-	w := &waiter{c: c, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
-	defer w.closeSub() // after register: a late copy of our grant is ours, not an orphan
+	w := &waiter{c: c, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
 	l, err := w.lock(ctx, try)
+	return c.settle(ctx, op, w, l, err)
+}
+
+// settle ends a Lock: it registers the waiter's new lease and starts its
+// renewal, or returns the error with the sentinels a caller tests for.
+// The waiter's subscription closes only after the registration, so a
+// late copy of its grant is known to be held, not taken for an orphan.
+func (c *core) settle(ctx context.Context, op string, w *waiter, l *lease, err error) (*lease, error) {
 	if err == nil && !c.register(l) {
 		l.endClosed()
 		err = mutex.ErrClosed
 	}
+	w.closeSub()
 	if err != nil {
-		return nil, opErr(op, enc, c.lockErr(ctx, err))
+		return nil, opErr(op, w.enc, c.lockErr(ctx, err))
 	}
 	l.start()
 	return l, nil
@@ -55,6 +63,7 @@ func (c *core) lockErr(ctx context.Context, err error) error {
 // lease's, if it gets one), its grant subscription and its queue entry.
 type waiter struct {
 	c     *core
+	enc   string // the encoded key
 	nm    names
 	owner string
 	n     uint64
@@ -89,7 +98,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 			return nil, err
 		}
 	}
-	return w.wait(ctx)
+	return w.wait(ctx, false, 0)
 }
 
 // lockedErr is TryLock's error: ErrLocked, and what the holder's TTL was.
@@ -130,25 +139,29 @@ func (w *waiter) closeSub() {
 // wait queues the waiter and sleeps until its grant arrives, refreshing
 // its queue entry every poll interval (or when the holder's TTL runs
 // out, or after a reconnect), which also finds a grant whose message was
-// lost.
-func (w *waiter) wait(ctx context.Context) (*lease, error) {
+// lost. A waiter queued already (by a requeue) passes queued and the
+// holder's remaining TTL, and starts asleep.
+func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, error) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		sent := time.Now()
-		r, err := w.attempt(ctx, "wait")
-		if err != nil {
-			w.leave()
-			return nil, err
+		if !queued {
+			sent := time.Now()
+			r, err := w.attempt(ctx, "wait")
+			if err != nil {
+				w.leave()
+				return nil, err
+			}
+			if r.held {
+				return w.lease(r.g, sent), nil
+			}
+			w.member, w.score, w.anchor, pttl = r.member, r.score, sent, r.pttl
 		}
-		if r.held {
-			return w.lease(r.g, sent), nil
-		}
-		w.member, w.score, w.anchor = r.member, r.score, sent
 		d := w.c.cfg.pollInterval
-		if p := time.Duration(r.pttl) * time.Millisecond; r.pttl >= 0 && p < d {
+		if p := time.Duration(pttl) * time.Millisecond; pttl >= 0 && p < d {
 			d = max(p, time.Millisecond) // -1: no expiry, wait the bound
 		}
+		queued = false
 		t.Reset(d)
 		select {
 		case <-w.sub.C():
@@ -306,7 +319,7 @@ func (c *core) submitRelease(nm names, args []any) {
 
 // lease makes the lease of holding g, valid from anchor for g's TTL.
 func (w *waiter) lease(g grant, anchor time.Time) *lease {
-	return newLease(w.c, w.nm, w.owner, g, anchor)
+	return newLease(w.c, w.enc, w.nm, w.owner, g, anchor)
 }
 
 func isClosed(ch <-chan struct{}) bool {

@@ -4,9 +4,10 @@
 --
 -- KEYS[1] lock key
 -- KEYS[2] queue key, same hash slot
--- ARGV[1] mode: "unlock" (ARGV[2] is the lease's "<owner> <first> <top>")
---         or "abort" (ARGV[2] is only the owner: a Lock that gave up
---         releases whatever it may hold)
+-- ARGV[1] mode: "unlock" (ARGV[2] is the lease's "<owner> <first> <top>"),
+--         "abort" (ARGV[2] is only the owner: a Lock that gave up
+--         releases whatever it may hold), or "requeue" (unlock, then
+--         queue a new waiter, ARGV[9..12], at the back of the queue)
 -- ARGV[2] the holding, or the owner
 -- ARGV[3] top: the last token of the lease (unlock), or ""
 -- ARGV[4] a queue member to remove first, or ""
@@ -14,9 +15,15 @@
 -- ARGV[6] grant ttl, ms
 -- ARGV[7] grant channel prefix
 -- ARGV[8] "1" to publish with SPUBLISH, else PUBLISH
+-- ARGV[9..12] requeue only: the new waiter's owner, its n, its Mutex id,
+--         and the liveness of its queue entry (ms)
 --
 -- Returns 1 if the lock was the caller's and is now released or handed
--- on, 0 if it was not (expired or taken over: the lease was lost).
+-- on, 0 if it was not (expired or taken over: the lease was lost). A
+-- requeue that released returns instead {1, member, score, pttl} (the
+-- new waiter is queued behind the holder, whose lease has pttl ms left)
+-- or {2, first, top, ttl} (nobody was queued: the new waiter holds the
+-- lock at once, with tokens first..top).
 --
 -- The uncontended unlock is one command: SET lock "~top" XX KEEPTTL GET
 -- swaps the holding for the free marker and returns the old value, which
@@ -48,6 +55,28 @@ if not old then
 	return 0
 end
 if string.sub(old, 1, #holding + 1) == holding .. ' ' then
+	if ARGV[1] == 'requeue' then
+		local us, ms = now()
+		local state, x = 'free', tonumber(top)
+		if flagged(old) then
+			state, x = promote(tonumber(top), us, ms, cfg)
+		end
+		local owner, n, live = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[12])
+		if state == 'free' then
+			local first, t = issue(x, n, us)
+			put(owner, first, t, ms + tonumber(cfg.ttl), '')
+			return {2, first, t, tonumber(cfg.ttl)}
+		end
+		local score = fmt(us)
+		local member = owner .. ' ' .. ARGV[11] .. ' ' .. ARGV[10] .. ' ' .. fmt(ms + live)
+		redis.call('ZADD', KEYS[2], score, member)
+		redis.call('PEXPIRE', KEYS[2], live)
+		local pttl = -1
+		if state == 'granted' then
+			pttl = x - ms
+		end
+		return {1, member, score, pttl}
+	end
 	if flagged(old) then
 		local us, ms = now()
 		promote(tonumber(top), us, ms, cfg)

@@ -19,6 +19,7 @@ import (
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
+	"github.com/keyedmutex/keyedmutex/internal/requeue"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
 )
@@ -82,12 +83,18 @@ func (r *recorder) record(key string, l mutex.Lease, n uint64, err error) (mutex
 
 func (r *recorder) Lock(ctx context.Context, key string) (mutex.Lease, error) {
 	l, err := r.Mutex.Lock(ctx, key)
-	return r.record(key, l, 1, err)
+	if err != nil {
+		return nil, err
+	}
+	return r.recordN(key, l.(mutex.Reservation), nil)
 }
 
 func (r *recorder) TryLock(ctx context.Context, key string) (mutex.Lease, error) {
 	l, err := r.Mutex.TryLock(ctx, key)
-	return r.record(key, l, 1, err)
+	if err != nil {
+		return nil, err
+	}
+	return r.recordN(key, l.(mutex.Reservation), nil)
 }
 
 func (r *recorder) LockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
@@ -100,12 +107,43 @@ func (r *recorder) TryLockN(ctx context.Context, key string, n uint64) (mutex.Re
 	return r.recordN(key, l, err)
 }
 
-// recordN records a reservation's block: the tokens it actually holds.
+// recordN records a reservation's block: the tokens it actually holds;
+// and, through the lease it returns, the blocks of the turns it requeues.
 func (r *recorder) recordN(key string, l mutex.Reservation, err error) (mutex.Reservation, error) {
-	if err == nil {
-		r.record(key, l, l.Reserved(), nil)
+	if err != nil {
+		return nil, err
 	}
-	return l, err
+	r.record(key, l, l.Reserved(), nil)
+	if rq, ok := l.(requeue.Lease); ok {
+		return recordedLease{rq, r, key}, nil
+	}
+	return l, nil
+}
+
+// recordedLease is a remote lease whose requeued turns are recorded.
+type recordedLease struct {
+	requeue.Lease
+	r   *recorder
+	key string
+}
+
+func (l recordedLease) Requeue(n uint64) (requeue.Ticket, error) {
+	tk, err := l.Lease.Requeue(n)
+	if err != nil {
+		return nil, err
+	}
+	return recordedTicket{tk, l.r, l.key}, nil
+}
+
+type recordedTicket struct {
+	requeue.Ticket
+	r   *recorder
+	key string
+}
+
+func (t recordedTicket) Wait(ctx context.Context) (mutex.Reservation, error) {
+	l, err := t.Ticket.Wait(ctx)
+	return t.r.recordN(t.key, l, err)
 }
 
 // tlog writes a logger's lines to the test log.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/requeue"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"golang.org/x/sync/errgroup"
 )
@@ -52,12 +53,13 @@ type Mutex[K comparable] struct {
 // entry. The goroutine that holds the entry uses it; Close takes mu to
 // end it from outside.
 type cohort struct {
-	mu        sync.Mutex  // guards remote, closed, cancel and contending
-	remote    mutex.Lease // the cohort's remote lease, or nil
-	closed    bool        // Close took the remote lease away
-	next      uint64      // token of the next local holder of remote
-	end       uint64      // one past the last token reserved with remote
-	notBefore time.Time   // after a bound release: contend not before
+	mu        sync.Mutex     // guards remote, closed, cancel and contending
+	remote    mutex.Lease    // the cohort's remote lease, or nil
+	closed    bool           // Close took the remote lease away
+	next      uint64         // token of the next local holder of remote
+	end       uint64         // one past the last token reserved with remote
+	notBefore time.Time      // after a bound release: contend not before
+	ticket    requeue.Ticket // the remote waiter queued by a requeue, for the next holder
 	// While the holder acquires the remote lease: cancel stops it, and
 	// contending is closed when the acquisition has ended.
 	cancel     context.CancelFunc
@@ -199,10 +201,22 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	var (
 		r        mutex.Lease
 		reserved uint64
+		err      error
 	)
-	err := m.awaitTurn(ctx, c)
-	if err == nil {
-		r, reserved, err = m.acquireRemote(ctx, key, try)
+	if tk := m.takeTicket(c); tk != nil && !try {
+		// The previous holder requeued this process in the remote's
+		// queue: wait for that turn.
+		var rs mutex.Reservation
+		if rs, err = tk.Wait(ctx); err == nil {
+			r, reserved = rs, max(1, min(rs.Reserved(), m.block))
+		}
+	} else {
+		if tk != nil {
+			tk.Cancel()
+		}
+		if err = m.awaitTurn(ctx, c); err == nil {
+			r, reserved, err = m.acquireRemote(ctx, key, try)
+		}
 	}
 
 	c.mu.Lock()
@@ -277,6 +291,15 @@ func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Le
 	return l, 1, nil
 }
 
+// takeTicket detaches the cohort's requeue ticket, if any.
+func (m *Mutex[K]) takeTicket(c *cohort) requeue.Ticket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tk := c.ticket
+	c.ticket = nil
+	return tk
+}
+
 // takeRemote detaches the cohort's remote lease, if any.
 func (m *Mutex[K]) takeRemote(c *cohort) mutex.Lease {
 	c.mu.Lock()
@@ -301,14 +324,33 @@ func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
 // It returns the remote release's error.
 func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 	c := &e.Value
+	if tk := m.takeTicket(c); tk != nil {
+		// A requeued turn nobody took (a waiter gave up as it was handed
+		// the key): the next waiter takes it, or it is cancelled.
+		c.mu.Lock()
+		c.ticket = tk
+		c.mu.Unlock()
+		if e.HandOff() {
+			return nil
+		}
+		if tk := m.takeTicket(c); tk != nil {
+			tk.Cancel()
+		}
+	}
 	c.mu.Lock()
-	live := !lost && !c.closed && c.remote != nil && !ended(c.remote)
+	r := c.remote
+	live := !lost && !c.closed && r != nil && !ended(r)
 	handOff := live && c.next < c.end
 	c.mu.Unlock()
 	if handOff && e.HandOff() {
 		return nil // cohort handoff: no remote command
 	}
-	r := m.takeRemote(c)
+	if live && !handOff && e.Waiting() {
+		if done, err := m.requeue(e, r); done {
+			return err
+		}
+	}
+	r = m.takeRemote(c)
 	var err error
 	if r != nil {
 		start := time.Now()
@@ -326,6 +368,49 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 	return err
 }
 
+// requeue ends the cohort at its bound with local waiters left: if the
+// remote lease can requeue, it hands the remote lock to the next process
+// in the remote's queue and queues this process again, in one step, and
+// passes the key with that queued turn to the next local waiter. It
+// reports whether it did (false: release as usual).
+func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, error) {
+	rq, ok := r.(requeue.Lease)
+	if !ok {
+		return false, nil
+	}
+	tk, err := rq.Requeue(m.block)
+	if errors.Is(err, requeue.ErrUnavailable) {
+		return false, nil
+	}
+	c := &e.Value
+	c.mu.Lock()
+	if c.remote == r {
+		c.remote = nil
+	}
+	closed := c.closed
+	if err == nil && !closed {
+		c.ticket = tk
+	}
+	c.mu.Unlock()
+	switch {
+	case err != nil:
+		e.Unlock()
+		return true, err
+	case closed:
+		tk.Cancel()
+		e.Unlock()
+		return true, nil
+	case e.HandOff():
+		return true, nil
+	}
+	// The waiters left meanwhile: nobody will take the turn.
+	if tk := m.takeTicket(c); tk != nil {
+		tk.Cancel()
+	}
+	e.Unlock()
+	return true, nil
+}
+
 // Close ends m; see the package documentation. It returns once no
 // goroutine of m runs and no remote lease of m is held, with the errors of
 // the remote releases it made. Close is idempotent: a later call returns
@@ -337,6 +422,7 @@ func (m *Mutex[K]) Close() error {
 	m.t.Close(errClosed)
 	var (
 		remotes    []mutex.Lease
+		tickets    []requeue.Ticket
 		contenders []chan struct{}
 	)
 	m.t.Range(func(e *keylock.Entry[K, cohort]) {
@@ -347,12 +433,19 @@ func (m *Mutex[K]) Close() error {
 			remotes = append(remotes, c.remote)
 			c.remote = nil
 		}
+		if c.ticket != nil {
+			tickets = append(tickets, c.ticket)
+			c.ticket = nil
+		}
 		if c.cancel != nil {
 			c.cancel()
 			contenders = append(contenders, c.contending)
 		}
 		c.mu.Unlock()
 	})
+	for _, tk := range tickets {
+		tk.Cancel()
+	}
 	errs := releaseAll(remotes)
 	for _, done := range contenders {
 		<-done

@@ -1,0 +1,43 @@
+// Package requeue is the contract between mutex/hybrid and a remote
+// mutex whose leases can release the lock and queue for it again in one
+// step (mutex/distributed). A hybrid process that reached its handoff
+// bound with local goroutines still waiting uses it to hand the lock to
+// the next process in the remote's queue and take its own place at the
+// back of that queue atomically: processes are then served in strict
+// rotation, with one round trip per turn instead of two or three.
+package requeue
+
+import (
+	"context"
+	"errors"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// Lease is a remote lease that can requeue.
+type Lease interface {
+	mutex.Reservation
+	// Requeue releases the lease (handing the lock to the first waiter
+	// queued for it, if any) and queues a new waiter for n tokens at the
+	// back of the queue, in one step. It returns the new waiter's
+	// Ticket. On success the lease has ended as unlocked. It returns an
+	// error satisfying errors.Is(err, ErrUnavailable), with the lease
+	// still held, when it cannot requeue now; the caller then unlocks
+	// and locks as usual. Any other error ends the lease as Unlock would.
+	Requeue(n uint64) (Ticket, error)
+}
+
+// Ticket is a waiter queued by Requeue.
+type Ticket interface {
+	// Wait blocks until the waiter holds the lock, ctx ends, or the
+	// mutex is closed. After an error the ticket is spent.
+	Wait(ctx context.Context) (mutex.Reservation, error)
+	// Cancel takes the waiter out of the queue (and releases the lock
+	// if it was granted meanwhile). It is for a ticket nobody will Wait
+	// on; Cancel after Wait returned does nothing.
+	Cancel()
+}
+
+// ErrUnavailable is returned by Requeue when the lease cannot requeue
+// now (its mutex is not listening for grants of that key yet).
+var ErrUnavailable = errors.New("requeue: unavailable")

@@ -32,6 +32,9 @@ type Config struct {
 	// Wait bounds how long a test waits for something that should happen
 	// promptly (a lock freed by Unlock). The default is 10s.
 	Wait time.Duration
+	// Observed, if set, returns a fresh Keyed that reports to o (its
+	// WithObserver option); the Observer test runs on it.
+	Observed func(t *testing.T, o mutex.Observer) mutex.Keyed[string]
 }
 
 func (c *Config) defaults() {
@@ -74,6 +77,134 @@ func Run(t *testing.T, c Config) {
 	t.Run("Locker", func(t *testing.T) { testLocker(t, c) })
 	t.Run("WithLease", func(t *testing.T) { testWithLease(t, c) })
 	t.Run("NilContext", func(t *testing.T) { testNilContext(t, c) })
+	t.Run("Observer", func(t *testing.T) { testObserver(t, c) })
+	t.Run("Do", func(t *testing.T) { testDo(t, c) })
+}
+
+// Recorder is a mutex.Observer that keeps every event, for tests.
+type Recorder struct {
+	mu     sync.Mutex // guards events
+	events []mutex.Event
+}
+
+// Observe implements mutex.Observer.
+func (r *Recorder) Observe(_ context.Context, e mutex.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+// Events returns the events of kind (all kinds for 0) recorded for key.
+func (r *Recorder) Events(kind mutex.EventKind, key string) []mutex.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []mutex.Event
+	for _, e := range r.events {
+		if (kind == 0 || e.Kind == kind) && e.Key == key {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// testObserver checks the events every implementation reports: an
+// uncontended Lock, a Lock that waits, a TryLock of a held key, a Lock
+// whose ctx ends, and Unlock with its hold time.
+func testObserver(t *testing.T, c Config) {
+	if c.Observed == nil {
+		t.Skip("no observed constructor")
+	}
+	var rec Recorder
+	m := c.Observed(t, &rec)
+	ctx := ctxT(t, c.Wait)
+	key := Key(t)
+	l := mustLock(t, ctx, m, key)
+	if _, err := m.TryLock(ctx, key); !errors.Is(err, mutex.ErrLocked) {
+		t.Fatalf("TryLock(held) = %v; want ErrLocked", err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	_, err := m.Lock(short, key)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock(held, 50ms) = %v; want DeadlineExceeded", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l2, err := m.Lock(ctx, key)
+		if err == nil {
+			err = l2.Unlock()
+		}
+		got <- err
+	}()
+	deadline := time.Now().Add(c.Wait)
+	for len(rec.Events(mutex.Waiting, key)) < 2 { // the cancelled Lock, then this one
+		if time.Now().After(deadline) {
+			t.Fatalf("no Waiting event for a Lock of a held key: %+v", rec.Events(0, key))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mustUnlock(t, l)
+	if err := <-got; err != nil {
+		t.Fatalf("waiting Lock = %v", err)
+	}
+	done := rec.Events(mutex.LockDone, key)
+	want := []struct {
+		op      string
+		outcome mutex.Outcome
+		waited  bool
+	}{
+		{"Lock", mutex.Acquired, false},
+		{"TryLock", mutex.Locked, false},
+		{"Lock", mutex.Canceled, true},
+		{"Lock", mutex.Acquired, true},
+	}
+	if len(done) != len(want) {
+		t.Fatalf("%d LockDone events; want %d: %+v", len(done), len(want), done)
+	}
+	for i, w := range want {
+		e := done[i]
+		if e.Op != w.op || e.Outcome != w.outcome || e.Waited != w.waited || e.Backend == "" {
+			t.Errorf("LockDone %d = op %s, %v, waited %v, backend %q; want %s, %v, waited %v", i, e.Op, e.Outcome, e.Waited, e.Backend, w.op, w.outcome, w.waited)
+		}
+	}
+	if e := done[2]; e.Wait < 40*time.Millisecond || e.Err == nil {
+		t.Errorf("cancelled Lock's LockDone: Wait %v, Err %v; want about 50ms and the ctx error", e.Wait, e.Err)
+	}
+	unl := rec.Events(mutex.Unlocked, key)
+	if len(unl) != 2 {
+		t.Fatalf("%d Unlocked events; want 2: %+v", len(unl), unl)
+	}
+	if e := unl[0]; e.Outcome != mutex.Released || e.Hold < 50*time.Millisecond {
+		t.Errorf("first Unlocked = %v, hold %v; want released, held at least the 50ms of the cancelled Lock", e.Outcome, e.Hold)
+	}
+}
+
+// testDo: mutex.Do runs f under the lock, unlocks after it, returns f's
+// error, and does not run f if the lock cannot be taken.
+func testDo(t *testing.T, c Config) {
+	m := c.New(t)
+	ctx := ctxT(t, c.Wait)
+	key := Key(t)
+	boom := errors.New("boom")
+	var ran bool
+	err := mutex.Do(ctx, m, key, func(ctx context.Context) error {
+		ran = true
+		if _, err := m.TryLock(ctx, key); !errors.Is(err, mutex.ErrLocked) {
+			t.Errorf("TryLock inside Do = %v; want ErrLocked (Do holds the lock)", err)
+		}
+		return boom
+	})
+	if !ran || !errors.Is(err, boom) {
+		t.Errorf("Do = %v (ran %v); want f's error", err, ran)
+	}
+	l := mustLock(t, ctx, m, key) // Do unlocked
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	ran = false
+	if err := mutex.Do(short, m, key, func(context.Context) error { ran = true; return nil }); !errors.Is(err, context.DeadlineExceeded) || ran {
+		t.Errorf("Do on a held key with a short ctx = %v (ran %v); want DeadlineExceeded, f not run", err, ran)
+	}
+	mustUnlock(t, l)
 }
 
 // testNilContext: a nil ctx is a programming error that gets an error

@@ -125,18 +125,21 @@ func (t *Table[K, V]) shard(key K) *shard[K, V] {
 // logic, ending in Unlock) before it returns the error, so that no
 // handoff is ever lost.
 //
+// If waiting is not nil, Lock calls it once it has queued, before it
+// blocks (an observer's Waiting event).
+//
 // After Close, Lock returns the error given to Close.
-func (t *Table[K, V]) Lock(ctx context.Context, key K, n uint64) (*Entry[K, V], uint64, error) {
-	return t.lock(ctx, key, n, true)
+func (t *Table[K, V]) Lock(ctx context.Context, key K, n uint64, waiting func()) (*Entry[K, V], uint64, error) {
+	return t.lock(ctx, key, n, true, waiting)
 }
 
 // TryLock takes key's lock only if nobody holds it now; otherwise it
 // returns ErrLocked. ctx is only checked, never waited on.
 func (t *Table[K, V]) TryLock(ctx context.Context, key K, n uint64) (*Entry[K, V], uint64, error) {
-	return t.lock(ctx, key, n, false)
+	return t.lock(ctx, key, n, false, nil)
 }
 
-func (t *Table[K, V]) lock(ctx context.Context, key K, n uint64, wait bool) (*Entry[K, V], uint64, error) {
+func (t *Table[K, V]) lock(ctx context.Context, key K, n uint64, wait bool, waiting func()) (*Entry[K, V], uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, 0, ctxErr(ctx)
 	}
@@ -169,6 +172,9 @@ func (t *Table[K, V]) lock(ctx context.Context, key K, n uint64, wait bool) (*En
 	e.q.push(w)
 	e.ref++
 	sh.mu.Unlock()
+	if waiting != nil {
+		waiting()
+	}
 	return t.await(ctx, e, w)
 }
 

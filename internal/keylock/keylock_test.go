@@ -43,7 +43,7 @@ func checkEmpty[K comparable, V any](t *testing.T, tb *Table[K, V]) {
 
 func mustLock[K comparable, V any](t *testing.T, tb *Table[K, V], key K) *Entry[K, V] {
 	t.Helper()
-	e, _, err := tb.Lock(context.Background(), key, 1)
+	e, _, err := tb.Lock(context.Background(), key, 1, nil)
 	if err != nil {
 		t.Fatalf("Lock(%v) = %v; want nil", key, err)
 	}
@@ -70,7 +70,7 @@ func TestGrantRacingCancel(t *testing.T) {
 	}
 	first := make(chan result, 1)
 	go func() {
-		e, _, err := tb.Lock(cctx, "k", 1)
+		e, _, err := tb.Lock(cctx, "k", 1, nil)
 		r := result{e: e, err: err}
 		if e != nil {
 			r.val = e.Value
@@ -81,7 +81,7 @@ func TestGrantRacingCancel(t *testing.T) {
 	waitWaiters(t, &tb, "k", 1)
 	second := make(chan error, 1)
 	go func() {
-		e, _, err := tb.Lock(ctx, "k", 1)
+		e, _, err := tb.Lock(ctx, "k", 1, nil)
 		if err == nil {
 			e.Unlock()
 		}
@@ -117,7 +117,7 @@ func TestCancelWaiting(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		e, _, err := tb.Lock(ctx, "k", 1)
+		e, _, err := tb.Lock(ctx, "k", 1, nil)
 		if e != nil {
 			e.Unlock()
 		}
@@ -149,7 +149,7 @@ func TestHandOff(t *testing.T) {
 	e.Value = append(e.Value, "cohort")
 	got := make(chan *Entry[string, []string], 1)
 	go func() {
-		e2, _, err := tb.Lock(context.Background(), "k", 1)
+		e2, _, err := tb.Lock(context.Background(), "k", 1, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -181,7 +181,7 @@ func TestHandOff(t *testing.T) {
 func TestDoneByToken(t *testing.T) {
 	var tb Table[string, struct{}]
 	ctx := context.Background()
-	e, tok, err := tb.Lock(ctx, "k", 1)
+	e, tok, err := tb.Lock(ctx, "k", 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestDoneByToken(t *testing.T) {
 	}
 	next := make(chan uint64, 1)
 	go func() {
-		e2, tok2, err := tb.Lock(ctx, "k", 1)
+		e2, tok2, err := tb.Lock(ctx, "k", 1, nil)
 		if err != nil {
 			t.Error(err)
 		}
@@ -231,14 +231,14 @@ func TestNaN(t *testing.T) {
 		if try {
 			_, _, err = tb.TryLock(context.Background(), math.NaN(), 1)
 		} else {
-			_, _, err = tb.Lock(context.Background(), math.NaN(), 1)
+			_, _, err = tb.Lock(context.Background(), math.NaN(), 1, nil)
 		}
 		if !errors.Is(err, ErrNaN) {
 			t.Errorf("lock(NaN, try=%v) = %v; want ErrNaN", try, err)
 		}
 	}
 	var ti Table[any, struct{}]
-	if _, _, err := ti.Lock(context.Background(), any(math.NaN()), 1); !errors.Is(err, ErrNaN) {
+	if _, _, err := ti.Lock(context.Background(), any(math.NaN()), 1, nil); !errors.Is(err, ErrNaN) {
 		t.Errorf("Lock(any(NaN)) = %v; want ErrNaN", err)
 	}
 	checkEmpty(t, &tb)
@@ -254,7 +254,7 @@ func TestClose(t *testing.T) {
 	errc := make(chan error, 3)
 	for range 3 {
 		go func() {
-			e, _, err := tb.Lock(context.Background(), "k", 1)
+			e, _, err := tb.Lock(context.Background(), "k", 1, nil)
 			if e != nil {
 				e.Unlock()
 			}
@@ -268,7 +268,7 @@ func TestClose(t *testing.T) {
 			t.Errorf("waiter after Close: %v; want the Close error", err)
 		}
 	}
-	if _, _, err := tb.Lock(context.Background(), "other", 1); !errors.Is(err, closed) {
+	if _, _, err := tb.Lock(context.Background(), "other", 1, nil); !errors.Is(err, closed) {
 		t.Errorf("Lock after Close = %v; want the Close error", err)
 	}
 	if n, _ := tb.Len("k"); n != 1 {

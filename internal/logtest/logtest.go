@@ -89,3 +89,25 @@ func (r *Recorder) Wait(tb testing.TB, n int) []Record {
 	}
 	return r.All()
 }
+
+// Fail returns a logger that fails tb with every record it is given: for
+// tests in which nothing should be logged.
+func Fail(tb testing.TB) *slog.Logger {
+	return slog.New(failer{tb})
+}
+
+type failer struct{ tb testing.TB }
+
+func (f failer) Enabled(context.Context, slog.Level) bool { return true }
+func (f failer) Handle(_ context.Context, rec slog.Record) error {
+	var b strings.Builder
+	b.WriteString(rec.Message)
+	rec.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	f.tb.Errorf("logged: %s", b.String())
+	return nil
+}
+func (f failer) WithAttrs([]slog.Attr) slog.Handler { return f }
+func (f failer) WithGroup(string) slog.Handler      { return f }

@@ -29,9 +29,10 @@ const DefaultHealthCheckInterval = 3 * time.Second
 type Option func(*config) error
 
 type config struct {
-	logger *slog.Logger // nil: slog.Default() at the time of each report
-	health time.Duration
-	orphan func(channel, id, payload string)
+	logger    *slog.Logger // nil: slog.Default() at the time of each report
+	health    time.Duration
+	orphan    func(channel, id, payload string)
+	reconnect func(cause error)
 }
 
 // WithLogger sets the logger that receives this handle's reports:
@@ -74,6 +75,20 @@ func WithOrphanHandler(f func(channel, id, payload string)) Option {
 			return errors.New("notify: WithOrphanHandler(nil)")
 		}
 		c.orphan = f
+		return nil
+	}
+}
+
+// WithReconnectHandler sets the function told, once per handle, each time
+// a Pub/Sub connection of the hub was lost (with the cause); the hub then
+// rebuilds it and wakes its waiters. It is called from the hub's reader
+// goroutine and must not block. The default is none.
+func WithReconnectHandler(f func(cause error)) Option {
+	return func(c *config) error {
+		if f == nil {
+			return errors.New("notify: WithReconnectHandler(nil)")
+		}
+		c.reconnect = f
 		return nil
 	}
 }
@@ -482,12 +497,25 @@ func (h *hub) isDone() bool {
 
 // report tells every open handle's logger about err.
 func (h *hub) report(err error) {
-	registry.mu.Lock()
-	users := append([]*Hub(nil), h.users...)
-	registry.mu.Unlock()
-	for _, u := range users {
+	for _, u := range h.openUsers() {
 		u.logger().Warn("keyedmutex: pub/sub", "err", err)
 	}
+}
+
+// lost tells every open handle that a connection was lost, with cause.
+func (h *hub) lost(cause error) {
+	for _, u := range h.openUsers() {
+		u.logger().Warn("keyedmutex: pub/sub", "err", cause)
+		if u.cfg.reconnect != nil {
+			u.cfg.reconnect(cause)
+		}
+	}
+}
+
+func (h *hub) openUsers() []*Hub {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	return append([]*Hub(nil), h.users...)
 }
 
 func (u *Hub) logger() *slog.Logger {

@@ -123,7 +123,7 @@ func (sh *shard) run() {
 		} else {
 			fails++
 		}
-		h.report(fmt.Errorf("notify: %s lost: %w", sh.name(), err))
+		h.lost(fmt.Errorf("notify: %s lost: %w", sh.name(), err))
 		for {
 			if d := backoff(fails); d > 0 {
 				t := time.NewTimer(d)

@@ -148,7 +148,7 @@ func (e *env) add(t *testing.T) int {
 	var m mutex.Keyed[string] = d
 	var h *hybrid.Mutex[string]
 	if e.cfg.kind == hyb {
-		h, err = hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16), hybrid.WithErrorHandler(func(err error) { logger.Warn("hybrid", "err", err) }))
+		h, err = hybrid.New[string](d, hybrid.WithMaxLocalHandoffs(16), hybrid.WithLogger(logger))
 		if err != nil {
 			d.Close()
 			c.Close()

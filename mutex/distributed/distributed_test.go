@@ -25,6 +25,9 @@ func TestConformance(t *testing.T) {
 					New: func(t *testing.T) mutex.Keyed[string] {
 						return e.newMutex(t, s.opts...)
 					},
+					Observed: func(t *testing.T, o mutex.Observer) mutex.Keyed[string] {
+						return e.newMutex(t, append(s.opts, WithObserver(o))...)
+					},
 					Instances: 3,
 				})
 			})

@@ -32,6 +32,7 @@ type lease struct {
 	val   string // the lock key's value while held
 	g     grant
 	done  chan struct{} // closed when the lease ends, with err set
+	since time.Time     // when Lock returned it (observed Mutexes only)
 
 	mu         sync.Mutex    // guards the fields below
 	validUntil time.Time     //
@@ -108,6 +109,7 @@ func (l *lease) lose(reason error, release bool) {
 		return
 	}
 	l.c.logger().Warn("keyedmutex: lease lost", "lock", l.nm.lock, "err", err)
+	l.c.observe(context.Background(), mutex.Lost, l.enc, mutex.Event{Hold: l.held(), Err: err})
 	if release {
 		l.c.abort(l.nm, l.owner, "")
 	}
@@ -125,6 +127,29 @@ func (l *lease) lostErr(reason error) error {
 // cannot be reached, the lease ends anyway and the key expires when its
 // TTL runs out; the error says so.
 func (l *lease) Unlock() error {
+	if l.c.cfg.obs == nil {
+		return l.unlock()
+	}
+	err := l.unlock()
+	if !errors.Is(err, mutex.ErrUnlocked) {
+		outcome := mutex.Released
+		if errors.Is(err, mutex.ErrLost) {
+			outcome = mutex.LostLease
+		}
+		l.c.observe(context.Background(), mutex.Unlocked, l.enc, mutex.Event{Outcome: outcome, Hold: l.held(), Err: err})
+	}
+	return err
+}
+
+// held is how long the lease has been held (observed Mutexes only).
+func (l *lease) held() time.Duration {
+	if l.since.IsZero() {
+		return 0
+	}
+	return time.Since(l.since)
+}
+
+func (l *lease) unlock() error {
 	l.mu.Lock()
 	if l.ending {
 		l.mu.Unlock()
@@ -264,10 +289,14 @@ func (l *lease) renewed(sent time.Time, res any, err error) {
 		l.retryLocked(err)
 	}
 	l.mu.Unlock()
-	if lost != nil {
+	switch {
+	case lost != nil:
 		l.lose(lost, false)
-	} else if err != nil {
+	case err != nil:
 		l.c.logger().Warn("keyedmutex: lease renewal failed; retrying until its validity ends", "lock", l.nm.lock, "err", err)
+		l.c.observe(context.Background(), mutex.Renewed, l.enc, mutex.Event{Outcome: mutex.Failed, Err: err})
+	default:
+		l.c.observe(context.Background(), mutex.Renewed, l.enc, mutex.Event{Outcome: mutex.Acquired})
 	}
 }
 

@@ -26,9 +26,17 @@ func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (*l
 	}
 	defer c.calls.Done()
 
-	w := &waiter{c: c, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
+	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
+	if c.cfg.obs == nil {
+		l, err := w.lock(ctx, try)
+		return c.settle(ctx, op, w, l, err)
+	}
+	start := time.Now()
 	l, err := w.lock(ctx, try)
-	return c.settle(ctx, op, w, l, err)
+	l, err = c.settle(ctx, op, w, l, err)
+	c.observe(ctx, mutex.LockDone, enc, mutex.Event{Op: op, Outcome: mutex.OutcomeOf(ctx, err),
+		Wait: time.Since(start), Waited: w.waited, Err: err})
+	return l, err
 }
 
 // settle ends a Lock: it registers the waiter's new lease and starts its
@@ -43,6 +51,9 @@ func (c *core) settle(ctx context.Context, op string, w *waiter, l *lease, err e
 	w.closeSub()
 	if err != nil {
 		return nil, opErr(op, w.enc, c.lockErr(ctx, err))
+	}
+	if c.cfg.obs != nil {
+		l.since = time.Now()
 	}
 	l.start()
 	return l, nil
@@ -63,6 +74,8 @@ func (c *core) lockErr(ctx context.Context, err error) error {
 // lease's, if it gets one), its grant subscription and its queue entry.
 type waiter struct {
 	c     *core
+	ctx   context.Context // the Lock's, for the observer
+	op    string
 	enc   string // the encoded key
 	nm    names
 	owner string
@@ -71,6 +84,25 @@ type waiter struct {
 	sub           *notify.Subscription // pub/sub waiting only
 	member, score string               // the queue entry, once queued
 	anchor        time.Time            // when the last call that found the lock not ours was sent
+	waited        bool                 // it emitted Waiting
+}
+
+// event tells the observer, if any, about one step of this waiter.
+func (w *waiter) event(kind mutex.EventKind) {
+	if w.c.cfg.obs == nil {
+		return
+	}
+	if kind == mutex.Waiting {
+		if w.waited {
+			return
+		}
+		w.waited = true
+	}
+	ctx := w.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	w.c.observe(ctx, kind, w.enc, mutex.Event{Op: w.op})
 }
 
 // lock takes the lock: one try, then (unless try) spinning or queueing.
@@ -142,6 +174,7 @@ func (w *waiter) closeSub() {
 // lost. A waiter queued already (by a requeue) passes queued and the
 // holder's remaining TTL, and starts asleep.
 func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, error) {
+	w.event(mutex.Waiting)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -153,7 +186,13 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 				return nil, err
 			}
 			if r.held {
+				if w.member != "" {
+					w.event(mutex.Granted) // found at a poll: its notice was lost
+				}
 				return w.lease(r.g, sent), nil
+			}
+			if w.member == "" {
+				w.event(mutex.Queued)
 			}
 			w.member, w.score, w.anchor, pttl = r.member, r.score, sent, r.pttl
 		}
@@ -166,10 +205,13 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 		select {
 		case <-w.sub.C():
 			if l := w.granted(); l != nil {
+				w.event(mutex.Notice)
+				w.event(mutex.Granted)
 				return l, nil
 			}
 			// A wake without a grant: a reconnect; check at once.
 		case <-t.C:
+			w.event(mutex.PollWake)
 		case <-ctx.Done():
 			w.leave()
 			return nil, ctx.Err()
@@ -198,6 +240,7 @@ func (w *waiter) granted() *lease {
 
 // spin retries every spin interval, ±50% jitter, until ctx ends.
 func (w *waiter) spin(ctx context.Context) (*lease, error) {
+	w.event(mutex.Waiting)
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {

@@ -119,6 +119,11 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	c.closeCtx, c.cancelClose = context.WithCancel(context.Background())
 	c.closing = c.closeCtx.Done()
 	hubOpts := []notify.Option{notify.WithOrphanHandler(c.orphan)}
+	if cfg.obs != nil {
+		hubOpts = append(hubOpts, notify.WithReconnectHandler(func(cause error) {
+			c.observe(context.Background(), mutex.Reconnect, "", mutex.Event{Err: cause})
+		}))
+	}
 	if cfg.logger != nil {
 		hubOpts = append(hubOpts, notify.WithLogger(cfg.logger))
 	}
@@ -387,6 +392,15 @@ func (c *core) reloadSlotsOn(err error) {
 		return
 	}
 	cc.ReloadState(context.Background())
+}
+
+// observe tells the observer, if any, about e.
+func (c *core) observe(ctx context.Context, kind mutex.EventKind, enc string, e mutex.Event) {
+	if c.cfg.obs == nil {
+		return
+	}
+	e.Kind, e.Backend, e.Key = kind, "distributed", enc
+	c.cfg.obs.Observe(ctx, e)
 }
 
 func (c *core) logger() *slog.Logger {

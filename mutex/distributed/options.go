@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
 // An Option configures a [Mutex] in [New].
@@ -20,6 +22,7 @@ type config struct {
 	pollInterval  time.Duration
 	encoder       any          // func(K) (string, error), checked by New; nil: default encoding
 	logger        *slog.Logger // nil: slog.Default() at each report
+	obs           mutex.Observer
 	unlockTimeout time.Duration
 }
 
@@ -147,6 +150,21 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("distributed: WithLogger(nil): pass slog.New(slog.DiscardHandler) to discard reports")
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithObserver sets the [mutex.Observer] told about every Lock, TryLock
+// and Unlock (wait and hold times, outcomes), lost leases, renewals, and
+// the protocol's events: waiters queued in Redis, grants handed over by a
+// release, grant notices, poll wake-ups and Pub/Sub reconnects. o must
+// not be nil. The default is none.
+func WithObserver(o mutex.Observer) Option {
+	return func(c *config) error {
+		if o == nil {
+			return errors.New("distributed: WithObserver(nil)")
+		}
+		c.obs = o
 		return nil
 	}
 }

@@ -204,7 +204,10 @@ func TestDistributedConformance(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			prefix := uniquePrefix(t)
 			keyedtest.Run(t, keyedtest.Config{
-				New:       func(t *testing.T) mutex.Keyed[string] { return process(t, b, prefix, nil) },
+				New: func(t *testing.T) mutex.Keyed[string] { return process(t, b, prefix, nil) },
+				Observed: func(t *testing.T, o mutex.Observer) mutex.Keyed[string] {
+					return process(t, b, prefix, nil, WithObserver(o))
+				},
 				Instances: 3,
 			})
 		})

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"io"
+	"log/slog"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -33,8 +34,10 @@ type Mutex[K comparable] struct {
 	remote   mutex.Keyed[K]
 	reserver mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
 	block    uint64                 // tokens reserved per remote lease: bound+1, or 1
-	onError  func(error)
-	yield    time.Duration // fixed yield after a bound release, if !adapt
+	logger   *slog.Logger           // nil: slog.Default()
+	obs      mutex.Observer         // nil: none
+	closer   io.Closer              // the remote, if owned (WithOwnedRemote)
+	yield    time.Duration          // fixed yield after a bound release, if !adapt
 	adapt    bool
 	rtt      atomic.Int64 // EWMA of the remote release latency, ns
 
@@ -76,7 +79,7 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) (*Mutex[K], error)
 	case isNilPointer(remote):
 		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", remote)
 	}
-	c := config{maxHandoffs: DefaultMaxLocalHandoffs, onError: func(err error) { log.Print(err) }}
+	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
 	for _, o := range opts {
 		if o == nil {
 			continue
@@ -85,7 +88,14 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) (*Mutex[K], error)
 			return nil, err
 		}
 	}
-	m := &Mutex[K]{remote: remote, block: 1, onError: c.onError, yield: c.yield, adapt: !c.yieldSet}
+	m := &Mutex[K]{remote: remote, block: 1, logger: c.logger, obs: c.obs, yield: c.yield, adapt: !c.yieldSet}
+	if c.ownRemote {
+		closer, ok := remote.(io.Closer)
+		if !ok {
+			return nil, fmt.Errorf("hybrid: WithOwnedRemote: the remote (%T) has no Close method", remote)
+		}
+		m.closer = closer
+	}
 	if b, ok := remote.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
 		m.reserver = b
 		m.block = uint64(c.maxHandoffs) + 1
@@ -110,24 +120,79 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 }
 
 // Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
-// Errors it retries go to the [WithErrorHandler] function; after Close
-// its Lock panics.
+// Errors it retries go to the [WithLogger] logger; on errors retrying
+// cannot heal (an invalid key, m closed) its Lock panics.
 func (m *Mutex[K]) Locker(key K) sync.Locker {
-	return m.lockers.Locker(m, key, func(key K, err error) { m.onError(err) })
+	return m.lockers.Locker(m, key, func(key K, err error) {
+		m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
+	})
+}
+
+func (m *Mutex[K]) log() *slog.Logger {
+	if m.logger != nil {
+		return m.logger
+	}
+	return slog.Default()
+}
+
+// observe tells the observer, if any, about e.
+func (m *Mutex[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e mutex.Event) {
+	if m.obs == nil {
+		return
+	}
+	e.Kind, e.Backend, e.Key = kind, "hybrid", fmt.Sprint(key)
+	m.obs.Observe(ctx, e)
 }
 
 // errClosed is what local waiters and later Locks get after Close.
 var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
 
-// lockErr is the one error wrapper of this package.
+// lockErr is the one error wrapper of this package: the operation and
+// the key (quoted if a string, as distributed does), then the cause.
 func lockErr(op string, key any, err error) error {
-	return fmt.Errorf("hybrid: %s %v: %w", op, key, err)
+	return fmt.Errorf("hybrid: %s %s: %w", op, describeKey(key), err)
+}
+
+// describeKey formats a key for error messages: strings quoted and, if
+// long, shortened.
+func describeKey(key any) string {
+	const max = 64
+	if s, ok := key.(string); ok {
+		if len(s) > max {
+			return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
+		}
+		return fmt.Sprintf("%q", s)
+	}
+	return fmt.Sprint(key)
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
 	if ctx == nil {
 		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
 	}
+	if m.obs == nil {
+		return m.lockLocal(ctx, op, key, try, nil)
+	}
+	evOp := "Lock"
+	if try {
+		evOp = "TryLock"
+	}
+	start, waited := time.Now(), false
+	l, err := m.lockLocal(ctx, op, key, try, func() {
+		waited = true
+		m.observe(ctx, mutex.Waiting, key, mutex.Event{Op: evOp})
+	})
+	m.observe(ctx, mutex.LockDone, key, mutex.Event{Op: evOp, Outcome: mutex.OutcomeOf(ctx, err),
+		Wait: time.Since(start), Waited: waited, Err: err})
+	if err == nil {
+		l.(*lease[K]).since = time.Now()
+	}
+	return l, err
+}
+
+// lockLocal queues for key locally (calling waiting, if not nil, if it
+// must wait), then shares the cohort's remote lease or contends for one.
+func (m *Mutex[K]) lockLocal(ctx context.Context, op string, key K, try bool, waiting func()) (mutex.Lease, error) {
 	var (
 		e   *keylock.Entry[K, cohort]
 		err error
@@ -135,7 +200,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.
 	if try {
 		e, _, err = m.t.TryLock(ctx, key, 0)
 	} else {
-		e, _, err = m.t.Lock(ctx, key, 0)
+		e, _, err = m.t.Lock(ctx, key, 0, waiting)
 	}
 	if err != nil {
 		if e != nil {
@@ -162,7 +227,7 @@ func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
 	if c.remote == nil || c.next >= c.end || ended(c.remote) {
 		return nil
 	}
-	l := &lease[K]{m: m, e: e, remote: c.remote, token: c.next}
+	l := &lease[K]{m: m, e: e, key: e.Key(), remote: c.remote, token: c.next}
 	c.next++
 	return l
 }
@@ -232,7 +297,8 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	switch {
 	case err == nil && !closed:
 		close(contending)
-		return &lease[K]{m: m, e: e, remote: r, token: r.Token()}, nil
+		m.observe(caller, mutex.RemoteAcquired, key, mutex.Event{})
+		return &lease[K]{m: m, e: e, key: key, remote: r, token: r.Token()}, nil
 	case err == nil: // Close came first: it expects no remote lease left
 		if uerr := r.Unlock(); uerr != nil && !errors.Is(uerr, mutex.ErrLost) {
 			err = uerr
@@ -313,7 +379,7 @@ func (m *Mutex[K]) takeRemote(c *cohort) mutex.Lease {
 // errors other than its loss.
 func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
 	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-		m.onError(lockErr("unlock", key, fmt.Errorf("release lost remote lease: %w", err)))
+		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
 	}
 }
 
@@ -342,8 +408,12 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 	live := !lost && !c.closed && r != nil && !ended(r)
 	handOff := live && c.next < c.end
 	c.mu.Unlock()
-	if handOff && e.HandOff() {
-		return nil // cohort handoff: no remote command
+	if handOff {
+		key := e.Key()
+		if e.HandOff() {
+			m.observe(context.Background(), mutex.LocalHandoff, key, mutex.Event{})
+			return nil // cohort handoff: no remote command
+		}
 	}
 	if live && !handOff && e.Waiting() {
 		if done, err := m.requeue(e, r); done {
@@ -356,7 +426,7 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 		start := time.Now()
 		err = r.Unlock()
 		if err == nil {
-			m.observe(time.Since(start))
+			m.observeRelease(time.Since(start))
 		}
 	}
 	if live && !handOff {
@@ -451,6 +521,11 @@ func (m *Mutex[K]) Close() error {
 		<-done
 	}
 	m.wg.Wait()
+	if m.closer != nil {
+		if err := m.closer.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("hybrid: close the remote: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -495,8 +570,8 @@ func (m *Mutex[K]) yieldFor() time.Duration {
 	return min(max(2*time.Duration(m.rtt.Load()), minYield), maxYield)
 }
 
-// observe folds a remote release latency into the moving average.
-func (m *Mutex[K]) observe(d time.Duration) {
+// observeRelease folds a remote release latency into the moving average.
+func (m *Mutex[K]) observeRelease(d time.Duration) {
 	for {
 		old := m.rtt.Load()
 		v := int64(d)
@@ -514,8 +589,10 @@ func (m *Mutex[K]) observe(d time.Duration) {
 type lease[K comparable] struct {
 	m      *Mutex[K]
 	e      *keylock.Entry[K, cohort] // ours while not unlocked
-	remote mutex.Lease               // the cohort's remote lease when granted
+	key    K
+	remote mutex.Lease // the cohort's remote lease when granted
 	token  uint64
+	since  time.Time // when Lock returned it (observed Mutexes only)
 
 	mu       sync.Mutex    // guards the fields below
 	unlocked bool          // Unlock was called
@@ -553,9 +630,18 @@ func (l *lease[K]) lostLocked() error {
 	case closed:
 		return lockErr("lease", l.e.Key(), fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 	case ended(l.remote):
-		return lockErr("lease", l.e.Key(), mutex.ErrLost)
+		return lostErr(l.e.Key(), l.remote)
 	}
 	return nil
+}
+
+// lostErr is the error of a lease whose remote lease r was lost: it
+// satisfies errors.Is(err, mutex.ErrLost) and carries r's reason.
+func lostErr(key any, r mutex.Lease) error {
+	if cause := r.Err(); cause != nil && errors.Is(cause, mutex.ErrLost) {
+		return lockErr("lease", key, cause)
+	}
+	return lockErr("lease", key, mutex.ErrLost)
 }
 
 // endLocked ends l with err unless it ended already. l.mu is held.
@@ -589,7 +675,7 @@ func (l *lease[K]) Done() <-chan struct{} {
 		case c.closed:
 			l.err = lockErr("lease", l.e.Key(), fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 		case ended(l.remote):
-			l.err = lockErr("lease", l.e.Key(), mutex.ErrLost)
+			l.err = lostErr(l.e.Key(), l.remote)
 		default:
 			l.m.wg.Add(1)
 			go l.watch(l.done)
@@ -620,6 +706,21 @@ func (l *lease[K]) watch(done chan struct{}) {
 // Unlock hands the remote lease to the next local waiter, or releases it;
 // see the package documentation.
 func (l *lease[K]) Unlock() error {
+	if l.m.obs == nil {
+		return l.unlock()
+	}
+	err := l.unlock()
+	if !errors.Is(err, mutex.ErrUnlocked) {
+		outcome := mutex.Released
+		if errors.Is(err, mutex.ErrLost) {
+			outcome = mutex.LostLease
+		}
+		l.m.observe(context.Background(), mutex.Unlocked, l.key, mutex.Event{Outcome: outcome, Hold: time.Since(l.since), Err: err})
+	}
+	return err
+}
+
+func (l *lease[K]) unlock() error {
 	l.mu.Lock()
 	if l.unlocked {
 		l.mu.Unlock()
@@ -642,7 +743,7 @@ func (l *lease[K]) Unlock() error {
 	switch {
 	case lost != nil:
 		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-			l.m.onError(lockErr("unlock", key, fmt.Errorf("release lost remote lease: %w", err)))
+			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
 		}
 		return lost
 	case errors.Is(err, mutex.ErrLost):

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -24,7 +25,7 @@ func ctxT(t *testing.T) context.Context {
 
 func newT(t *testing.T, remote mutex.Keyed[string], opts ...Option) *Mutex[string] {
 	t.Helper()
-	opts = append([]Option{WithErrorHandler(func(err error) { t.Errorf("error handler: %v", err) })}, opts...)
+	opts = append([]Option{WithLogger(logtest.Fail(t))}, opts...)
 	m, err := New(remote, opts...)
 	if err != nil {
 		t.Fatalf("New() = %v; want nil", err)
@@ -106,7 +107,10 @@ func TestConformance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
 			keyedtest.Run(t, keyedtest.Config{
-				New:       func(t *testing.T) mutex.Keyed[string] { return newT(t, tc.remote(f), tc.opts...) },
+				New: func(t *testing.T) mutex.Keyed[string] { return newT(t, tc.remote(f), tc.opts...) },
+				Observed: func(t *testing.T, o mutex.Observer) mutex.Keyed[string] {
+					return newT(t, tc.remote(f), append(tc.opts, WithObserver(o))...)
+				},
 				Instances: 3,
 			})
 		})
@@ -620,7 +624,9 @@ func TestConfigErrors(t *testing.T) {
 		{"typed nil remote", (*fake)(nil), nil, "nil remote mutex (*hybrid.fake)"},
 		{"negative bound", newFake(), []Option{WithMaxLocalHandoffs(-1)}, "WithMaxLocalHandoffs(-1)"},
 		{"negative yield", newFake(), []Option{WithReleaseYield(-time.Second)}, "WithReleaseYield(-1s)"},
-		{"nil error handler", newFake(), []Option{WithErrorHandler(nil)}, "WithErrorHandler(nil)"},
+		{"nil logger", newFake(), []Option{WithLogger(nil)}, "WithLogger(nil)"},
+		{"nil observer", newFake(), []Option{WithObserver(nil)}, "WithObserver(nil)"},
+		{"owned remote without Close", newFake(), []Option{WithOwnedRemote()}, "no Close method"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := New(tc.remote, tc.opts...)

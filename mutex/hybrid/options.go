@@ -3,7 +3,10 @@ package hybrid
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
 // DefaultMaxLocalHandoffs is the default of [WithMaxLocalHandoffs].
@@ -32,7 +35,9 @@ type Option func(*config) error
 
 type config struct {
 	maxHandoffs int
-	onError     func(error)
+	logger      *slog.Logger // nil: slog.Default() at each report
+	obs         mutex.Observer
+	ownRemote   bool
 	yield       time.Duration // used if yieldSet
 	yieldSet    bool
 }
@@ -55,16 +60,44 @@ func WithMaxLocalHandoffs(n int) Option {
 	}
 }
 
-// WithErrorHandler sets the function that receives errors that no caller
-// can be given: those of the [sync.Locker] adapter's retries, and failed
-// remote releases behind a lost lease. The default logs them with the
-// standard log package.
-func WithErrorHandler(f func(error)) Option {
+// WithLogger sets the logger that receives what no caller can be told:
+// the errors the [sync.Locker] adapter retries, and failed remote releases
+// behind a lost lease, at level Warn. l must not be nil: to discard, pass
+// slog.New(slog.DiscardHandler). The default is [slog.Default], looked
+// up at each report.
+func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
-		if f == nil {
-			return errors.New("hybrid: WithErrorHandler(nil)")
+		if l == nil {
+			return errors.New("hybrid: WithLogger(nil): pass slog.New(slog.DiscardHandler) to discard reports")
 		}
-		c.onError = f
+		c.logger = l
+		return nil
+	}
+}
+
+// WithObserver sets the [mutex.Observer] told about every Lock, TryLock
+// and Unlock (wait and hold times, outcomes), and about each local
+// cohort handoff and remote acquisition. It sees the hybrid side only:
+// give the remote its own (the same one will do; events carry their
+// backend). o must not be nil. The default is none.
+func WithObserver(o mutex.Observer) Option {
+	return func(c *config) error {
+		if o == nil {
+			return errors.New("hybrid: WithObserver(nil)")
+		}
+		c.obs = o
+		return nil
+	}
+}
+
+// WithOwnedRemote makes the Mutex own its remote: Close closes the remote
+// too, after releasing what the Mutex holds, so the usual stack (hybrid
+// over distributed) is built, and closed, in one step. The remote must
+// have a Close() error method. The default is a remote the caller owns
+// and closes after the Mutex.
+func WithOwnedRemote() Option {
+	return func(c *config) error {
+		c.ownRemote = true
 		return nil
 	}
 }

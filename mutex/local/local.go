@@ -2,9 +2,11 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -37,8 +39,52 @@ var (
 // Waiters are served in FIFO order (see the package doc). Only keys that
 // are held or waited for take memory.
 type Mutex[K comparable] struct {
-	t       keylock.Table[K, struct{}]
+	t       keylock.Table[K, held]
 	lockers mutex.LockerSet[K]
+	obs     mutex.Observer // from WithObserver; nil: none
+}
+
+// held is what an observed holding of a key keeps in its entry: the
+// observer, and when the holding began. Unobserved holdings leave it zero.
+type held struct {
+	obs   mutex.Observer
+	since time.Time
+}
+
+// New returns a Mutex with options. The zero value is a Mutex without
+// any; use New to set an observer.
+func New[K comparable](opts ...Option) (*Mutex[K], error) {
+	var c config
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	return &Mutex[K]{obs: c.obs}, nil
+}
+
+// An Option configures a [Mutex] in [New], which returns the error of an
+// invalid one.
+type Option func(*config) error
+
+type config struct {
+	obs mutex.Observer
+}
+
+// WithObserver sets the [mutex.Observer] told about every Lock, TryLock
+// and Unlock (wait and hold times, outcomes). o must not be nil. The
+// default is none.
+func WithObserver(o mutex.Observer) Option {
+	return func(c *config) error {
+		if o == nil {
+			return errors.New("local: WithObserver(nil)")
+		}
+		c.obs = o
+		return nil
+	}
 }
 
 // lease is one holding of one key. Once returned to the caller it is never
@@ -49,7 +95,7 @@ type lease[K comparable] struct {
 	// written plainly before the lease is published and atomically after.
 	// It comes first for 64-bit alignment on 32-bit platforms.
 	state uint64
-	e     *keylock.Entry[K, struct{}] // this lease's while not unlocked
+	e     *keylock.Entry[K, held] // this lease's while not unlocked
 }
 
 const unlockedBit = 1 << 63
@@ -121,13 +167,16 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 	if ctx == nil {
 		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
 	}
+	if m.obs != nil {
+		return m.observedLock(ctx, key, n, wait)
+	}
 	var (
-		e   *keylock.Entry[K, struct{}]
+		e   *keylock.Entry[K, held]
 		tok uint64
 		err error
 	)
 	if wait {
-		e, tok, err = m.t.Lock(ctx, key, n)
+		e, tok, err = m.t.Lock(ctx, key, n, nil)
 	} else {
 		e, tok, err = m.t.TryLock(ctx, key, n)
 	}
@@ -139,6 +188,41 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 		}
 		return nil, lockErr(key, err)
 	}
+	return &lease[K]{state: tok, e: e}, nil
+}
+
+// observedLock is lock with an observer: the same steps, timed and told.
+func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
+	op := "TryLock"
+	if wait {
+		op = "Lock"
+	}
+	ev := mutex.Event{Backend: "local", Key: fmt.Sprint(key), Op: op}
+	start := time.Now()
+	var (
+		e   *keylock.Entry[K, held]
+		tok uint64
+		err error
+	)
+	if wait {
+		e, tok, err = m.t.Lock(ctx, key, n, func() {
+			ev.Waited = true
+			w := ev
+			w.Kind = mutex.Waiting
+			m.obs.Observe(ctx, w)
+		})
+	} else {
+		e, tok, err = m.t.TryLock(ctx, key, n)
+	}
+	if err != nil && e != nil {
+		e.Unlock()
+	}
+	ev.Kind, ev.Wait, ev.Outcome, ev.Err = mutex.LockDone, time.Since(start), mutex.OutcomeOf(ctx, err), err
+	m.obs.Observe(ctx, ev)
+	if err != nil {
+		return nil, lockErr(key, err)
+	}
+	e.Value = held{obs: m.obs, since: time.Now()}
 	return &lease[K]{state: tok, e: e}, nil
 }
 
@@ -156,6 +240,10 @@ func (l *lease[K]) Unlock() error {
 	s := atomic.LoadUint64(&l.state)
 	if s&unlockedBit != 0 || !atomic.CompareAndSwapUint64(&l.state, s, s|unlockedBit) {
 		return mutex.ErrUnlocked
+	}
+	if h := l.e.Value; h.obs != nil {
+		h.obs.Observe(context.Background(), mutex.Event{Kind: mutex.Unlocked, Backend: "local",
+			Key: fmt.Sprint(l.e.Key()), Outcome: mutex.Released, Hold: time.Since(h.since)})
 	}
 	l.e.Unlock()
 	return nil

@@ -65,6 +65,13 @@ func TestConformance(t *testing.T) {
 		Goroutines: 16,
 		Iterations: 200,
 		Keys:       8,
+		Observed: func(t *testing.T, o mutex.Observer) mutex.Keyed[string] {
+			m, err := New[string](WithObserver(o))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m
+		},
 	})
 }
 

@@ -182,14 +182,17 @@ func TestPausedHolder(t *testing.T) {
 func testPausedHolder(t *testing.T, kind, mode string) {
 	leakcheck.Register(t)
 	ttl := 300 * time.Millisecond
-	cfg := config{kind: kind, instances: 2, ttl: ttl, proxy: true, client: ctxTimeouts}
+	cfg := config{kind: kind, instances: 1, ttl: ttl, proxy: true, client: ctxTimeouts}
 	if mode == "norenewal" {
 		cfg.opts = []distributed.Option{distributed.WithoutRenewal()}
 	}
 	e := setup(t, cfg)
 	h := faulttest.NewHistory(ttl, liveness)
 	f := &faulttest.Fenced{}
-	a, b := e.ms[0], e.ms[1]
+	// Only the paused holder needs the short TTL: the next holder gets a
+	// long one, so that its own Unlock, slowed by -race and the proxy on
+	// a loaded machine, never finds its lease expired.
+	a, b := e.ms[0], e.ms[e.addWith(t, distributed.WithTTL(5*time.Second))]
 	knewFirst := 0
 	n := iterations(3)
 	for i := 0; i < n; i++ {

@@ -246,28 +246,38 @@ func (m *Mutex[K]) names(t *testing.T, key K) names {
 	return namesFor(m.cfg.prefix, enc)
 }
 
-// TestRenewal holds a lock for more than 5 TTLs on a real server, where
-// keys expire in real time.
+// TestRenewal holds a lock across five renewals (more than one TTL) on a
+// real server, where keys expire in real time. It counts the renewals
+// rather than sleeping for some TTLs, so a slow machine only makes it
+// take longer: each renewal has two thirds of a 1s TTL of slack.
 func TestRenewal(t *testing.T) {
 	leakcheck.Register(t)
 	e := backends[1].start(t)
 	admin := e.client(t)
-	const ttl = 300 * time.Millisecond
-	m := e.newMutex(t, WithTTL(ttl))
+	const ttl = time.Second
+	var cmds counter
+	m := newMutexOn(t, e.client(t, &cmds), WithTTL(ttl))
 	key := keyedtest.Key(t)
 	l, err := m.Lock(ctxT(t, 10*time.Second), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-l.Done():
-		t.Fatalf("lease ended while renewed: %v", l.Err())
-	case <-time.After(6 * ttl): // the time span under test, not a synchronisation
+	start, scripts := time.Now(), cmds.Scripts.Load()
+	eventually(t, "five renewals", func() bool {
+		select {
+		case <-l.Done():
+			t.Fatalf("lease ended while renewed: %v", l.Err())
+		default:
+		}
+		return cmds.Scripts.Load()-scripts >= 5
+	})
+	if held := time.Since(start); held < ttl {
+		t.Errorf("five renewals took %v; want more than the TTL of %v (renewal every TTL/3)", held, ttl)
 	}
 	ctx := context.Background()
 	lock := m.names(t, key).lock
 	if pttl := admin.PTTL(ctx, lock).Val(); pttl <= 0 {
-		t.Errorf("PTTL after 6 TTLs = %v; want > 0", pttl)
+		t.Errorf("PTTL after five renewals = %v; want > 0", pttl)
 	}
 	if v := admin.Get(ctx, lock).Val(); !strings.HasPrefix(v, l.(*lease).val+" ") {
 		t.Errorf("lock value = %q; want the lease's holding %q and its expiry", v, l.(*lease).val)

@@ -13,16 +13,18 @@ import (
 )
 
 // Counter is a go-redis hook that counts the commands a client sends:
-// All of them (connection set-up such as HELLO included) and Scripts, the
-// EVAL and EVALSHA calls. Add it with client.AddHook(&counter).
+// All of them (connection set-up such as HELLO included), Scripts, the
+// EVAL and EVALSHA calls, and Trips, the round trips: one per command sent
+// alone and one per pipeline. Add it with client.AddHook(&counter).
 type Counter struct {
-	All, Scripts atomic.Int64
+	All, Scripts, Trips atomic.Int64
 }
 
-// Reset sets both counts to zero.
+// Reset sets the counts to zero.
 func (c *Counter) Reset() {
 	c.All.Store(0)
 	c.Scripts.Store(0)
+	c.Trips.Store(0)
 }
 
 func (c *Counter) count(cmd redis.Cmder) {
@@ -44,6 +46,7 @@ func (c *Counter) DialHook(next redis.DialHook) redis.DialHook {
 func (c *Counter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		c.count(cmd)
+		c.Trips.Add(1)
 		return next(ctx, cmd)
 	}
 }
@@ -54,6 +57,7 @@ func (c *Counter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		for _, cmd := range cmds {
 			c.count(cmd)
 		}
+		c.Trips.Add(1)
 		return next(ctx, cmds)
 	}
 }

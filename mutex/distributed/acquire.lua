@@ -14,6 +14,7 @@
 -- ARGV[9]  grant ttl: ms a lock handed to a waiter lives before renewal
 -- ARGV[10] grant channel prefix (prefix .. "grant:{" .. tag .. "}:")
 -- ARGV[11] "1" to publish grants with SPUBLISH, else PUBLISH
+-- ARGV[12] the waiter's label (no spaces or '*'), or ""
 --
 -- Returns
 --   {1, first, top, ttl}      the lock is the owner's (taken now, or
@@ -29,7 +30,7 @@
 -- not free, the script puts it back exactly (same value, same expiry)
 -- and goes on as below, all in one atomic script.
 local L, Q = KEYS[1], KEYS[2]
-local mode, owner, ttl, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local mode, owner, ttl, n, label = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[12]
 local cfg = {
 	ttl = ARGV[3],
 	grant = ARGV[9],
@@ -39,7 +40,7 @@ local cfg = {
 local us, ms = now()
 
 local function take(first, top)
-	put(owner, first, top, ms + ttl, '')
+	put(owner, first, top, ms + ttl, label, '')
 	return {1, first, top, ttl}
 end
 
@@ -47,7 +48,7 @@ end
 -- reply, or nil and the lock key's value (put back) for the general path.
 local function fast()
 	local exp = ms + ttl
-	local old = redis.pcall('SET', L, owner .. ' ' .. fmt(us) .. ' ' .. fmt(us) .. ' ' .. fmt(exp), 'PXAT', fmt(exp), 'GET')
+	local old = redis.pcall('SET', L, holding(owner, us, us, exp, label), 'PXAT', fmt(exp), 'GET')
 	if type(old) == 'table' then
 		return nil, nil -- another type (nothing was written): see general
 	end
@@ -165,7 +166,7 @@ end
 if score == '' then
 	score = fmt(us)
 end
-member = owner .. ' ' .. ARGV[7] .. ' ' .. ARGV[4] .. ' ' .. fmt(ms + tonumber(ARGV[8]))
+member = entry(owner, ARGV[7], ARGV[4], ms + tonumber(ARGV[8]), label)
 redis.call('ZADD', Q, score, member)
 redis.call('PEXPIRE', Q, ARGV[8])
 if o and not flagged(v) then

@@ -279,8 +279,8 @@ func TestRenewal(t *testing.T) {
 	if pttl := admin.PTTL(ctx, lock).Val(); pttl <= 0 {
 		t.Errorf("PTTL after five renewals = %v; want > 0", pttl)
 	}
-	if v := admin.Get(ctx, lock).Val(); !strings.HasPrefix(v, l.(*lease).val+" ") {
-		t.Errorf("lock value = %q; want the lease's holding %q and its expiry", v, l.(*lease).val)
+	if v := admin.Get(ctx, lock).Val(); !strings.HasPrefix(v, l.(*lease).val+" ") || !strings.HasSuffix(v, " "+m.cfg.label) {
+		t.Errorf("lock value = %q; want the lease's holding %q, its expiry and its label %q", v, l.(*lease).val, m.cfg.label)
 	}
 	if err := l.Err(); err != nil {
 		t.Errorf("Err() = %v; want nil", err)

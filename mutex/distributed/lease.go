@@ -388,7 +388,7 @@ func (l *lease) Requeue(n uint64) (requeue.Ticket, error) {
 		script: releaseScript,
 		keys:   []string{l.nm.lock, l.nm.queue},
 		args: []any{"requeue", l.val, strconv.FormatUint(l.g.top, 10), "", c.ttlMs, c.grantMs, l.nm.grants, sharded,
-			w.owner, n, c.id, c.liveMs},
+			w.owner, n, c.id, c.liveMs, c.cfg.label},
 	})
 	if err != nil {
 		l.finish(mutex.ErrUnlocked)

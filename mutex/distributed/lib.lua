@@ -3,18 +3,19 @@
 -- ARGV itself.
 --
 -- Values of the lock key KEYS[1]:
---   "<owner> <first> <top> <exp>"   held by owner, with tokens first..top;
---                                   exp is its expiry (server ms), kept
---                                   equal to the key's own, so that a
---                                   script that overwrote it can put it
---                                   back exactly
---   "<owner> <first> <top> <exp>*"  the same, and the queue may be non-empty
+--   "<owner> <first> <top> <exp> <label>"   held by owner, with tokens
+--                          first..top; exp is its expiry (server ms), kept
+--                          equal to the key's own, so that a script that
+--                          overwrote it can put it back exactly; label
+--                          names the holder for operators (no spaces or
+--                          '*'; may be empty, then without its space)
+--   the same with a trailing "*": the queue may be non-empty
 --   "~<last>"                       free; last is the highest token issued
 --   "~<last>*"                      free, but the queue still has waiters
 -- The queue KEYS[2] is a sorted set: score = join time in microseconds
--- (FIFO), member = "<owner> <mutex-id> <n> <deadline-ms>", where deadline
--- is the server time after which the entry is dead (its waiter stopped
--- refreshing it).
+-- (FIFO), member = "<owner> <mutex-id> <n> <deadline-ms> <label>", where
+-- deadline is the server time after which the entry is dead (its waiter
+-- stopped refreshing it).
 --
 -- Tokens are microseconds of the server clock (TIME), about 2^51: Lua
 -- numbers are doubles, exact for integers below 2^53.
@@ -30,11 +31,12 @@ local function now()
 	return us, math.floor(us / 1000)
 end
 
--- parse returns the owner, first, top and exp of a held value, or nil.
+-- parse returns the owner, first, top, exp and label of a held value,
+-- or nil.
 local function parse(v)
-	local o, f, t, e = string.match(v, '^(%x+) (%d+) (%d+) (%d+)%*?$')
+	local o, f, t, e, label = string.match(v, '^(%x+) (%d+) (%d+) (%d+) ?([^ *]*)%*?$')
 	if o then
-		return o, tonumber(f), tonumber(t), tonumber(e)
+		return o, tonumber(f), tonumber(t), tonumber(e), label
 	end
 end
 
@@ -69,9 +71,24 @@ local function issue(last, n, us)
 	return first, top
 end
 
--- put sets the lock key to value v until exp (server ms), for owner.
-local function put(owner, first, top, exp, star)
-	redis.call('SET', KEYS[1], owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. fmt(exp) .. star, 'PXAT', fmt(exp))
+-- holding is the lock key's value for owner's holding of first..top
+-- until exp (server ms), labelled label.
+local function holding(owner, first, top, exp, label)
+	local v = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. fmt(exp)
+	if label ~= '' then
+		v = v .. ' ' .. label
+	end
+	return v
+end
+
+-- put sets the lock key to owner's holding until exp, flagged by star.
+local function put(owner, first, top, exp, label, star)
+	redis.call('SET', KEYS[1], holding(owner, first, top, exp, label) .. star, 'PXAT', fmt(exp))
+end
+
+-- entry is a queue member.
+local function entry(owner, mid, n, deadline, label)
+	return owner .. ' ' .. mid .. ' ' .. n .. ' ' .. fmt(deadline) .. ' ' .. label
 end
 
 -- promote hands the free lock to the first live waiter of the queue: it
@@ -91,11 +108,11 @@ local function promote(last, us, ms, cfg)
 			redis.call('SET', KEYS[1], '~' .. fmt(last), 'PX', cfg.ttl)
 			return 'free', last
 		end
-		local owner, mid, n, deadline = string.match(head[1], '^(%x+) (%S+) (%d+) (%d+)$')
+		local owner, mid, n, deadline, label = string.match(head[1], '^(%x+) (%S+) (%d+) (%d+) ?(%S*)$')
 		if owner and tonumber(deadline) >= ms then
 			local first, top = issue(last, tonumber(n), us)
 			last = top
-			put(owner, first, top, ms + tonumber(cfg.grant), '*')
+			put(owner, first, top, ms + tonumber(cfg.grant), label, '*')
 			-- pcall: a user without channel rights still hands over; the
 			-- waiter then learns of its grant at its next poll.
 			local grant = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. cfg.grant

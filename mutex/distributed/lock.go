@@ -274,7 +274,7 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 		script: acquireScript,
 		keys:   []string{w.nm.lock, w.nm.queue},
 		args: []any{mode, w.owner, w.c.ttlMs, w.n, w.member, w.score, w.c.id,
-			w.c.liveMs, w.c.grantMs, w.nm.grants, sharded},
+			w.c.liveMs, w.c.grantMs, w.nm.grants, sharded, w.c.cfg.label},
 		abandon: w.abandoned,
 	}
 	res, err := w.c.x.do(ctx, w.c.closing, c)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,7 @@ type config struct {
 	encoder       any          // func(K) (string, error), checked by New; nil: default encoding
 	logger        *slog.Logger // nil: slog.Default() at each report
 	obs           mutex.Observer
+	label         string
 	unlockTimeout time.Duration
 }
 
@@ -40,6 +43,7 @@ func defaultConfig() config {
 		renew:         true,
 		prefix:        DefaultPrefix,
 		pollInterval:  DefaultPollInterval,
+		label:         defaultLabel(),
 		unlockTimeout: DefaultUnlockTimeout,
 	}
 }
@@ -167,6 +171,55 @@ func WithObserver(o mutex.Observer) Option {
 		c.obs = o
 		return nil
 	}
+}
+
+// WithLabel sets the label stored with every lock this Mutex holds and
+// every queue entry of its waiters, so that an operator can see who holds
+// a stuck key ([Mutex.Inspect], or redis-cli). It travels in values the
+// protocol writes anyway: it adds bytes, not commands. Up to 64 bytes of
+// printable ASCII, without spaces or '*'; "" for none. The default is
+// the host name and process id, "host:pid".
+func WithLabel(label string) Option {
+	return func(c *config) error {
+		if err := checkLabel(label); err != nil {
+			return err
+		}
+		c.label = label
+		return nil
+	}
+}
+
+// MaxLabelLen is the longest label [WithLabel] accepts, in bytes.
+const MaxLabelLen = 64
+
+func checkLabel(label string) error {
+	if len(label) > MaxLabelLen {
+		return fmt.Errorf("distributed: WithLabel(%q): %d bytes; at most %d", label, len(label), MaxLabelLen)
+	}
+	for i := 0; i < len(label); i++ {
+		if c := label[i]; c <= ' ' || c > '~' || c == '*' {
+			return fmt.Errorf("distributed: WithLabel(%q): byte %d (%q) is not printable ASCII, or is a space or '*'", label, i, c)
+		}
+	}
+	return nil
+}
+
+// defaultLabel is "host:pid", with any byte checkLabel refuses replaced.
+func defaultLabel() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown"
+	}
+	b := []byte(host + ":" + strconv.Itoa(os.Getpid()))
+	for i, c := range b {
+		if c <= ' ' || c > '~' || c == '*' {
+			b[i] = '_'
+		}
+	}
+	if len(b) > MaxLabelLen {
+		b = b[len(b)-MaxLabelLen:]
+	}
+	return string(b)
 }
 
 // WithUnlockTimeout bounds how long Unlock (which takes no context)

@@ -15,8 +15,8 @@
 -- ARGV[6] grant ttl, ms
 -- ARGV[7] grant channel prefix
 -- ARGV[8] "1" to publish with SPUBLISH, else PUBLISH
--- ARGV[9..12] requeue only: the new waiter's owner, its n, its Mutex id,
---         and the liveness of its queue entry (ms)
+-- ARGV[9..13] requeue only: the new waiter's owner, its n, its Mutex id,
+--         the liveness of its queue entry (ms), and its label
 --
 -- Returns 1 if the lock was the caller's and is now released or handed
 -- on, 0 if it was not (expired or taken over: the lease was lost). A
@@ -61,14 +61,14 @@ if string.sub(old, 1, #holding + 1) == holding .. ' ' then
 		if flagged(old) then
 			state, x = promote(tonumber(top), us, ms, cfg)
 		end
-		local owner, n, live = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[12])
+		local owner, n, live, label = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[12]), ARGV[13]
 		if state == 'free' then
 			local first, t = issue(x, n, us)
-			put(owner, first, t, ms + tonumber(cfg.ttl), '')
+			put(owner, first, t, ms + tonumber(cfg.ttl), label, '')
 			return {2, first, t, tonumber(cfg.ttl)}
 		end
 		local score = fmt(us)
-		local member = owner .. ' ' .. ARGV[11] .. ' ' .. ARGV[10] .. ' ' .. fmt(ms + live)
+		local member = entry(owner, ARGV[11], ARGV[10], ms + live, label)
 		redis.call('ZADD', KEYS[2], score, member)
 		redis.call('PEXPIRE', KEYS[2], live)
 		local pttl = -1

@@ -103,3 +103,35 @@ func ExampleMutex_Lock_withLease() {
 	// cause: mutex: lease lost
 	// Unlock: true
 }
+
+// An operator paged for a stuck key sees who holds it, since when, for
+// how long more, and how many wait.
+func ExampleMutex_Inspect() {
+	rdb, stop := startRedis()
+	defer stop()
+	m, err := distributed.New[string](rdb, distributed.WithLabel("billing-7"))
+	if err != nil {
+		panic(err)
+	}
+	defer m.Close()
+
+	ctx := context.Background()
+	lease, _ := m.Lock(ctx, "invoice-9")
+	info, err := m.Inspect(ctx, "invoice-9")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("held:", info.Held, "by", info.Label)
+	fmt.Println("token matches:", info.Token == lease.Token())
+	fmt.Println("TTL within 10s:", info.TTL > 0 && info.TTL <= 10*time.Second)
+	fmt.Println("waiters:", info.Waiters)
+	lease.Unlock()
+	info, _ = m.Inspect(ctx, "invoice-9")
+	fmt.Println("held after Unlock:", info.Held)
+	// Output:
+	// held: true by billing-7
+	// token matches: true
+	// TTL within 10s: true
+	// waiters: 0
+	// held after Unlock: false
+}

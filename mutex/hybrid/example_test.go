@@ -69,3 +69,37 @@ func Example() {
 	// counter: 80
 	// tokens strictly increasing: true
 }
+
+// The usual stack, hybrid over distributed, built and closed in one step:
+// with WithOwnedRemote, Close releases what the hybrid holds and then
+// closes the distributed mutex too.
+func ExampleWithOwnedRemote() {
+	mr, err := miniredis.Run() // a real Redis in production
+	if err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+
+	d, err := distributed.New[string](rdb, distributed.WithPrefix("app:locks:"))
+	if err != nil {
+		panic(err)
+	}
+	h, err := hybrid.New[string](d, hybrid.WithOwnedRemote())
+	if err != nil {
+		d.Close()
+		panic(err)
+	}
+	defer h.Close() // closes d too
+
+	lease, err := h.Lock(context.Background(), "order-17")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("token > 0:", lease.Token() > 0)
+	fmt.Println(lease.Unlock())
+	// Output:
+	// token > 0: true
+	// <nil>
+}

@@ -90,3 +90,32 @@ func ExampleMutex_Lock_cancel() {
 	// Output:
 	// true
 }
+
+// printer is a mutex.Observer that prints what it is told.
+type printer struct{}
+
+func (printer) Observe(_ context.Context, e mutex.Event) {
+	switch e.Kind {
+	case mutex.LockDone:
+		fmt.Printf("%s %s: %v (waited %v)\n", e.Op, e.Key, e.Outcome, e.Waited)
+	case mutex.Unlocked:
+		fmt.Printf("Unlock %s: %v\n", e.Key, e.Outcome)
+	}
+}
+
+// An observer sees every Lock, TryLock and Unlock: outcomes, wait and
+// hold times (see the module extra/otelkeyedmutex for OpenTelemetry).
+func ExampleWithObserver() {
+	m, err := local.New[string](local.WithObserver(printer{}))
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	l, _ := m.Lock(ctx, "k")
+	m.TryLock(ctx, "k")
+	l.Unlock()
+	// Output:
+	// Lock k: acquired (waited false)
+	// TryLock k: locked (waited false)
+	// Unlock k: released
+}

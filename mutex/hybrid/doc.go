@@ -9,24 +9,22 @@
 // passes straight to it, with no remote command: lock cohorting (Dice,
 // Marathe and Shavit, PPoPP 2012). After [WithMaxLocalHandoffs] handoffs in
 // a row the remote lease is released so that other processes get their
-// turn.
+// turn. The per-key state lives in the entries of the same sharded table
+// mutex/local uses: no lock is shared by every key.
 //
-// # Fairness after a bound release
+// # Taking turns with other processes
 //
-// Releasing the remote lease is not enough to let another process in: the
-// releasing process's next local head is awake already, while heads of
-// other processes still have to receive the release notice, so a plain
-// race would let the releaser win the lease straight back. So after a
-// release forced by the bound (with local waiters left), the next local
-// head yields: it waits about two remote round trips (an exponentially
-// weighted moving average of the measured release latency) before it
-// contends. A process that waits for the key takes it in that window; if
-// none does, the yield costs the releasing process that short delay once
-// per cohort. [WithReleaseYield] fixes the delay instead. In
-// BenchmarkHotKey the yield cuts the longest run of acquisitions by one
-// process from hundreds (bound 16, no yield: the releaser won the key
-// back over and over) to 34 (two cohorts; mostly when every other head
-// was yielding too), and the Redis commands per acquisition by a quarter.
+// Over a distributed mutex, a process that reaches its bound with local
+// goroutines still waiting releases and requeues in one step: the release
+// hands the lock to the next process in the key's queue in Redis and puts
+// this process back at the end of that queue, in the same script. The
+// next local holder then waits for that turn. Processes are so served in
+// strict rotation, each for up to bound+1 critical sections, and a turn
+// costs one Redis round trip. A remote that cannot requeue is released
+// and locked again; after a release forced by the bound, the next local
+// head then yields briefly (twice a moving average of the release
+// latency; [WithReleaseYield]) so that a waiting process can take the key
+// first.
 //
 // # Fencing tokens
 //
@@ -45,18 +43,20 @@
 // # Lost leases
 //
 // A lost remote lease ends the local holder's lease too ([mutex.Lease.Done]
-// closes, Err returns [mutex.ErrLost]) and is never handed to a local
+// closes, Err returns an error satisfying errors.Is(err, [mutex.ErrLost])
+// that carries the remote's reason) and is never handed to a local
 // waiter. Local exclusion holds until that holder calls Unlock, which
-// returns ErrLost; the next local waiter then acquires the remote lease
+// returns the loss; the next local waiter then acquires the remote lease
 // afresh. Goroutines of one process never overlap, whatever the remote
-// does.
+// does. A lease's Done starts a goroutine that watches the remote lease
+// only when called.
 //
 // # Close
 //
 // [Mutex.Close] makes later Locks fail with [mutex.ErrClosed], wakes every
 // local waiter with an error satisfying errors.Is(err, mutex.ErrClosed),
 // cancels remote contention in progress, and releases every remote lease
-// the Mutex holds; a local holder's lease ends then as lost (Err satisfies
-// both ErrLost and ErrClosed). Close does not close the remote mutex, which
-// the caller owns.
+// the Mutex holds, in parallel; a local holder's lease ends then as lost
+// (Err satisfies both ErrLost and ErrClosed). Close closes the remote only
+// with [WithOwnedRemote]; otherwise the caller owns it.
 package hybrid

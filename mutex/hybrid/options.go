@@ -9,17 +9,11 @@ import (
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
-// DefaultMaxLocalHandoffs is the default of [WithMaxLocalHandoffs].
-//
-// BenchmarkHotKey (4 instances x 16 goroutines, one key, redis-server on
-// loopback, 2 cores) puts 16 past the goals with margin on a noisy
-// machine: 14-22x the acquisitions per second of plain pub/sub waiting,
-// 0.26 Redis commands per acquisition (pub/sub: 6.9) and Jain's index
-// 0.9996 or more. 4 reaches only about 6x and 0.88 commands, 8 about 9x
-// and 0.50. A larger bound buys more (64: 50-80x, 0.08 commands), but a
-// process then keeps a hot key for bound+1 critical sections in a row
-// while other processes wait; with real critical sections that wait, not
-// Redis, dominates, so the default stays at 16.
+// DefaultMaxLocalHandoffs is the default of [WithMaxLocalHandoffs]: a
+// process keeps a hot key for up to 17 critical sections in a row, which
+// takes most Redis traffic off the key while other processes wait a few
+// of their own critical sections, not hundreds. The README shows the
+// measurements behind it.
 const DefaultMaxLocalHandoffs = 16
 
 // Bounds of the adaptive yield after a bound release; see
@@ -104,8 +98,10 @@ func WithOwnedRemote() Option {
 
 // WithReleaseYield fixes how long the next local head waits before it
 // contends for the remote lease after a release forced by the handoff
-// bound, so that a waiting process can take the key first. 0 disables the
-// yield; a negative d is an error. The default adapts: twice the moving average of the measured
+// bound, so that a waiting process can take the key first. It applies
+// only to a remote that cannot requeue (a distributed remote requeues
+// instead, see the package doc). 0 disables the yield; a negative d is an
+// error. The default adapts: twice the moving average of the measured
 // remote release latency, within 20µs and 10ms.
 func WithReleaseYield(d time.Duration) Option {
 	return func(c *config) error {

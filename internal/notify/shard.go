@@ -264,34 +264,14 @@ func (sh *shard) failPending(err error) {
 }
 
 // rebuild replaces the shard's failed connection. In cluster mode it first
-// reloads the slot map and moves every channel whose slot another master
-// owns now to that master's shard. Every channel still wanted is then
-// subscribed again, and each of its subscriptions is woken once Redis
-// confirms. It returns the new connection, or errGone when the shard has
-// no channels left in cluster mode.
+// looks up, with a fresh slot map, the master that now owns each of its
+// channels. Every channel still wanted is then subscribed again (on its
+// new shard if it moved), and each of its subscriptions is woken once
+// Redis confirms. It returns the new connection, or errGone when the shard
+// has no channels left in cluster mode.
 func (sh *shard) rebuild() (*redis.PubSub, error) {
 	h := sh.h
-	routes := map[string]*redis.Client{}
-	if sh.sharded {
-		h.mu.Lock()
-		var names []string
-		for name, e := range h.entries {
-			if e.sh == sh {
-				names = append(names, name)
-			}
-		}
-		h.mu.Unlock()
-		cc := h.client.(*redis.ClusterClient)
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-		cc.ReloadState(ctx)
-		for _, name := range names {
-			if node, err := cc.MasterForKey(ctx, name); err == nil {
-				routes[name] = node
-			}
-		}
-		cancel()
-	}
-
+	routes := sh.routes()
 	ps := sh.newPubSub()
 	h.mu.Lock()
 	if h.closed {
@@ -299,47 +279,7 @@ func (sh *shard) rebuild() (*redis.PubSub, error) {
 		ps.Close()
 		return nil, ErrClosed
 	}
-	type batch struct {
-		ps    *redis.PubSub
-		names []string
-	}
-	moved := map[*shard]*batch{}
-	var own []string
-	for name, e := range h.entries {
-		if e.sh != sh {
-			continue
-		}
-		if len(e.subs) == 0 {
-			// Its server-side subscription went with the connection,
-			// and nobody waits for its confirmation (a lingering one).
-			if e.idle != nil {
-				e.idle.Stop()
-				e.idle = nil
-			}
-			delete(h.entries, name)
-			continue
-		}
-		e.state = stSubscribing
-		e.wakeAll = true
-		if e.att == nil {
-			e.att = newAttempt()
-		}
-		if node := routes[name]; node != nil && node.Options().Addr != sh.addr {
-			to := h.shardLocked(true, node)
-			e.sh = to
-			b := moved[to]
-			if b == nil {
-				b = &batch{ps: to.ps}
-				moved[to] = b
-			}
-			b.names = append(b.names, name)
-			continue
-		}
-		if node := routes[name]; node != nil {
-			sh.node = node
-		}
-		own = append(own, name)
-	}
+	own, moved := sh.reassignLocked(routes)
 	gone := sh.sharded && len(own) == 0
 	if gone {
 		delete(h.shards, sh.addr)
@@ -363,4 +303,85 @@ func (sh *shard) rebuild() (*redis.PubSub, error) {
 		return nil, err
 	}
 	return ps, nil
+}
+
+// routes reloads the cluster slot map and returns the master that owns
+// each channel of the shard now (nothing in classic mode).
+func (sh *shard) routes() map[string]*redis.Client {
+	routes := map[string]*redis.Client{}
+	if !sh.sharded {
+		return routes
+	}
+	h := sh.h
+	h.mu.Lock()
+	var names []string
+	for name, e := range h.entries {
+		if e.sh == sh {
+			names = append(names, name)
+		}
+	}
+	h.mu.Unlock()
+	cc := h.client.(*redis.ClusterClient)
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	cc.ReloadState(ctx)
+	for _, name := range names {
+		if node, err := cc.MasterForKey(ctx, name); err == nil {
+			routes[name] = node
+		}
+	}
+	return routes
+}
+
+// batch is the channels to subscribe on one connection.
+type batch struct {
+	ps    *redis.PubSub
+	names []string
+}
+
+// reassignLocked marks every channel of the shard for resubscription (and
+// a wake of its subscriptions at the confirmation), moves to other shards
+// those whose slot another master owns now, and drops the lingering ones.
+// It returns the channels to subscribe on this shard and, per other
+// shard, the ones moved there. hub.mu is held.
+func (sh *shard) reassignLocked(routes map[string]*redis.Client) (own []string, moved map[*shard]*batch) {
+	h := sh.h
+	moved = map[*shard]*batch{}
+	for name, e := range h.entries {
+		if e.sh != sh {
+			continue
+		}
+		if len(e.subs) == 0 {
+			// Its server-side subscription went with the connection,
+			// and nobody waits for its confirmation (a lingering one).
+			if e.idle != nil {
+				e.idle.Stop()
+				e.idle = nil
+			}
+			delete(h.entries, name)
+			continue
+		}
+		e.state = stSubscribing
+		e.wakeAll = true
+		if e.att == nil {
+			e.att = newAttempt()
+		}
+		node := routes[name]
+		if node != nil && node.Options().Addr != sh.addr {
+			to := h.shardLocked(true, node)
+			e.sh = to
+			b := moved[to]
+			if b == nil {
+				b = &batch{ps: to.ps}
+				moved[to] = b
+			}
+			b.names = append(b.names, name)
+			continue
+		}
+		if node != nil {
+			sh.node = node
+		}
+		own = append(own, name)
+	}
+	return own, moved
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// lock runs one Lock, TryLock, LockN or TryLockN of the encoded key enc.
-func (c *core) lock(ctx context.Context, op, enc string, n uint64, try bool) (*lease, error) {
+// lockEncoded runs one Lock, TryLock, LockN or TryLockN of the encoded
+// key enc.
+func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bool) (*lease, error) {
 	if ctx == nil {
 		return nil, opErr(op, enc, errors.New("nil context.Context (use context.Background())"))
 	}

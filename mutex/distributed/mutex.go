@@ -212,7 +212,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 	if err != nil {
 		return nil, fmt.Errorf("distributed: %s: %w: %w", op, mutex.ErrInvalidKey, err)
 	}
-	l, err := m.core.lock(ctx, op, enc, n, try)
+	l, err := m.core.lockEncoded(ctx, op, enc, n, try)
 	if err != nil {
 		return nil, err
 	}

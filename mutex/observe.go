@@ -56,8 +56,9 @@ const (
 	// Waiting: a Lock could not take the lock at once and waits. Every
 	// Waiting is followed by a LockDone with Waited set.
 	Waiting
-	// Unlocked ends a lease by Unlock: Outcome Released, or LostLease if
-	// the lease had been lost; Hold; Err.
+	// Unlocked ends a lease by Unlock: Outcome Released, LostLease if the
+	// lease had been lost, or Failed if the release could not be made;
+	// Hold; Err.
 	Unlocked
 	// Lost: a lease was found lost while held (before its Unlock): Hold,
 	// Err says why.
@@ -145,4 +146,19 @@ func OutcomeOf(ctx context.Context, err error) Outcome {
 		return Canceled
 	}
 	return Failed
+}
+
+// UnlockOutcome classifies the error of an Unlock for an Unlocked event:
+// Released (nil), LostLease, or Failed (the release could not be made).
+// report is false for a second Unlock (ErrUnlocked), which ends nothing.
+func UnlockOutcome(err error) (o Outcome, report bool) {
+	switch {
+	case err == nil:
+		return Released, true
+	case errors.Is(err, ErrUnlocked):
+		return 0, false
+	case errors.Is(err, ErrLost):
+		return LostLease, true
+	}
+	return Failed, true
 }

@@ -131,11 +131,7 @@ func (l *lease) Unlock() error {
 		return l.unlock()
 	}
 	err := l.unlock()
-	if !errors.Is(err, mutex.ErrUnlocked) {
-		outcome := mutex.Released
-		if errors.Is(err, mutex.ErrLost) {
-			outcome = mutex.LostLease
-		}
+	if outcome, report := mutex.UnlockOutcome(err); report {
 		l.c.observe(context.Background(), mutex.Unlocked, l.enc, mutex.Event{Outcome: outcome, Hold: l.held(), Err: err})
 	}
 	return err

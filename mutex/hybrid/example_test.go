@@ -16,13 +16,8 @@ import (
 // They queue locally; the Redis lease passes between them with no Redis
 // command, up to 16 times in a row, and tokens keep increasing.
 func Example() {
-	mr, err := miniredis.Run() // a real Redis in production
-	if err != nil {
-		panic(err)
-	}
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb, stop := startRedis()
+	defer stop()
 
 	d, err := distributed.New[string](rdb, distributed.WithPrefix("app:locks:"))
 	if err != nil {
@@ -74,13 +69,8 @@ func Example() {
 // with WithOwnedRemote, Close releases what the hybrid holds and then
 // closes the distributed mutex too.
 func ExampleWithOwnedRemote() {
-	mr, err := miniredis.Run() // a real Redis in production
-	if err != nil {
-		panic(err)
-	}
-	defer mr.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
+	rdb, stop := startRedis()
+	defer stop()
 
 	d, err := distributed.New[string](rdb, distributed.WithPrefix("app:locks:"))
 	if err != nil {
@@ -102,4 +92,14 @@ func ExampleWithOwnedRemote() {
 	// Output:
 	// token > 0: true
 	// <nil>
+}
+
+// startRedis stands in for a real Redis server.
+func startRedis() (*redis.Client, func()) {
+	mr, err := miniredis.Run()
+	if err != nil {
+		panic(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	return rdb, func() { rdb.Close(); mr.Close() }
 }

@@ -710,11 +710,7 @@ func (l *lease[K]) Unlock() error {
 		return l.unlock()
 	}
 	err := l.unlock()
-	if !errors.Is(err, mutex.ErrUnlocked) {
-		outcome := mutex.Released
-		if errors.Is(err, mutex.ErrLost) {
-			outcome = mutex.LostLease
-		}
+	if outcome, report := mutex.UnlockOutcome(err); report {
 		l.m.observe(context.Background(), mutex.Unlocked, l.key, mutex.Event{Outcome: outcome, Hold: time.Since(l.since), Err: err})
 	}
 	return err

@@ -342,3 +342,49 @@ type fakeTB struct {
 
 func (f *fakeTB) Errorf(format string, args ...any) { f.failed = true }
 func (f *fakeTB) Helper()                           {}
+
+func TestAcquisitionsAndStart(t *testing.T) {
+	leakcheck.Register(t)
+	h := NewHistory(time.Second, time.Second)
+	m := &fakeKeyed{}
+	w := &Workload{
+		Instances: []mutex.Keyed[string]{m, m},
+		Keys:      []string{"a", "b"},
+		MaxHold:   time.Millisecond,
+		Fenced:    &Fenced{},
+		History:   h,
+	}
+	r := w.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.Stats().Acquisitions < 20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a started workload made %d acquisitions in 10s; want 20", h.Stats().Acquisitions)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.Stop(t)
+	got := h.Acquisitions()
+	if n := h.Stats().Acquisitions; int64(len(got)) != n {
+		t.Fatalf("len(Acquisitions()) = %d; want %d (Stats)", len(got), n)
+	}
+	seen := map[int]bool{}
+	for i, a := range got {
+		seen[a.Instance] = true
+		if a.Key != "a" && a.Key != "b" || a.Token == 0 {
+			t.Errorf("Acquisitions()[%d] = %+v; want key a or b and a token", i, a)
+		}
+		if i > 0 && a.At.Before(got[i-1].At) {
+			t.Errorf("Acquisitions() not in order: [%d] at %v before [%d]", i, a.At, i-1)
+		}
+	}
+	if len(seen) != 2 {
+		t.Errorf("acquisitions by %d instances; want 2", len(seen))
+	}
+	after := len(h.Acquisitions())
+	if after != len(got) {
+		t.Errorf("%d acquisitions after Stop returned; want none", after-len(got))
+	}
+	if v := h.Check(); len(v) != 0 {
+		t.Errorf("Check() = %q; want no violation", v)
+	}
+}

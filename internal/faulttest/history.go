@@ -215,6 +215,28 @@ func (h *History) LockErrors() map[string]int {
 	return out
 }
 
+// Acquisition is one successful Lock recorded in a History.
+type Acquisition struct {
+	Key      string
+	Instance int
+	Token    uint64
+	At       time.Time // when Lock returned
+}
+
+// Acquisitions returns every successful Lock recorded so far, in the
+// order they returned: what a test reads to measure how long a fault kept
+// locks from being taken.
+func (h *History) Acquisitions() []Acquisition {
+	h.mu.Lock()
+	out := make([]Acquisition, 0, len(h.holds))
+	for _, hd := range h.holds {
+		out = append(out, Acquisition{Key: hd.Key, Instance: hd.Instance, Token: hd.Token, At: hd.acquired})
+	}
+	h.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
 // Stats are the figures of a run.
 type Stats struct {
 	Acquisitions int64 // successful Locks

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +51,26 @@ type Workload struct {
 // stacks) and stops it.
 func (w *Workload) Run(tb testing.TB, d time.Duration, faults func(until time.Time)) {
 	tb.Helper()
+	r := w.Start()
+	stopAt := time.Now().Add(d)
+	if faults != nil {
+		faults(stopAt)
+	}
+	time.Sleep(time.Until(stopAt)) // the rest of the run
+	r.Stop(tb)
+}
+
+// Running is a workload started with [Workload.Start].
+type Running struct {
+	w       *Workload
+	stopped atomic.Bool
+	done    chan struct{} // closed when every goroutine has ended
+}
+
+// Start starts the workload's goroutines and returns at once; they lock
+// and unlock until [Running.Stop]. Several workloads may run at once
+// (one per implementation, say) while the caller injects faults.
+func (w *Workload) Start() *Running {
 	if w.Goroutines == 0 {
 		w.Goroutines = 4
 	}
@@ -59,14 +80,14 @@ func (w *Workload) Run(tb testing.TB, d time.Duration, faults func(until time.Ti
 	if w.LockTimeout == 0 {
 		w.LockTimeout = 2 * time.Second
 	}
-	stopAt := time.Now().Add(d)
+	r := &Running{w: w, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	for i, m := range w.Instances {
 		for g := 0; g < w.Goroutines; g++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for time.Now().Before(stopAt) {
+				for !r.stopped.Load() {
 					if w.Pause != nil {
 						w.Pause()
 					}
@@ -75,16 +96,22 @@ func (w *Workload) Run(tb testing.TB, d time.Duration, faults func(until time.Ti
 			}()
 		}
 	}
-	if faults != nil {
-		faults(stopAt)
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { wg.Wait(); close(r.done) }()
+	return r
+}
+
+// Stop tells the workload's goroutines to stop after their current Lock
+// and waits for them. If they do not all end within the lock timeout
+// plus 30s, some Lock hung: Stop fails tb (with the stacks) and stops it.
+// Call it from the test's goroutine.
+func (r *Running) Stop(tb testing.TB) {
+	tb.Helper()
+	r.stopped.Store(true)
 	select {
-	case <-done:
-	case <-time.After(time.Until(stopAt) + w.LockTimeout + 30*time.Second):
+	case <-r.done:
+	case <-time.After(r.w.LockTimeout + 30*time.Second):
 		tb.Fatalf("workload goroutines still running %v after the end of the run: a Lock or Unlock hung\n%s",
-			w.LockTimeout+30*time.Second, Stacks())
+			r.w.LockTimeout+30*time.Second, Stacks())
 	}
 }
 

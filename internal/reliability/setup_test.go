@@ -30,6 +30,19 @@ const shortTotal = 40 * time.Second
 
 var scale = 1.0
 
+// KnownBugsEnv is the environment variable that runs the tests which
+// reproduce known bugs not fixed yet; without it they skip, naming the
+// bug.
+const KnownBugsEnv = "KEYEDMUTEX_KNOWN_BUGS"
+
+// knownBug skips t, naming bug, unless KEYEDMUTEX_KNOWN_BUGS is set.
+func knownBug(t *testing.T, bug string) {
+	t.Helper()
+	if os.Getenv(KnownBugsEnv) == "" {
+		t.Skipf("reproduces a known bug, not fixed yet (run it with %s=1): %s", KnownBugsEnv, bug)
+	}
+}
+
 // totals sums the figures of every test, printed by TestMain.
 var totals struct {
 	sync.Mutex
@@ -79,18 +92,31 @@ type config struct {
 	proxy     bool          // each instance reaches Redis through its own proxy
 	opts      []distributed.Option
 	client    func(*redis.Options) // adjusts each instance's client options
+	on        *deployment          // if set, the deployment used instead of a server of the env's own
 }
 
-// env is one Redis server and several instances of one implementation,
-// each with its own client (optionally through its own proxy).
+// deployment is a Redis deployment other than a standalone server of the
+// env's own: a Sentinel deployment or a Cluster, which several envs (one
+// per kind) share.
+type deployment struct {
+	// dial returns a new client, the one of one instance (one process).
+	dial func() redis.UniversalClient
+	// nodes returns the addresses of the data nodes that must be left
+	// clean: no lock key, no subscribed channel.
+	nodes func() []string
+}
+
+// env is one Redis server (or the deployment of config.on) and several
+// instances of one implementation, each with its own client (optionally
+// through its own proxy).
 type env struct {
 	t       *testing.T
 	cfg     config
-	srv     *redistest.Server
-	admin   *redis.Client // direct, not proxied
+	srv     *redistest.Server     // nil with config.on
+	admin   redis.UniversalClient // direct, not proxied
 	prefix  string
 	proxies []*faulttest.Proxy
-	clients []*redis.Client
+	clients []redis.UniversalClient
 	dists   []*distributed.Mutex[string]
 	hybrids []*hybrid.Mutex[string]
 	ms      []mutex.Keyed[string]
@@ -109,8 +135,15 @@ func setup(t *testing.T, cfg config) *env {
 		cfg.instances = 3
 	}
 	e := &env{t: t, cfg: cfg}
-	e.srv = redistest.Start(t)
-	e.admin = redis.NewClient(&redis.Options{Addr: e.srv.Addr()})
+	if cfg.on != nil {
+		if cfg.proxy || cfg.client != nil {
+			t.Fatalf("setup: config.on takes no proxy and no client options")
+		}
+		e.admin = cfg.on.dial()
+	} else {
+		e.srv = redistest.Start(t)
+		e.admin = redis.NewClient(&redis.Options{Addr: e.srv.Addr()})
+	}
 	t.Cleanup(func() { e.admin.Close() })
 	e.prefix = fmt.Sprintf("rel%d:", seq.Add(1))
 	for i := 0; i < cfg.instances; i++ {
@@ -123,17 +156,22 @@ func setup(t *testing.T, cfg config) *env {
 // add creates one more instance.
 func (e *env) add(t *testing.T) int {
 	t.Helper()
-	addr := e.srv.Addr()
 	var p *faulttest.Proxy
-	if e.cfg.proxy {
-		p = faulttest.NewProxy(t, addr)
-		addr = p.Addr()
+	var c redis.UniversalClient
+	if e.cfg.on != nil {
+		c = e.cfg.on.dial()
+	} else {
+		addr := e.srv.Addr()
+		if e.cfg.proxy {
+			p = faulttest.NewProxy(t, addr)
+			addr = p.Addr()
+		}
+		o := &redis.Options{Addr: addr}
+		if e.cfg.client != nil {
+			e.cfg.client(o)
+		}
+		c = redis.NewClient(o)
 	}
-	o := &redis.Options{Addr: addr}
-	if e.cfg.client != nil {
-		e.cfg.client(o)
-	}
-	c := redis.NewClient(o)
 	logger := slog.New(&e.reports)
 	opts := []distributed.Option{distributed.WithTTL(e.cfg.ttl), distributed.WithPrefix(e.prefix), distributed.WithLogger(logger)}
 	if e.cfg.kind == spin {
@@ -198,7 +236,15 @@ func (e *env) close() {
 			p.Heal()
 		}
 	}
-	faulttest.CheckRedisClean(e.t, e.admin, e.prefix, e.cfg.ttl+5*time.Second)
+	if e.cfg.on == nil {
+		faulttest.CheckRedisClean(e.t, e.admin, e.prefix, e.cfg.ttl+5*time.Second)
+		return
+	}
+	for _, addr := range e.cfg.on.nodes() {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		faulttest.CheckRedisClean(e.t, c, e.prefix, e.cfg.ttl+5*time.Second)
+		c.Close()
+	}
 }
 
 // keys returns n keys unique to this env.

@@ -310,3 +310,82 @@ func TestReleaseBeforeSubscribe(t *testing.T) {
 		finish(t, h, fmt.Sprintf("iterations=%d slowest-waiter=%v", n, slowest))
 	})
 }
+
+// TestLateAcquireReply delays the replies to one instance's commands
+// (600ms, server to client) past its TTL (300ms): its acquire takes the
+// free lock at once, but Lock learns it only after the lock has expired
+// in Redis, and meanwhile another instance takes the key and releases
+// it. A Lock that returns must hold the lock: its lease must not be past
+// its validity when it returns (the lease's validity, counted from the
+// sending of the acquire, ran out 300ms after it), and its token must be
+// greater than that of the holder that came and went before it returned.
+func TestLateAcquireReply(t *testing.T) {
+	knownBug(t, "a Lock whose acquire reply arrives after the TTL returns a lease already past its validity (Err() nil), with a token lower than that of a holder that locked and unlocked the key in between")
+	forKinds(t, allKinds, func(t *testing.T, kind string) {
+		leakcheck.Register(t)
+		ttl := 300 * time.Millisecond
+		e := setup(t, config{kind: kind, instances: 2, ttl: ttl, proxy: true, client: ctxTimeouts})
+		h := faulttest.NewHistory(ttl, liveness)
+		if l, err := e.ms[0].Lock(ctxFor(t, 5*time.Second), "warm"); err != nil {
+			t.Fatalf("Lock(warm) = %v", err)
+		} else if err := l.Unlock(); err != nil {
+			t.Fatalf("Unlock = %v", err)
+		}
+		const key = "late"
+		lockKey := e.prefix + "{" + key + "}"
+		end := h.Fault("replies delayed 600ms")
+		e.proxies[0].SetLatency(0, 2*ttl, faulttest.Commands)
+		type result struct {
+			hd    *faulttest.Hold
+			err   error
+			errAt error // the lease's Err when Lock returned
+			took  time.Duration
+		}
+		got := make(chan result, 1)
+		start := time.Now()
+		go func() {
+			hd, err := h.Lock(ctxFor(t, 5*time.Second), e.ms[0], 0, key)
+			r := result{hd: hd, err: err, took: time.Since(start)}
+			if err == nil {
+				r.errAt = hd.Lease.Err()
+			}
+			got <- r
+		}()
+		// The acquire ran: the key is the late instance's in Redis.
+		if err := pollUntil(5*time.Second, func() error {
+			return e.admin.Get(context.Background(), lockKey).Err()
+		}); err != nil {
+			t.Fatalf("GET %s: %v; want the late instance's holding", lockKey, err)
+		}
+		ran := time.Since(start)
+		// Another instance takes the key once it expired, and releases it.
+		var hb *faulttest.Hold
+		if err := pollUntil(5*time.Second, func() error {
+			l, err := e.ms[1].TryLock(ctxFor(t, time.Second), key)
+			if err == nil {
+				hb, _ = h.Record(1, key, l, nil)
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("TryLock(%q) on instance 1 after the late instance's TTL = %v", key, err)
+		}
+		took := time.Since(start)
+		if err := hb.Unlock(); err != nil {
+			t.Errorf("Unlock = %v", err)
+		}
+		r := <-got
+		e.proxies[0].SetLatency(0, 0)
+		end()
+		if r.err == nil {
+			if r.hd.Token <= hb.Token {
+				t.Errorf("Lock(%q) returned after %v with token %d, lower than %d of the holder that locked at %v and unlocked before it returned (its acquire ran at %v; Err() at return: %v); want an error or a greater token",
+					key, r.took.Round(time.Millisecond), r.hd.Token, hb.Token, took.Round(time.Millisecond), ran.Round(time.Millisecond), r.errAt)
+			}
+			if err := r.hd.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) {
+				t.Errorf("Unlock of the late lease = %v", err)
+			}
+		}
+		e.close()
+		finish(t, h, fmt.Sprintf("late-lock-err=%v", r.err))
+	})
+}

@@ -4,7 +4,7 @@
 // ever used. It builds a standalone server ([Start]), a Redis Cluster
 // ([StartCluster], with slot migration: [Cluster.BeginMigration]) and a
 // Sentinel deployment ([StartSentinel]), and breaks them on cue: kill a
-// server, kill a master, fail over.
+// server, pause it ([Server.Pause]), kill a master, fail over.
 //
 // Where redis-server is not on PATH the tests that need it skip with a
 // message, unless the environment variable KEYEDMUTEX_REQUIRE_REDIS is set
@@ -245,4 +245,11 @@ func (s *Server) Client(tb testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
 	tb.Cleanup(func() { c.Close() })
 	return c
+}
+
+// process returns the running server's command, or nil.
+func (s *Server) process() *exec.Cmd {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd
 }

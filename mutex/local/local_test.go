@@ -7,6 +7,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -345,6 +346,61 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 	t.Logf("HeapAlloc before %d, after %d", before, after)
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(keys)
+}
+
+// TestNaNKey is item 10 of issue 11: a NaN key is not equal to itself,
+// so it could never be found again to be unlocked or waited for. Lock,
+// TryLock and LockN refuse it with an error satisfying errors.Is(err,
+// mutex.ErrInvalidKey) (before the fix TryLock(NaN) succeeded while NaN
+// was held), its Locker panics, and 200k attempts leave no entry and the
+// heap flat (before the fix each Lock leaked an entry).
+func TestNaNKey(t *testing.T) {
+	var m Mutex[float64]
+	ctx := context.Background()
+	nan := math.NaN()
+	l, err := m.Lock(ctx, nan)
+	if !errors.Is(err, mutex.ErrInvalidKey) {
+		t.Errorf("Lock(NaN) = %v; want ErrInvalidKey", err)
+	}
+	if l != nil {
+		l.Unlock()
+	}
+	if _, err := m.TryLock(ctx, nan); !errors.Is(err, mutex.ErrInvalidKey) {
+		t.Errorf("TryLock(NaN) = %v; want ErrInvalidKey", err)
+	}
+	if _, err := m.LockN(ctx, nan, 3); !errors.Is(err, mutex.ErrInvalidKey) {
+		t.Errorf("LockN(NaN) = %v; want ErrInvalidKey", err)
+	}
+	var mi Mutex[any] // a NaN inside an interface key
+	if _, err := mi.Lock(ctx, any(nan)); !errors.Is(err, mutex.ErrInvalidKey) {
+		t.Errorf("Mutex[any].Lock(NaN) = %v; want ErrInvalidKey", err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "invalid key") {
+				t.Errorf("Locker(NaN).Lock() panicked with %v; want a panic naming the invalid key", r)
+			}
+		}()
+		m.Locker(nan).Lock()
+	}()
+	before := heapAlloc()
+	for range 200_000 {
+		if l, err := m.Lock(ctx, nan); err == nil {
+			l.Unlock()
+			t.Fatal("Lock(NaN) = nil error; want ErrInvalidKey")
+		}
+	}
+	after := heapAlloc()
+	checkEmpty(t, &m)
+	checkHeap(t, before, after)
+	t.Logf("200k Lock(NaN): HeapAlloc before %d, after %d", before, after)
+	// Other keys are unaffected.
+	l, err = m.TryLock(ctx, 1.5)
+	if err != nil {
+		t.Fatalf("TryLock(1.5) = %v; want nil", err)
+	}
+	l.Unlock()
+	checkEmpty(t, &m)
 }
 
 func TestLeaseLifecycle(t *testing.T) {

@@ -84,13 +84,17 @@ const (
 	// RemoteAcquired: a hybrid head acquired the remote lease for its
 	// cohort.
 	RemoteAcquired
+	// Late: a distributed Lock got the lock, but its reply or grant came
+	// after the lease's validity had run out (a slow network or server, a
+	// paused process); it released it and went on waiting.
+	Late
 )
 
 var kindNames = [...]string{
 	LockDone: "lock_done", Waiting: "waiting", Unlocked: "unlocked", Lost: "lost",
 	Renewed: "renewed", Queued: "queued", Granted: "granted", Notice: "notice",
 	PollWake: "poll_wake", Reconnect: "reconnect", LocalHandoff: "local_handoff",
-	RemoteAcquired: "remote_acquired",
+	RemoteAcquired: "remote_acquired", Late: "late",
 }
 
 func (k EventKind) String() string {

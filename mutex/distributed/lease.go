@@ -398,7 +398,7 @@ func (l *lease) Requeue(n uint64) (requeue.Ticket, error) {
 		first, _ := r[1].(int64)
 		top, _ := r[2].(int64)
 		ttl, _ := r[3].(int64)
-		t.held = w.lease(grant{first: uint64(first), top: uint64(top), ttlMs: ttl}, sent)
+		t.held = newLease(c, w.enc, w.nm, w.owner, grant{first: uint64(first), top: uint64(top), ttlMs: ttl}, sent)
 	case len(r) == 4 && r[0] == int64(1):
 		w.member, _ = r[1].(string)
 		w.score, _ = r[2].(string)
@@ -441,7 +441,16 @@ func (t *ticket) Wait(ctx context.Context) (mutex.Reservation, error) {
 	}
 	defer c.calls.Done()
 	if t.held != nil {
-		return t.reservation(c.settle(ctx, "Lock", w, t.held, nil))
+		if time.Now().Before(t.held.validUntil) {
+			return t.reservation(c.settle(ctx, "Lock", w, t.held, nil))
+		}
+		// Kept too long before Wait: release it, and queue afresh.
+		w.take(t.held.g, time.Time{})
+		if err := w.rejoin(ctx); err != nil {
+			return t.reservation(c.settle(ctx, "Lock", w, nil, err))
+		}
+		l, err := w.wait(ctx, false, 0)
+		return t.reservation(c.settle(ctx, "Lock", w, l, err))
 	}
 	l, err := w.wait(ctx, true, t.pttl)
 	return t.reservation(c.settle(ctx, "Lock", w, l, err))

@@ -121,10 +121,16 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 		case err != nil:
 			return nil, err
 		case r.held:
-			return w.lease(r.g, sent), nil
+			if l := w.take(r.g, sent); l != nil {
+				return l, nil
+			}
+			if try {
+				return nil, errLate
+			}
 		case try:
 			return nil, lockedErr(r.pttl)
-		case !pubsub:
+		}
+		if !pubsub {
 			return w.spin(ctx)
 		}
 		if err := w.subscribe(ctx); err != nil {
@@ -132,6 +138,31 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 		}
 	}
 	return w.wait(ctx, false, 0)
+}
+
+// errLate is TryLock's error when the lock was taken but the reply came
+// after the lease's validity: it was released, nothing is held.
+var errLate = errors.New("acquire: the reply came after the lease's validity ran out (a slow network or server); the lock was released, nothing is held")
+
+// take makes the lease of holding g, valid from anchor for g's TTL, unless
+// that validity has run out already (the grant or the reply came late: a
+// slow network, a paused process): then the lock may be someone else's
+// by now, so the holding is released and take returns nil. The waiter
+// then carries on under a new owner id, so that the release of the old
+// one can never touch a later holding of its own.
+func (w *waiter) take(g grant, anchor time.Time) *lease {
+	l := newLease(w.c, w.enc, w.nm, w.owner, g, anchor)
+	if time.Now().Before(l.validUntil) {
+		return l
+	}
+	w.c.abort(w.nm, w.owner, w.member)
+	w.owner, w.member, w.score = newID(16), "", ""
+	if w.sub != nil {
+		w.sub.Close()
+		w.sub = nil
+	}
+	w.event(mutex.Late)
+	return nil
 }
 
 // lockedErr is TryLock's error: ErrLocked, and what the holder's TTL was.
@@ -190,7 +221,13 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 				if w.member != "" {
 					w.event(mutex.Granted) // found at a poll: its notice was lost
 				}
-				return w.lease(r.g, sent), nil
+				if l := w.take(r.g, sent); l != nil {
+					return l, nil
+				}
+				if err := w.rejoin(ctx); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if w.member == "" {
 				w.event(mutex.Queued)
@@ -205,12 +242,18 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 		t.Reset(d)
 		select {
 		case <-w.sub.C():
-			if l := w.granted(); l != nil {
+			if g, ok := w.granted(); ok {
 				w.event(mutex.Notice)
 				w.event(mutex.Granted)
-				return l, nil
+				if l := w.take(g, w.anchor); l != nil {
+					return l, nil
+				}
+				if err := w.rejoin(ctx); err != nil {
+					return nil, err
+				}
 			}
-			// A wake without a grant: a reconnect; check at once.
+			// A wake without a grant (a reconnect), or a late grant:
+			// check at once.
 		case <-t.C:
 			w.event(mutex.PollWake)
 		case <-ctx.Done():
@@ -223,20 +266,28 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 	}
 }
 
-// granted returns the lease of a grant message, if one arrived.
-func (w *waiter) granted() *lease {
+// granted returns the grant message that arrived, if one did. The grant
+// was made after the waiter's last call that found it waiting was sent
+// (w.anchor): its TTL counts from no earlier than that.
+func (w *waiter) granted() (grant, bool) {
 	payload, ok := w.sub.Message()
 	if !ok {
-		return nil
+		return grant{}, false
 	}
 	g, err := parseGrant(payload)
 	if err != nil {
 		w.c.logger().Warn("keyedmutex: ignoring a malformed grant", "channel", w.nm.channel(w.c.id), "err", err)
+		return grant{}, false
+	}
+	return g, true
+}
+
+// rejoin subscribes the waiter again after take gave it a new owner id.
+func (w *waiter) rejoin(ctx context.Context) error {
+	if w.sub = w.c.hub.Join(w.nm.channel(w.c.id), w.owner); w.sub != nil {
 		return nil
 	}
-	// The grant was made after our last call that found us waiting was
-	// sent: its TTL counts from no earlier than that.
-	return w.lease(g, w.anchor)
+	return w.subscribe(ctx)
 }
 
 // spin retries every spin interval, ±50% jitter, until ctx ends.
@@ -255,11 +306,13 @@ func (w *waiter) spin(ctx context.Context) (*lease, error) {
 		}
 		sent := time.Now()
 		r, err := w.attempt(ctx, "try")
-		if err != nil || r.held {
-			if err != nil {
-				return nil, err
+		if err != nil {
+			return nil, err
+		}
+		if r.held {
+			if l := w.take(r.g, sent); l != nil {
+				return l, nil
 			}
-			return w.lease(r.g, sent), nil
 		}
 	}
 }
@@ -359,11 +412,6 @@ func (c *core) submitRelease(nm names, args []any) {
 		keys:   []string{nm.lock, nm.queue},
 		args:   append(args, c.ttlMs, c.grantMs, nm.grants, sharded),
 	})
-}
-
-// lease makes the lease of holding g, valid from anchor for g's TTL.
-func (w *waiter) lease(g grant, anchor time.Time) *lease {
-	return newLease(w.c, w.enc, w.nm, w.owner, g, anchor)
 }
 
 func isClosed(ch <-chan struct{}) bool {

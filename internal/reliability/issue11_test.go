@@ -92,7 +92,7 @@ func (f *fixture) hybridOver(t *testing.T, d *distributed.Mutex[string], opts ..
 	t.Helper()
 	logger := slog.New(&f.reports)
 	h, err := hybrid.New[string](d, append([]hybrid.Option{
-		hybrid.WithErrorHandler(func(err error) { logger.Warn("hybrid", "err", err) }),
+		hybrid.WithLogger(logger),
 	}, opts...)...)
 	if err != nil {
 		t.Fatalf("hybrid.New = %v", err)
@@ -877,8 +877,8 @@ func TestIssue11LockerRetriesRedisDown(t *testing.T) {
 		t.Fatalf("distributed.New = %v", err)
 	}
 	t.Cleanup(func() { d.Close() })
-	var hybridErrs atomic.Int64
-	h, err := hybrid.New[string](f.dist(t, f.client(t, nil)), hybrid.WithErrorHandler(func(error) { hybridErrs.Add(1) }))
+	hlog, hybridLogged := logtest.New()
+	h, err := hybrid.New[string](f.dist(t, f.client(t, nil)), hybrid.WithLogger(hlog))
 	if err != nil {
 		t.Fatalf("hybrid.New = %v", err)
 	}
@@ -891,7 +891,7 @@ func TestIssue11LockerRetriesRedisDown(t *testing.T) {
 		reported func() int64
 	}{
 		{"distributed", d.Locker("down"), func() int64 { return lockerRetries(dreports) }},
-		{"hybrid", h.Locker("down-h"), hybridErrs.Load},
+		{"hybrid", h.Locker("down-h"), func() int64 { return int64(hybridLogged.Len()) }},
 	}
 
 	f.srv.Kill()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"math"
 	"runtime"
 	"strconv"
@@ -108,7 +109,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 // the heap flat.
 func TestNaNKey(t *testing.T) {
 	var remote local.Mutex[float64]
-	m, err := New[float64](&remote, WithErrorHandler(func(err error) { t.Errorf("error handler: %v", err) }))
+	m, err := New[float64](&remote, WithLogger(logtest.Fail(t)))
 	if err != nil {
 		t.Fatalf("New() = %v", err)
 	}

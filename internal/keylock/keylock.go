@@ -96,7 +96,8 @@ type Entry[K comparable, V any] struct {
 	locked   bool   // stays true while the lock passes from holder to waiter
 	tok      uint64 // the current holder's first token
 	q        queue[K, V]
-	done     chan struct{} // the holder's Done, made lazily
+	done     chan struct{}        // the holder's Done, made lazily
+	after    map[*func()]struct{} // AfterDone functions of the holding
 	nextFree *Entry[K, V]
 }
 
@@ -396,11 +397,43 @@ func (sh *shard[K, V]) handOff(e *Entry[K, V]) bool {
 	return false
 }
 
-// endHolding closes the current holder's Done channel. sh.mu is held.
+// endHolding closes the current holder's Done channel and starts its
+// AfterDone functions. sh.mu is held.
 func (e *Entry[K, V]) endHolding() {
 	if e.done != nil {
 		close(e.done)
 		e.done = nil
+	}
+	for f := range e.after {
+		go (*f)()
+	}
+	e.after = nil
+}
+
+// AfterDone runs f in its own goroutine once the holding of e that began
+// with token tok ends, or at once if it has; stop cancels that and
+// reports whether it did. No goroutine waits meanwhile.
+func (e *Entry[K, V]) AfterDone(tok uint64, f func()) (stop func() bool) {
+	sh := e.sh
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if !e.locked || e.tok != tok {
+		go f()
+		return func() bool { return false }
+	}
+	if e.after == nil {
+		e.after = make(map[*func()]struct{})
+	}
+	p := &f
+	e.after[p] = struct{}{}
+	return func() bool {
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		if _, ok := e.after[p]; !ok || e.tok != tok {
+			return false
+		}
+		delete(e.after, p)
+		return true
 	}
 }
 

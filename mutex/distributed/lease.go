@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyedmutex/keyedmutex/internal/requeue"
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
@@ -34,14 +34,15 @@ type lease struct {
 	done  chan struct{} // closed when the lease ends, with err set
 	since time.Time     // when Lock returned it (observed Mutexes only)
 
-	mu         sync.Mutex    // guards the fields below
-	validUntil time.Time     //
-	renewing   bool          // a renewal call is in flight
-	backoff    time.Duration // next retry delay after a transport error
-	lastErr    error         // the last renewal error, nil after a success
-	expiry     *time.Timer   // loses the lease at validity end: always without renewal, after a failed renewal with it
-	ending     bool          // Unlock or Close has begun: no background loss any more
-	err        error         // nil while held; set once, when done is closed
+	mu         sync.Mutex           // guards the fields below
+	validUntil time.Time            //
+	renewing   bool                 // a renewal call is in flight
+	backoff    time.Duration        // next retry delay after a transport error
+	lastErr    error                // the last renewal error, nil after a success
+	expiry     *time.Timer          // loses the lease at validity end: always without renewal, after a failed renewal with it
+	ending     bool                 // Unlock or Close has begun: no background loss any more
+	err        error                // nil while held; set once, when done is closed
+	after      map[*func()]struct{} // AfterDone functions, run when done closes
 }
 
 func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.Time) *lease {
@@ -86,10 +87,41 @@ func (l *lease) finish(err error) bool {
 		l.expiry.Stop()
 	}
 	close(l.done)
+	after := l.after
+	l.after = nil
 	l.mu.Unlock()
+	for f := range after {
+		go (*f)()
+	}
 	l.c.renew.cancel(l)
 	l.c.forget(l)
 	return true
+}
+
+// AfterDone runs f in its own goroutine once the lease has ended, or at
+// once if it has; stop cancels that (see [remote.Watcher]). No goroutine
+// waits meanwhile.
+func (l *lease) AfterDone(f func()) (stop func() bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		go f()
+		return func() bool { return false }
+	}
+	if l.after == nil {
+		l.after = make(map[*func()]struct{})
+	}
+	p := &f
+	l.after[p] = struct{}{}
+	return func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if _, ok := l.after[p]; !ok {
+			return false
+		}
+		delete(l.after, p)
+		return true
+	}
 }
 
 // lose ends the lease as lost, from the background (a failed ownership
@@ -352,23 +384,23 @@ func (l *lease) Reserved() uint64 { return l.g.top - l.g.first + 1 }
 
 // Requeue releases the lease, handing the lock to the first waiter
 // queued for it, and queues a new waiter of the same Mutex for n tokens
-// at the back of the queue, in one script: see [requeue.Lease]. It is
+// at the back of the queue, in one script: see [remote.Lease]. It is
 // what a hybrid process that reached its handoff bound uses to give
 // other processes their turn and take its own place in line at once.
-func (l *lease) Requeue(n uint64) (requeue.Ticket, error) {
+func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	if n < 1 || n > MaxReserve {
 		return nil, fmt.Errorf("distributed: Requeue: n = %d; want 1 <= n <= %d", n, MaxReserve)
 	}
 	c := l.c
 	w := &waiter{c: c, enc: l.enc, nm: l.nm, owner: newID(16), n: n}
 	if w.sub = c.hub.Join(w.nm.channel(c.id), w.owner); w.sub == nil {
-		return nil, requeue.ErrUnavailable
+		return nil, remote.ErrUnavailable
 	}
 	l.mu.Lock()
 	if l.ending || l.err != nil || !time.Now().Before(l.validUntil) {
 		l.mu.Unlock()
 		w.closeSub()
-		return nil, requeue.ErrUnavailable // Unlock says how it ended
+		return nil, remote.ErrUnavailable // Unlock says how it ended
 	}
 	l.ending = true
 	l.mu.Unlock()

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/notify"
-	"github.com/keyedmutex/keyedmutex/internal/requeue"
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
@@ -23,7 +23,8 @@ var (
 	_ mutex.Keyed[string]         = (*Mutex[string])(nil)
 	_ mutex.TokenReserver[string] = (*Mutex[string])(nil)
 	_ mutex.Reservation           = (*lease)(nil)
-	_ requeue.Lease               = (*lease)(nil)
+	_ remote.Lease                = (*lease)(nil)
+	_ remote.Watcher              = (*lease)(nil)
 )
 
 // ErrWrongType is returned by Lock and TryLock when the key Redis would

@@ -19,7 +19,7 @@ import (
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
-	"github.com/keyedmutex/keyedmutex/internal/requeue"
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
 )
@@ -114,7 +114,7 @@ func (r *recorder) recordN(key string, l mutex.Reservation, err error) (mutex.Re
 		return nil, err
 	}
 	r.record(key, l, l.Reserved(), nil)
-	if rq, ok := l.(requeue.Lease); ok {
+	if rq, ok := l.(remote.Lease); ok {
 		return recordedLease{rq, r, key}, nil
 	}
 	return l, nil
@@ -122,12 +122,12 @@ func (r *recorder) recordN(key string, l mutex.Reservation, err error) (mutex.Re
 
 // recordedLease is a remote lease whose requeued turns are recorded.
 type recordedLease struct {
-	requeue.Lease
+	remote.Lease
 	r   *recorder
 	key string
 }
 
-func (l recordedLease) Requeue(n uint64) (requeue.Ticket, error) {
+func (l recordedLease) Requeue(n uint64) (remote.Ticket, error) {
 	tk, err := l.Lease.Requeue(n)
 	if err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func (l recordedLease) Requeue(n uint64) (requeue.Ticket, error) {
 }
 
 type recordedTicket struct {
-	requeue.Ticket
+	remote.Ticket
 	r   *recorder
 	key string
 }

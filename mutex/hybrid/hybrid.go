@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
-	"github.com/keyedmutex/keyedmutex/internal/requeue"
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"golang.org/x/sync/errgroup"
 )
@@ -56,28 +56,28 @@ type Mutex[K comparable] struct {
 // entry. The goroutine that holds the entry uses it; Close takes mu to
 // end it from outside.
 type cohort struct {
-	mu        sync.Mutex     // guards remote, closed, cancel and contending
-	remote    mutex.Lease    // the cohort's remote lease, or nil
-	closed    bool           // Close took the remote lease away
-	next      uint64         // token of the next local holder of remote
-	end       uint64         // one past the last token reserved with remote
-	notBefore time.Time      // after a bound release: contend not before
-	ticket    requeue.Ticket // the remote waiter queued by a requeue, for the next holder
+	mu        sync.Mutex    // guards remote, closed, cancel and contending
+	remote    mutex.Lease   // the cohort's remote lease, or nil
+	closed    bool          // Close took the remote lease away
+	next      uint64        // token of the next local holder of remote
+	end       uint64        // one past the last token reserved with remote
+	notBefore time.Time     // after a bound release: contend not before
+	ticket    remote.Ticket // the remote waiter queued by a requeue, for the next holder
 	// While the holder acquires the remote lease: cancel stops it, and
 	// contending is closed when the acquisition has ended.
 	cancel     context.CancelFunc
 	contending chan struct{}
 }
 
-// New returns a Mutex that coordinates processes through remote. A nil
-// remote or an invalid option is an error. The Mutex does not own remote:
-// Close leaves it open.
-func New[K comparable](remote mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
+// New returns a Mutex that coordinates processes through the remote mutex
+// r. A nil r or an invalid option is an error. The Mutex does not own r
+// (Close leaves it open) unless [WithOwnedRemote] says so.
+func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 	switch {
-	case remote == nil:
+	case r == nil:
 		return nil, errors.New("hybrid: New: nil remote mutex")
-	case isNilPointer(remote):
-		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", remote)
+	case isNilPointer(r):
+		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", r)
 	}
 	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
 	for _, o := range opts {
@@ -88,15 +88,15 @@ func New[K comparable](remote mutex.Keyed[K], opts ...Option) (*Mutex[K], error)
 			return nil, err
 		}
 	}
-	m := &Mutex[K]{remote: remote, block: 1, logger: c.logger, obs: c.obs, yield: c.yield, adapt: !c.yieldSet}
+	m := &Mutex[K]{remote: r, block: 1, logger: c.logger, obs: c.obs, yield: c.yield, adapt: !c.yieldSet}
 	if c.ownRemote {
-		closer, ok := remote.(io.Closer)
+		closer, ok := r.(io.Closer)
 		if !ok {
-			return nil, fmt.Errorf("hybrid: WithOwnedRemote: the remote (%T) has no Close method", remote)
+			return nil, fmt.Errorf("hybrid: WithOwnedRemote: the remote (%T) has no Close method", r)
 		}
 		m.closer = closer
 	}
-	if b, ok := remote.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
+	if b, ok := r.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
 		m.reserver = b
 		m.block = uint64(c.maxHandoffs) + 1
 	}
@@ -358,7 +358,7 @@ func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Le
 }
 
 // takeTicket detaches the cohort's requeue ticket, if any.
-func (m *Mutex[K]) takeTicket(c *cohort) requeue.Ticket {
+func (m *Mutex[K]) takeTicket(c *cohort) remote.Ticket {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	tk := c.ticket
@@ -444,12 +444,12 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 // passes the key with that queued turn to the next local waiter. It
 // reports whether it did (false: release as usual).
 func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, error) {
-	rq, ok := r.(requeue.Lease)
+	rq, ok := r.(remote.Lease)
 	if !ok {
 		return false, nil
 	}
 	tk, err := rq.Requeue(m.block)
-	if errors.Is(err, requeue.ErrUnavailable) {
+	if errors.Is(err, remote.ErrUnavailable) {
 		return false, nil
 	}
 	c := &e.Value
@@ -492,7 +492,7 @@ func (m *Mutex[K]) Close() error {
 	m.t.Close(errClosed)
 	var (
 		remotes    []mutex.Lease
-		tickets    []requeue.Ticket
+		tickets    []remote.Ticket
 		contenders []chan struct{}
 	)
 	m.t.Range(func(e *keylock.Entry[K, cohort]) {
@@ -595,6 +595,7 @@ type lease[K comparable] struct {
 	since  time.Time // when Lock returned it (observed Mutexes only)
 
 	mu       sync.Mutex    // guards the fields below
+	unwatch  func() bool   // cancels the remote's AfterDone callback, set by Done
 	unlocked bool          // Unlock was called
 	err      error         // set when the lease ended: ErrUnlocked or a loss
 	done     chan struct{} // made by Done; closed when the lease ends
@@ -678,7 +679,12 @@ func (l *lease[K]) Done() <-chan struct{} {
 			l.err = lostErr(l.e.Key(), l.remote)
 		default:
 			l.m.wg.Add(1)
-			go l.watch(l.done)
+			if w, ok := l.remote.(remote.Watcher); ok {
+				// No goroutine while held: the remote calls back.
+				l.unwatch = w.AfterDone(l.remoteEnded)
+			} else {
+				go l.watch(l.done)
+			}
 		}
 		c.mu.Unlock()
 	}
@@ -690,17 +696,33 @@ func (l *lease[K]) Done() <-chan struct{} {
 
 // watch ends l when its remote lease ends before l does.
 func (l *lease[K]) watch(done chan struct{}) {
-	defer l.m.wg.Done()
 	select {
 	case <-done:
-		return
+		l.m.wg.Done()
 	case <-l.remote.Done():
+		l.remoteEnded()
 	}
+}
+
+// remoteEnded ends l as lost if its remote lease ended while l is held.
+func (l *lease[K]) remoteEnded() {
+	defer l.m.wg.Done()
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if err := l.lostLocked(); err != nil {
 		l.endLocked(err)
 	}
+}
+
+// stopWatching cancels the remote's callback, if it has not run.
+func (l *lease[K]) stopWatching() {
+	l.mu.Lock()
+	stop := l.unwatch
+	l.unwatch = nil
 	l.mu.Unlock()
+	if stop != nil && stop() {
+		l.m.wg.Done()
+	}
 }
 
 // Unlock hands the remote lease to the next local waiter, or releases it;
@@ -733,6 +755,7 @@ func (l *lease[K]) unlock() error {
 		l.endLocked(mutex.ErrUnlocked)
 	}
 	l.mu.Unlock()
+	l.stopWatching()
 
 	key := l.e.Key()
 	err := l.m.release(l.e, lost != nil)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -17,6 +18,7 @@ var (
 	_ mutex.TokenReserver[string] = (*Mutex[string])(nil)
 	_ mutex.Lease                 = (*lease[string])(nil)
 	_ mutex.Reservation           = (*reservation[string])(nil)
+	_ remote.Watcher              = (*lease[string])(nil)
 )
 
 // Errors of this package. They are wrapped with the key, so test with
@@ -259,6 +261,18 @@ func (l *lease[K]) Done() <-chan struct{} {
 	// The token names this holding: if it has ended meanwhile, Done
 	// returns a closed channel.
 	return l.e.Done(s)
+}
+
+// AfterDone runs f in its own goroutine once the lease is unlocked, or at
+// once if it is; stop cancels that and reports whether it did. It lets a
+// caller watch many leases (hybrid's Done, say) without a goroutine each.
+func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
+	s := atomic.LoadUint64(&l.state)
+	if s&unlockedBit != 0 {
+		go f()
+		return func() bool { return false }
+	}
+	return l.e.AfterDone(s, f)
 }
 
 // Err returns nil while the lease is held and [mutex.ErrUnlocked] after

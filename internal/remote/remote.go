@@ -1,11 +1,16 @@
-// Package requeue is the contract between mutex/hybrid and a remote
-// mutex whose leases can release the lock and queue for it again in one
-// step (mutex/distributed). A hybrid process that reached its handoff
-// bound with local goroutines still waiting uses it to hand the lock to
-// the next process in the remote's queue and take its own place at the
-// back of that queue atomically: processes are then served in strict
-// rotation, with one round trip per turn instead of two or three.
-package requeue
+// Package remote is what mutex/hybrid can ask of a remote lease beyond
+// mutex.Lease, when the remote (mutex/distributed) offers it:
+//
+//   - Requeue: release the lock and queue for it again in one step. A
+//     hybrid process that reached its handoff bound with local goroutines
+//     still waiting uses it to hand the lock to the next process in the
+//     remote's queue and take its own place at the back of that queue
+//     atomically: processes are then served in strict rotation, with one
+//     round trip per turn instead of two or three.
+//   - AfterDone: run a function when the lease ends, with no goroutine
+//     waiting on its Done channel, so that a process holding many keys
+//     watches their losses for free.
+package remote
 
 import (
 	"context"
@@ -13,6 +18,14 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
+
+// Watcher is a lease that runs a function when it ends.
+type Watcher interface {
+	// AfterDone arranges for f to run, in its own goroutine, once the
+	// lease has ended (Done closed), or at once if it has. stop cancels
+	// that and reports whether it did (false: f ran or was started).
+	AfterDone(f func()) (stop func() bool)
+}
 
 // Lease is a remote lease that can requeue.
 type Lease interface {
@@ -40,4 +53,4 @@ type Ticket interface {
 
 // ErrUnavailable is returned by Requeue when the lease cannot requeue
 // now (its mutex is not listening for grants of that key yet).
-var ErrUnavailable = errors.New("requeue: unavailable")
+var ErrUnavailable = errors.New("remote: requeue unavailable")

@@ -474,7 +474,7 @@ func (h *hub) close() {
 		h.wg.Wait()
 		close(ended)
 	}()
-	t := time.NewTimer(5 * time.Second)
+	t := time.NewTimer(closeGrace)
 	defer t.Stop()
 	select {
 	case <-ended:

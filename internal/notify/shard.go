@@ -19,6 +19,12 @@ const closeMarker = "keyedmutex-notify-close"
 // writeTimeout bounds one SUBSCRIBE, UNSUBSCRIBE or PING (including a dial).
 const writeTimeout = 5 * time.Second
 
+// closeGrace bounds how long the hub's last Close waits for Redis to
+// confirm the final UNSUBSCRIBE before it closes the connections (which
+// drops the subscriptions anyway): a Redis that stalls does not hold
+// Close up.
+const closeGrace = time.Second
+
 // errGone ends the reader of a cluster shard that no longer owns any
 // subscribed channel.
 var errGone = errors.New("notify: shard has no channels left")
@@ -85,7 +91,7 @@ func (sh *shard) stop(ps *redis.PubSub) {
 	sh.sendMu.Lock()
 	defer sh.sendMu.Unlock()
 	sh.stopping = true
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
 	defer cancel()
 	if err := sh.unsubscribe(ctx, ps); err != nil {
 		ps.Close()

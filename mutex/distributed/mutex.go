@@ -69,7 +69,6 @@ type core struct {
 	cancelClose context.CancelFunc
 	closing     <-chan struct{} // closeCtx.Done(): waiting calls give up
 	closeOnce   sync.Once
-	closeErr    error
 
 	mu     sync.Mutex // guards closed, leases and calls.Add
 	closed bool
@@ -256,33 +255,38 @@ func (m *Mutex[K]) Close() error { return m.core.close() }
 
 func (c *core) close() error {
 	c.closeOnce.Do(func() {
-		deadline := time.NewTimer(c.cfg.unlockTimeout)
-		defer deadline.Stop()
+		// One deadline for all of it; a context's Done stays closed once
+		// it passed (a timer's channel fires once).
+		dctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
+		defer cancel()
+		deadline := dctx.Done()
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
 		c.cancelClose()
-		waitOr(deadline.C, func() { c.calls.Wait() })
+		waitOr(deadline, func() { c.calls.Wait() })
 		c.mu.Lock()
 		held := make([]*lease, 0, len(c.leases))
 		for _, l := range c.leases {
 			held = append(held, l)
 		}
 		c.mu.Unlock()
-		c.releaseAll(held, deadline.C)
+		c.releaseAll(held, deadline)
 		c.renew.stop()
-		c.closeErr = c.hub.Close() // no orphan releases after this
+		// No orphan releases after this; Redis stalled, it may end
+		// after Close returned (within notify's grace, a second).
+		waitOr(deadline, func() { _ = c.hub.Close() })
 		select {
 		case <-c.x.wait():
-		case <-deadline.C:
+		case <-deadline:
 		}
 	})
-	return c.closeErr
+	return nil
 }
 
 // releaseAll releases the leases for Close, all at once (the executor
 // pipelines the calls), waiting for them until deadline.
-func (c *core) releaseAll(held []*lease, deadline <-chan time.Time) {
+func (c *core) releaseAll(held []*lease, deadline <-chan struct{}) {
 	calls := make([]*call, len(held))
 	var submit []*call
 	for i, l := range held {
@@ -308,7 +312,7 @@ func (c *core) releaseAll(held []*lease, deadline <-chan time.Time) {
 }
 
 // waitOr runs f in a goroutine and waits for it or for deadline.
-func waitOr(deadline <-chan time.Time, f func()) {
+func waitOr(deadline <-chan struct{}, f func()) {
 	done := make(chan struct{})
 	go func() {
 		f()

@@ -39,7 +39,6 @@ func clusterDeployment(c *redistest.Cluster) *deployment {
 //
 // A soak runs iterations(1) rounds, each on a new cluster.
 func TestClusterKillMaster(t *testing.T) {
-	knownBug(t, "after the kill, commands to the dead master's address take 1-2s each (go-redis dial retries) and hold up the Mutex's shared pipelines, so acquires on the new master get their reply after their TTL; Lock then returns a lease already past its validity (see TestLateAcquireReply), which is lost at once, away from the fault, or has a token below an intervening holder's")
 	n := iterations(1)
 	for round := 1; round <= n; round++ {
 		t.Run(fmt.Sprintf("round%d", round), testClusterKillMaster)

@@ -320,7 +320,6 @@ func TestReleaseBeforeSubscribe(t *testing.T) {
 // sending of the acquire, ran out 300ms after it), and its token must be
 // greater than that of the holder that came and went before it returned.
 func TestLateAcquireReply(t *testing.T) {
-	knownBug(t, "a Lock whose acquire reply arrives after the TTL returns a lease already past its validity (Err() nil), with a token lower than that of a holder that locked and unlocked the key in between")
 	forKinds(t, allKinds, func(t *testing.T, kind string) {
 		leakcheck.Register(t)
 		ttl := 300 * time.Millisecond

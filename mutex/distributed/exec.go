@@ -3,6 +3,7 @@ package distributed
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -10,10 +11,12 @@ import (
 )
 
 // maxFlights bounds how many pipelines of one Mutex are in flight at
-// once, and so how many connections it uses at a time; calls made while
-// every flight is busy wait in the queue and leave together, as one
-// pipeline (one write and one read for all of them), with the next flight
-// that ends. A call alone finds a free flight and leaves at once.
+// once to one server (one lane; a Cluster has a lane per master), and so
+// how many connections it uses there at a time; calls made while every
+// flight of their lane is busy wait in its queue and leave together, as
+// one pipeline (one write and one read for all of them), with the next
+// flight that ends. A call alone finds a free flight and leaves at once.
+// Lanes are independent: a dead master holds up no call to the others.
 const maxFlights = 2
 
 // maxBatch bounds how many calls one pipeline carries.
@@ -50,12 +53,33 @@ type executor struct {
 	client redis.UniversalClient
 	failed func(error) // told about every transport error
 
-	mu      sync.Mutex // guards queue and flights
-	queue   []*call
-	flights int
-	idle    chan struct{} // made by wait; closed when flights falls to 0 with the queue empty
+	mu     sync.Mutex       // guards lanes, busy and idle
+	lanes  map[string]*lane // by master address ("" for a single server)
+	busy   int              // flights running, in all lanes
+	queued int              // calls queued, in all lanes
+	idle   chan struct{}    // made by wait; closed when nothing runs or waits
 
 	wg sync.WaitGroup // flights
+}
+
+// lane is the queue and flights of one server.
+type lane struct {
+	queue   []*call
+	flights int
+}
+
+// laneOf returns the name of the lane of a call on key: its master's
+// address on a Cluster, "" otherwise (or if the slot map cannot tell).
+func (x *executor) laneOf(key string) string {
+	cc, ok := x.client.(*redis.ClusterClient)
+	if !ok {
+		return ""
+	}
+	node, err := cc.MasterForKey(context.Background(), key)
+	if err != nil {
+		return ""
+	}
+	return node.Options().Addr
 }
 
 // do submits c and waits for its result, ctx's end or stop's: it returns
@@ -82,56 +106,80 @@ func (x *executor) do(ctx context.Context, stop <-chan struct{}, c *call) (any, 
 // errStopped is returned by do when stop was closed first.
 var errStopped = errors.New("distributed: stopped")
 
-// submit queues c and starts a flight if fewer than maxFlights run.
+// submit queues the calls in their lanes and starts a flight in each lane
+// where fewer than maxFlights run.
 func (x *executor) submit(cs ...*call) {
 	if len(cs) == 0 {
 		return
 	}
-	for _, c := range cs {
+	names := make([]string, len(cs))
+	for i, c := range cs {
 		c.done = make(chan struct{})
+		names[i] = x.laneOf(c.keys[0])
 	}
 	x.mu.Lock()
-	x.queue = append(x.queue, cs...)
-	if x.flights >= maxFlights {
-		x.mu.Unlock()
-		return
+	if x.lanes == nil {
+		x.lanes = map[string]*lane{}
 	}
-	x.flights++
-	batch := x.takeLocked()
-	x.wg.Add(1)
+	var start []*lane // at most one new flight per lane
+	for i, c := range cs {
+		ln := x.lanes[names[i]]
+		if ln == nil {
+			ln = &lane{}
+			x.lanes[names[i]] = ln
+		}
+		ln.queue = append(ln.queue, c)
+		x.queued++
+		if ln.flights < maxFlights && !slices.Contains(start, ln) {
+			ln.flights++
+			x.busy++
+			start = append(start, ln)
+		}
+	}
+	batches := make([][]*call, len(start))
+	for i, ln := range start {
+		batches[i] = x.takeLocked(ln)
+	}
+	x.wg.Add(len(start))
 	x.mu.Unlock()
-	go x.fly(batch)
+	for i, ln := range start {
+		go x.fly(ln, batches[i])
+	}
 }
 
-// takeLocked takes up to maxBatch queued calls. x.mu is held.
-func (x *executor) takeLocked() []*call {
-	n := min(len(x.queue), maxBatch)
+// takeLocked takes up to maxBatch queued calls of ln. x.mu is held.
+func (x *executor) takeLocked(ln *lane) []*call {
+	n := min(len(ln.queue), maxBatch)
 	batch := make([]*call, n)
-	copy(batch, x.queue)
-	clear(x.queue[:n])
-	x.queue = x.queue[n:]
-	if len(x.queue) == 0 {
-		x.queue = nil
+	copy(batch, ln.queue)
+	clear(ln.queue[:n])
+	ln.queue = ln.queue[n:]
+	if len(ln.queue) == 0 {
+		ln.queue = nil
 	}
+	x.queued -= n
 	return batch
 }
 
-// fly runs batches until the queue is empty.
-func (x *executor) fly(batch []*call) {
+// fly runs batches of ln until its queue is empty.
+func (x *executor) fly(ln *lane, batch []*call) {
 	defer x.wg.Done()
 	for {
-		x.run(batch)
+		if len(batch) > 0 {
+			x.run(batch)
+		}
 		x.mu.Lock()
-		if len(x.queue) == 0 {
-			x.flights--
-			if x.flights == 0 && x.idle != nil {
+		if len(ln.queue) == 0 {
+			ln.flights--
+			x.busy--
+			if x.busy == 0 && x.queued == 0 && x.idle != nil {
 				close(x.idle)
 				x.idle = nil
 			}
 			x.mu.Unlock()
 			return
 		}
-		batch = x.takeLocked()
+		batch = x.takeLocked(ln)
 		x.mu.Unlock()
 	}
 }
@@ -204,7 +252,7 @@ func (x *executor) settle(c *call) {
 func (x *executor) wait() <-chan struct{} {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.flights == 0 && len(x.queue) == 0 {
+	if x.busy == 0 && x.queued == 0 {
 		c := make(chan struct{})
 		close(c)
 		return c

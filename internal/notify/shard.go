@@ -238,6 +238,20 @@ func (sh *shard) confirm(m *redis.Subscription) {
 			next = sh.unsubscribe
 		}
 	case "unsubscribe", "sunsubscribe":
+		if e.state == stSubscribed && sh.sharded {
+			// Not asked for: the server dropped it, as Redis 7 does for
+			// the shard channels of a slot that moved to another master.
+			// Move the channel after its slot, and wake its waiters once
+			// it is subscribed there (grants meanwhile reached nobody).
+			e.state = stSubscribing
+			e.wakeAll = true
+			if e.att == nil {
+				e.att = newAttempt()
+			}
+			h.wg.Add(1)
+			go sh.follow(e)
+			break
+		}
 		if e.state != stUnsubscribing {
 			break
 		}
@@ -253,6 +267,34 @@ func (sh *shard) confirm(m *redis.Subscription) {
 	if next != nil {
 		_ = sh.write(ps, func(ctx context.Context) error { return next(ctx, ps, m.Channel) })
 	}
+}
+
+// follow resubscribes e, which the server unsubscribed, on the master that
+// owns its slot now (a fresh slot map tells), and marks it moved there.
+func (sh *shard) follow(e *entry) {
+	h := sh.h
+	defer h.wg.Done()
+	cc := h.client.(*redis.ClusterClient)
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	cc.ReloadState(ctx)
+	node, err := cc.MasterForKey(ctx, e.name)
+	h.mu.Lock()
+	if h.closed || h.entries[e.name] != e || e.sh != sh || e.state != stSubscribing {
+		h.mu.Unlock()
+		return
+	}
+	to := sh
+	if err == nil && node.Options().Addr != sh.addr {
+		to = h.shardLocked(true, node)
+		e.sh = to
+	}
+	ps := to.ps
+	h.mu.Unlock()
+	if err != nil {
+		h.report(fmt.Errorf("notify: find the new shard of %q: %w", e.name, err))
+	}
+	_ = to.write(ps, func(ctx context.Context) error { return to.subscribe(ctx, ps, e.name) })
 }
 
 // failPending fails the waiting Subscribe calls of this shard's channels.

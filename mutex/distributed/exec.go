@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -268,4 +269,41 @@ func (x *executor) wait() <-chan struct{} {
 func isReply(err error) bool {
 	var reply redis.Error
 	return errors.As(err, &reply) && !redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN")
+}
+
+// isMoving reports whether err is a Cluster's answer that the slot is
+// moving or the cluster is settling (TRYAGAIN: a script's keys are split
+// between two masters mid-migration; ASK, MOVED: redirections go-redis
+// did not follow inside a script call; CLUSTERDOWN): worth retrying
+// after a pause.
+func isMoving(err error) bool {
+	for _, p := range []string{"TRYAGAIN", "ASK", "MOVED", "CLUSTERDOWN"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// doRetrying is do, retried with a growing pause (1ms to 50ms) while the
+// Cluster answers that the slot is moving, until ctx or stop ends.
+func (x *executor) doRetrying(ctx context.Context, stop <-chan struct{}, mk func() *call) (any, error) {
+	pause := time.Millisecond
+	for {
+		res, err := x.do(ctx, stop, mk())
+		if !isMoving(err) {
+			return res, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-stop:
+			t.Stop()
+			return nil, err
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
 }

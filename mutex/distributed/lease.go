@@ -228,10 +228,12 @@ func (l *lease) release(mode string) (bool, error) {
 	if mode == "abort" {
 		val, top = l.owner, ""
 	}
-	res, err := l.c.x.do(ctx, nil, &call{
-		script: releaseScript,
-		keys:   []string{l.nm.lock, l.nm.queue},
-		args:   []any{mode, val, top, "", l.c.ttlMs, l.c.grantMs, l.nm.grants, sharded},
+	res, err := l.c.x.doRetrying(ctx, nil, func() *call {
+		return &call{
+			script: releaseScript,
+			keys:   []string{l.nm.lock, l.nm.queue},
+			args:   []any{mode, val, top, "", l.c.ttlMs, l.c.grantMs, l.nm.grants, sharded},
+		}
 	})
 	if err != nil {
 		return false, err

@@ -324,14 +324,15 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 	if err != nil {
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
-	c := &call{
-		script: acquireScript,
-		keys:   []string{w.nm.lock, w.nm.queue},
-		args: []any{mode, w.owner, w.c.ttlMs, w.n, w.member, w.score, w.c.id,
-			w.c.liveMs, w.c.grantMs, w.nm.grants, sharded, w.c.cfg.label},
-		abandon: w.abandoned,
-	}
-	res, err := w.c.x.do(ctx, w.c.closing, c)
+	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
+		return &call{
+			script: acquireScript,
+			keys:   []string{w.nm.lock, w.nm.queue},
+			args: []any{mode, w.owner, w.c.ttlMs, w.n, w.member, w.score, w.c.id,
+				w.c.liveMs, w.c.grantMs, w.nm.grants, sharded, w.c.cfg.label},
+			abandon: w.abandoned,
+		}
+	})
 	if err != nil {
 		if redis.HasErrorPrefix(err, "WRONGTYPE") {
 			return acquireReply{}, fmt.Errorf("%w: %w", ErrWrongType, err)

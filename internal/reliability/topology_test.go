@@ -75,9 +75,19 @@ func (g *group) startOn(keys []string) {
 // fault records a fault named name in every kind's history; the returned
 // func records its end.
 func (g *group) fault(name string) (end func()) {
+	return g.faultWith(name, (*faulttest.History).Fault)
+}
+
+// splitBrain is fault for a failover where two masters take writes for a
+// while (see faulttest.History.SplitBrain).
+func (g *group) splitBrain(name string) (end func()) {
+	return g.faultWith(name, (*faulttest.History).SplitBrain)
+}
+
+func (g *group) faultWith(name string, f func(*faulttest.History, string) func()) (end func()) {
 	var ends []func()
 	for _, h := range g.hs {
-		ends = append(ends, h.Fault(name))
+		ends = append(ends, f(h, name))
 	}
 	return func() {
 		for _, e := range ends {

@@ -48,16 +48,18 @@ func newHarness(t *testing.T, opts ...otelkeyedmutex.Option) *harness {
 }
 
 // tee passes every event to the Observer under test, then tells the test
-// about the ones it synchronizes on: a Lock that waits, a renewal.
+// about the ones it synchronizes on: a Lock that waits, a renewal, a
+// loss.
 type tee struct {
 	next    mutex.Observer
 	waiting chan string // backend of each Waiting event
 	renewed atomic.Int64
 	renew   chan struct{} // one per successful renewal, if room
+	lost    chan struct{} // one per Lost event, if room
 }
 
 func newTee(next mutex.Observer) *tee {
-	return &tee{next: next, waiting: make(chan string, 16), renew: make(chan struct{}, 1)}
+	return &tee{next: next, waiting: make(chan string, 16), renew: make(chan struct{}, 1), lost: make(chan struct{}, 1)}
 }
 
 func (t *tee) Observe(ctx context.Context, e mutex.Event) {
@@ -69,6 +71,11 @@ func (t *tee) Observe(ctx context.Context, e mutex.Event) {
 		t.renewed.Add(1)
 		select {
 		case t.renew <- struct{}{}:
+		default:
+		}
+	case e.Kind == mutex.Lost:
+		select {
+		case t.lost <- struct{}{}:
 		default:
 		}
 	}

@@ -336,6 +336,12 @@ func TestDistributedLostLease(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the lease was not lost")
 	}
+	// Done closes before the Lost event is told: wait for it too.
+	select {
+	case <-h.tee.lost:
+	case <-ctx.Done():
+		t.Fatalf("no Lost event for a lease lost with %v", l.Err())
+	}
 	if err := l.Unlock(); !errors.Is(err, mutex.ErrLost) {
 		t.Fatalf("Unlock(lost lease) = %v; want ErrLost", err)
 	}

@@ -308,16 +308,16 @@ func TestCheckRedisClean(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
 	ctx := context.Background()
-	c.Set(ctx, "p:fence:{a}", 1, time.Minute)
-	CheckRedisClean(t, c, "p:", time.Second) // only a fence counter with a TTL: clean
+	c.Set(ctx, "p:{a}", "~1795997472088376", time.Minute)
+	CheckRedisClean(t, c, "p:", time.Second) // only a free marker with a TTL: clean
 
 	ft := &fakeTB{TB: t}
-	c.Set(ctx, "p:{a}", "tok", 0)
+	c.Set(ctx, "p:{b}", "0123456789abcdef0123456789abcdef 1 1 1795997472088", time.Minute)
 	CheckRedisClean(ft, c, "p:", 100*time.Millisecond)
 	if !ft.failed {
-		t.Errorf("CheckRedisClean with a lock key left passed; want a failure")
+		t.Errorf("CheckRedisClean with a lock still held passed; want a failure")
 	}
-	c.Del(ctx, "p:{a}")
+	c.Del(ctx, "p:{a}", "p:{b}")
 	ps := c.Subscribe(ctx, "p:release:{a}")
 	if _, err := ps.Receive(ctx); err != nil {
 		t.Fatal(err)

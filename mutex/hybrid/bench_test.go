@@ -37,6 +37,11 @@ import (
 //     never wins the key straight back while others wait.
 //
 // Compare rows of one run only: the machine is shared.
+// noop is an observer that does nothing: the cost of observing itself.
+type noop struct{}
+
+func (noop) Observe(context.Context, mutex.Event) {}
+
 func BenchmarkHotKey(b *testing.B) {
 	s := redistest.Start(b)
 	rows := []struct {
@@ -49,6 +54,7 @@ func BenchmarkHotKey(b *testing.B) {
 		{"hybrid/bound=4", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(4)}},
 		{"hybrid/bound=8", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(8)}},
 		{"hybrid/bound=16", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(16)}},
+		{"hybrid/bound=16/observer=noop", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(16), hybrid.WithObserver(noop{})}},
 		{"hybrid/bound=16/noyield", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(16), hybrid.WithReleaseYield(0)}},
 		{"hybrid/bound=64", true, []hybrid.Option{hybrid.WithMaxLocalHandoffs(64)}},
 	}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/local"
 )
 
@@ -65,6 +66,20 @@ func BenchmarkUncontended(b *testing.B) {
 			l.Unlock()
 		}
 	})
+	b.Run("impl=local.Mutex/observer=noop", func(b *testing.B) {
+		m, err := local.New[string](local.WithObserver(noop{}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			l, err := m.Lock(ctx, key)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Unlock()
+		}
+	})
 	b.Run("impl=sync.Mutex", func(b *testing.B) {
 		var mu sync.Mutex
 		b.ReportAllocs()
@@ -82,6 +97,11 @@ func BenchmarkUncontended(b *testing.B) {
 		}
 	})
 }
+
+// noop is an observer that does nothing: the cost of observing itself.
+type noop struct{}
+
+func (noop) Observe(context.Context, mutex.Event) {}
 
 // perGoroutineKeys gives each parallel goroutine its own 64 keys.
 func perGoroutineKeys(next *atomic.Int64) []string {

@@ -199,7 +199,7 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	if wait {
 		op = "Lock"
 	}
-	ev := mutex.Event{Backend: "local", Key: fmt.Sprint(key), Op: op}
+	ev := mutex.Event{Backend: "local", Key: keyString(key), Op: op}
 	start := time.Now()
 	var (
 		e   *keylock.Entry[K, held]
@@ -219,13 +219,23 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	if err != nil && e != nil {
 		e.Unlock()
 	}
-	ev.Kind, ev.Wait, ev.Outcome, ev.Err = mutex.LockDone, time.Since(start), mutex.OutcomeOf(ctx, err), err
+	now := time.Now()
+	ev.Kind, ev.Wait, ev.Outcome, ev.Err = mutex.LockDone, now.Sub(start), mutex.OutcomeOf(ctx, err), err
 	m.obs.Observe(ctx, ev)
 	if err != nil {
 		return nil, lockErr(key, err)
 	}
-	e.Value = held{obs: m.obs, since: time.Now()}
+	e.Value = held{obs: m.obs, since: now}
 	return &lease[K]{state: tok, e: e}, nil
+}
+
+// keyString is a key as observers see it: a string as it is, anything
+// else formatted with %v.
+func keyString[K comparable](key K) string {
+	if s, ok := any(key).(string); ok {
+		return s
+	}
+	return fmt.Sprint(key)
 }
 
 // lockErr is the one error wrapper of this package.
@@ -245,7 +255,7 @@ func (l *lease[K]) Unlock() error {
 	}
 	if h := l.e.Value; h.obs != nil {
 		h.obs.Observe(context.Background(), mutex.Event{Kind: mutex.Unlocked, Backend: "local",
-			Key: fmt.Sprint(l.e.Key()), Outcome: mutex.Released, Hold: time.Since(h.since)})
+			Key: keyString(l.e.Key()), Outcome: mutex.Released, Hold: time.Since(h.since)})
 	}
 	l.e.Unlock()
 	return nil

@@ -530,3 +530,12 @@ func (t *Table[K, V]) Len(key K) (entries, waiters int) {
 	}
 	return entries, waiters
 }
+
+// KeyString is a key as observers see it: a string as it is (no
+// allocation), anything else formatted with %v.
+func KeyString[K comparable](key K) string {
+	if s, ok := any(key).(string); ok {
+		return s
+	}
+	return fmt.Sprint(key)
+}

@@ -140,7 +140,7 @@ func (m *Mutex[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e m
 	if m.obs == nil {
 		return
 	}
-	e.Kind, e.Backend, e.Key = kind, "hybrid", fmt.Sprint(key)
+	e.Kind, e.Backend, e.Key = kind, "hybrid", keylock.KeyString(key)
 	m.obs.Observe(ctx, e)
 }
 

@@ -199,7 +199,7 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	if wait {
 		op = "Lock"
 	}
-	ev := mutex.Event{Backend: "local", Key: keyString(key), Op: op}
+	ev := mutex.Event{Backend: "local", Key: keylock.KeyString(key), Op: op}
 	start := time.Now()
 	var (
 		e   *keylock.Entry[K, held]
@@ -229,15 +229,6 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	return &lease[K]{state: tok, e: e}, nil
 }
 
-// keyString is a key as observers see it: a string as it is, anything
-// else formatted with %v.
-func keyString[K comparable](key K) string {
-	if s, ok := any(key).(string); ok {
-		return s
-	}
-	return fmt.Sprint(key)
-}
-
 // lockErr is the one error wrapper of this package.
 func lockErr[K comparable](key K, err error) error {
 	return fmt.Errorf("local: lock %v: %w", key, err)
@@ -255,7 +246,7 @@ func (l *lease[K]) Unlock() error {
 	}
 	if h := l.e.Value; h.obs != nil {
 		h.obs.Observe(context.Background(), mutex.Event{Kind: mutex.Unlocked, Backend: "local",
-			Key: keyString(l.e.Key()), Outcome: mutex.Released, Hold: time.Since(h.since)})
+			Key: keylock.KeyString(l.e.Key()), Outcome: mutex.Released, Hold: time.Since(h.since)})
 	}
 	l.e.Unlock()
 	return nil

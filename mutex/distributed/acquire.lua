@@ -5,16 +5,17 @@
 -- KEYS[2] queue key  (prefix .. "q:{" .. tag .. "}"), same hash slot
 -- ARGV[1]  mode: "try" (never queue) or "wait"
 -- ARGV[2]  owner (random 128-bit hex, one per Lock call)
--- ARGV[3]  ttl: lease length, ms
+-- ARGV[3]  the waiter's label (no spaces or '*'), or ""
 -- ARGV[4]  n: tokens wanted, >= 1
--- ARGV[5]  the waiter's current queue member, or ""
--- ARGV[6]  that member's score, or ""
--- ARGV[7]  the waiter's Mutex id (names its grant channel)
--- ARGV[8]  liveness: ms a queue entry lives without a refresh
--- ARGV[9]  grant ttl: ms a lock handed to a waiter lives before renewal
--- ARGV[10] grant channel prefix (prefix .. "grant:{" .. tag .. "}:")
--- ARGV[11] "1" to publish grants with SPUBLISH, else PUBLISH
--- ARGV[12] the waiter's label (no spaces or '*'), or ""
+-- ARGV[5]  ttl: lease length, ms
+-- ARGV[6]  grant ttl: ms a lock handed to a waiter lives before renewal
+-- ARGV[7]  grant channel prefix (prefix .. "grant:{" .. tag .. "}:")
+-- ARGV[8]  "1" to publish grants with SPUBLISH, else PUBLISH
+-- wait mode only (a try sends no more: every argument costs Redis work):
+-- ARGV[9]  the waiter's current queue member, or ""
+-- ARGV[10] that member's score, or ""
+-- ARGV[11] the waiter's Mutex id (names its grant channel)
+-- ARGV[12] liveness: ms a queue entry lives without a refresh
 --
 -- Returns
 --   {1, first, top, ttl}      the lock is the owner's (taken now, or
@@ -30,13 +31,7 @@
 -- not free, the script puts it back exactly (same value, same expiry)
 -- and goes on as below, all in one atomic script.
 local L, Q = KEYS[1], KEYS[2]
-local mode, owner, ttl, n, label = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[12]
-local cfg = {
-	ttl = ARGV[3],
-	grant = ARGV[9],
-	channel = ARGV[10],
-	publish = (ARGV[11] == '1') and 'SPUBLISH' or 'PUBLISH',
-}
+local mode, owner, label, n, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local us, ms = now()
 
 local function take(first, top)
@@ -47,8 +42,12 @@ end
 -- fast is the uncontended path of a one-token acquire. It returns the
 -- reply, or nil and the lock key's value (put back) for the general path.
 local function fast()
-	local exp = ms + ttl
-	local old = redis.pcall('SET', L, holding(owner, us, us, exp, label), 'PXAT', fmt(exp), 'GET')
+	local exp, t = fmt(ms + ttl), fmt(us)
+	local v = owner .. ' ' .. t .. ' ' .. t .. ' ' .. exp
+	if label ~= '' then
+		v = v .. ' ' .. label
+	end
+	local old = redis.pcall('SET', L, v, 'PXAT', exp, 'GET')
 	if type(old) == 'table' then
 		return nil, nil -- another type (nothing was written): see general
 	end
@@ -69,14 +68,14 @@ local function fast()
 		return take(last + 1, last + 1)
 	end
 	if last then
-		redis.call('SET', L, old, 'PX', cfg.ttl)
+		redis.call('SET', L, old, 'PX', ARGV[5])
 		return nil, old
 	end
 	local o, first, top, e = parse(old)
 	if not o then
 		-- Not a value of ours. Its expiry is gone with the overwrite: it
 		-- gets the lease TTL, and is waited out like a lock.
-		redis.call('SET', L, old, 'PX', cfg.ttl)
+		redis.call('SET', L, old, 'PX', ARGV[5])
 		return nil, old
 	end
 	if mode == 'wait' and o ~= owner and not flagged(old) then
@@ -111,7 +110,7 @@ local function general(v)
 			if round == 2 then
 				return nil, v
 			end
-			promote(us - 1, us, ms, cfg)
+			promote(us - 1, us, ms, config(5))
 		else
 			local o, first, top, e = parse(v)
 			if o == owner then
@@ -127,7 +126,7 @@ local function general(v)
 			if round == 2 then
 				return nil, v
 			end
-			promote(last, us, ms, cfg)
+			promote(last, us, ms, config(5))
 		end
 		v = nil
 	end
@@ -159,16 +158,16 @@ end
 if mode == 'try' then
 	return {0, pttl}
 end
-local member, score = ARGV[5], ARGV[6]
+local member, score = ARGV[9], ARGV[10]
 if member ~= '' and redis.call('ZREM', Q, member) == 0 then
 	score = '' -- removed meanwhile (skipped or expired): rejoin at the back
 end
 if score == '' then
 	score = fmt(us)
 end
-member = entry(owner, ARGV[7], ARGV[4], ms + tonumber(ARGV[8]), label)
+member = entry(owner, ARGV[11], ARGV[4], ms + tonumber(ARGV[12]), label)
 redis.call('ZADD', Q, score, member)
-redis.call('PEXPIRE', Q, ARGV[8])
+redis.call('PEXPIRE', Q, ARGV[12])
 if o and not flagged(v) then
 	redis.call('SET', L, v .. '*', 'KEEPTTL') -- tell the holder's release
 end

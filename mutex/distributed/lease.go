@@ -220,8 +220,7 @@ func (l *lease) unlock() error {
 func (l *lease) release(mode string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.c.cfg.unlockTimeout)
 	defer cancel()
-	sharded, err := l.c.publishSharded(ctx)
-	if err != nil {
+	if _, err := l.c.publishSharded(ctx); err != nil {
 		return false, err
 	}
 	val, top := l.val, strconv.FormatUint(l.g.top, 10)
@@ -229,11 +228,7 @@ func (l *lease) release(mode string) (bool, error) {
 		val, top = l.owner, ""
 	}
 	res, err := l.c.x.doRetrying(ctx, nil, func() *call {
-		return &call{
-			script: releaseScript,
-			keys:   []string{l.nm.lock, l.nm.queue},
-			args:   []any{mode, val, top, "", l.c.ttlMs, l.c.grantMs, l.nm.grants, sharded},
-		}
+		return l.c.releaseCall(l.nm, mode, val, top, "")
 	})
 	if err != nil {
 		return false, err
@@ -251,15 +246,7 @@ func (l *lease) closeCall() *call {
 		return nil
 	}
 	l.ending = true
-	sharded := "0"
-	if l.c.sharded.Load() == 2 {
-		sharded = "1"
-	}
-	return &call{
-		script: releaseScript,
-		keys:   []string{l.nm.lock, l.nm.queue},
-		args:   []any{"unlock", l.val, strconv.FormatUint(l.g.top, 10), "", l.c.ttlMs, l.c.grantMs, l.nm.grants, sharded},
-	}
+	return l.c.releaseCall(l.nm, "unlock", l.val, strconv.FormatUint(l.g.top, 10), "")
 }
 
 // endClosed releases the lease and ends it as closed: for a Lock that
@@ -409,17 +396,9 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
 	defer cancel()
-	sharded := "0"
-	if c.sharded.Load() == 2 {
-		sharded = "1"
-	}
 	sent := time.Now()
-	res, err := c.x.do(ctx, nil, &call{
-		script: releaseScript,
-		keys:   []string{l.nm.lock, l.nm.queue},
-		args: []any{"requeue", l.val, strconv.FormatUint(l.g.top, 10), "", c.ttlMs, c.grantMs, l.nm.grants, sharded,
-			w.owner, n, c.id, c.liveMs, c.cfg.label},
-	})
+	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, "requeue", l.val, strconv.FormatUint(l.g.top, 10), "",
+		w.owner, n, c.id, c.liveMs, c.cfg.label))
 	if err != nil {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted

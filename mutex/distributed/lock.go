@@ -326,10 +326,9 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 	}
 	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
 		return &call{
-			script: acquireScript,
-			keys:   []string{w.nm.lock, w.nm.queue},
-			args: []any{mode, w.owner, w.c.ttlMs, w.n, w.member, w.score, w.c.id,
-				w.c.liveMs, w.c.grantMs, w.nm.grants, sharded, w.c.cfg.label},
+			script:  acquireScript,
+			keys:    []string{w.nm.lock, w.nm.queue},
+			args:    w.acquireArgs(mode, sharded),
 			abandon: w.abandoned,
 		}
 	})
@@ -343,6 +342,15 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
 	return parseAcquire(res)
+}
+
+// acquireArgs are acquire.lua's ARGV: a try sends the first eight only.
+func (w *waiter) acquireArgs(mode, sharded string) []any {
+	args := []any{mode, w.owner, w.c.cfg.label, w.n, w.c.ttlMs, w.c.grantMs, w.nm.grants, sharded}
+	if mode == "wait" {
+		args = append(args, w.member, w.score, w.c.id, w.c.liveMs)
+	}
+	return args
 }
 
 // abandoned runs when an acquire call finishes after its caller gave up:
@@ -373,7 +381,7 @@ func (w *waiter) leave() {
 // client's timeouts, whatever owner may hold of the key and its queue
 // entry member.
 func (c *core) abort(nm names, owner, member string) {
-	c.submitRelease(nm, []any{"abort", owner, "", member})
+	c.submitRelease(nm, "abort", owner, "", member)
 }
 
 // orphan is told of a grant message for an owner id that no waiter of
@@ -398,21 +406,31 @@ func (c *core) orphan(channel, owner, payload string) {
 	if !ok {
 		return
 	}
-	c.submitRelease(nm, []any{"unlock", g.value(owner), strconv.FormatUint(g.top, 10), ""})
+	c.submitRelease(nm, "unlock", g.value(owner), strconv.FormatUint(g.top, 10), "")
 }
 
-// submitRelease runs release.lua in the background with the given first
-// four arguments (mode, value or owner, top, member to remove).
-func (c *core) submitRelease(nm names, args []any) {
+// submitRelease runs release.lua in the background (see releaseCall).
+func (c *core) submitRelease(nm names, mode, holding, top, member string) {
+	c.x.submit(c.releaseCall(nm, mode, holding, top, member))
+}
+
+// releaseCall is a call of release.lua: mode, the holding (or owner in
+// abort mode), its top token, a queue member to remove first ("" for
+// none) and, for a requeue, the new waiter's arguments.
+func (c *core) releaseCall(nm names, mode, holding, top, member string, requeue ...any) *call {
 	sharded := "0"
 	if c.sharded.Load() == 2 {
 		sharded = "1"
 	}
-	c.x.submit(&call{
+	args := []any{mode, holding, top, c.ttlMs, c.grantMs, nm.grants, sharded}
+	if member != "" || len(requeue) > 0 {
+		args = append(args, member)
+	}
+	return &call{
 		script: releaseScript,
 		keys:   []string{nm.lock, nm.queue},
-		args:   append(args, c.ttlMs, c.grantMs, nm.grants, sharded),
-	})
+		args:   append(args, requeue...),
+	}
 }
 
 func isClosed(ch <-chan struct{}) bool {

@@ -10,11 +10,11 @@
 --         queue a new waiter, ARGV[9..12], at the back of the queue)
 -- ARGV[2] the holding, or the owner
 -- ARGV[3] top: the last token of the lease (unlock), or ""
--- ARGV[4] a queue member to remove first, or ""
--- ARGV[5] ttl: ms the free marker lives
--- ARGV[6] grant ttl, ms
--- ARGV[7] grant channel prefix
--- ARGV[8] "1" to publish with SPUBLISH, else PUBLISH
+-- ARGV[4] ttl: ms the free marker lives
+-- ARGV[5] grant ttl, ms
+-- ARGV[6] grant channel prefix
+-- ARGV[7] "1" to publish with SPUBLISH, else PUBLISH
+-- ARGV[8] a queue member to remove first, or "" (or absent)
 -- ARGV[9..13] requeue only: the new waiter's owner, its n, its Mutex id,
 --         the liveness of its queue entry (ms), and its label
 --
@@ -29,14 +29,8 @@
 -- swaps the holding for the free marker and returns the old value, which
 -- is checked after the swap; a value that was not the caller's is put
 -- back as it was, with its TTL (kept by KEEPTTL).
-local cfg = {
-	ttl = ARGV[5],
-	grant = ARGV[6],
-	channel = ARGV[7],
-	publish = (ARGV[8] == '1') and 'SPUBLISH' or 'PUBLISH',
-}
-if ARGV[4] ~= '' then
-	redis.call('ZREM', KEYS[2], ARGV[4])
+if ARGV[8] and ARGV[8] ~= '' then
+	redis.call('ZREM', KEYS[2], ARGV[8])
 end
 local holding, top = ARGV[2], ARGV[3]
 if ARGV[1] == 'abort' then
@@ -59,13 +53,13 @@ if string.sub(old, 1, #holding + 1) == holding .. ' ' then
 		local us, ms = now()
 		local state, x = 'free', tonumber(top)
 		if flagged(old) then
-			state, x = promote(tonumber(top), us, ms, cfg)
+			state, x = promote(tonumber(top), us, ms, config(4))
 		end
 		local owner, n, live, label = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[12]), ARGV[13]
 		if state == 'free' then
 			local first, t = issue(x, n, us)
-			put(owner, first, t, ms + tonumber(cfg.ttl), label, '')
-			return {2, first, t, tonumber(cfg.ttl)}
+			put(owner, first, t, ms + tonumber(ARGV[4]), label, '')
+			return {2, first, t, tonumber(ARGV[4])}
 		end
 		local score = fmt(us)
 		local member = entry(owner, ARGV[11], ARGV[10], ms + live, label)
@@ -79,7 +73,7 @@ if string.sub(old, 1, #holding + 1) == holding .. ' ' then
 	end
 	if flagged(old) then
 		local us, ms = now()
-		promote(tonumber(top), us, ms, cfg)
+		promote(tonumber(top), us, ms, config(4))
 	end
 	return 1
 end

@@ -148,6 +148,49 @@ func TestCheckerExcusesLostLeaseNearFault(t *testing.T) {
 	}
 }
 
+// TestCheckerSplitBrainTokens: near a split brain a hold of another
+// instance may carry a smaller token only if the fenced resource refused
+// its writes.
+func TestCheckerSplitBrainTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		instanceB int
+		writeB    bool
+		want      string // "" for no violation
+	}{
+		{"other instance, write refused", 1, true, ""},
+		{"other instance, no write", 1, false, "not increasing"},
+		{"same instance, write refused", 0, true, "not increasing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHistory(time.Second, time.Second)
+			m := &fakeKeyed{tokenBug: true}
+			var f Fenced
+			end := h.SplitBrain("failover")
+			a, _ := h.Lock(context.Background(), m, 0, "k")
+			if err := a.Write(&f); err != nil {
+				t.Fatalf("first write = %v; want nil", err)
+			}
+			a.Unlock()
+			b, _ := h.Lock(context.Background(), m, tc.instanceB, "k")
+			if tc.writeB {
+				if err := b.Write(&f); !errors.Is(err, ErrStale) {
+					t.Fatalf("write with token %d after %d = %v; want ErrStale", b.Token, a.Token, err)
+				}
+			}
+			b.Unlock()
+			end()
+			v := h.Check()
+			if tc.want == "" && len(v) != 0 {
+				t.Errorf("Check() = %q; want no violation", v)
+			}
+			if tc.want != "" && !contains(v, tc.want) {
+				t.Errorf("Check() = %q; want a violation %q", v, tc.want)
+			}
+		})
+	}
+}
+
 func TestCheckerLiveness(t *testing.T) {
 	h := NewHistory(time.Second, 10*time.Millisecond)
 	slow := slowKeyed{delay: 200 * time.Millisecond}

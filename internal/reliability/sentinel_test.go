@@ -49,8 +49,10 @@ func addNode(data *[]string, addr string) {
 // in the README (fencing tokens protect a resource across it), so
 // overlaps and rejected stale writes are excused from the failover to
 // the demotion (faulttest.History.SplitBrain). Tokens must keep
-// increasing across the switch (the
-// new master's clock floors them), no Lock may hang, every instance must
+// increasing across the switch (the new master's clock floors them),
+// save that a hybrid cohort may go on spending a block reserved from one
+// master while the other issues tokens, provided the fenced resource
+// refuses the stale side's writes; no Lock may hang, every instance must
 // take locks again, and nothing may be left on either node. The recovery
 // is logged per kind: from SENTINEL FAILOVER to the end of the longest
 // gap between locks, and to the first lock of every instance since that

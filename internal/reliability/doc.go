@@ -30,9 +30,4 @@
 // violations) and the run ends with the totals:
 //
 //	KEYEDMUTEX_SOAK=10m go test -race -timeout 0 -v ./internal/reliability/
-//
-// Tests that reproduce known bugs not fixed yet skip, naming the bug,
-// unless KEYEDMUTEX_KNOWN_BUGS is set (in a soak too):
-//
-//	KEYEDMUTEX_KNOWN_BUGS=1 go test -race -run 'ClusterKillMaster|WakesWaiter|LateAcquireReply' -v ./internal/reliability/
 package reliability

@@ -30,19 +30,6 @@ const shortTotal = 40 * time.Second
 
 var scale = 1.0
 
-// KnownBugsEnv is the environment variable that runs the tests which
-// reproduce known bugs not fixed yet; without it they skip, naming the
-// bug.
-const KnownBugsEnv = "KEYEDMUTEX_KNOWN_BUGS"
-
-// knownBug skips t, naming bug, unless KEYEDMUTEX_KNOWN_BUGS is set.
-func knownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv(KnownBugsEnv) == "" {
-		t.Skipf("reproduces a known bug, not fixed yet (run it with %s=1): %s", KnownBugsEnv, bug)
-	}
-}
-
 // totals sums the figures of every test, printed by TestMain.
 var totals struct {
 	sync.Mutex

@@ -232,15 +232,10 @@ func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
 	return l
 }
 
-// ended reports whether the lease r has ended (lost, or released).
-func ended(r mutex.Lease) bool {
-	select {
-	case <-r.Done():
-		return true
-	default:
-		return false
-	}
-}
+// ended reports whether the lease r has ended (lost, or released). It
+// reads Err, which the contract makes nil exactly while the lease is
+// held, rather than Done, which may make a channel.
+func ended(r mutex.Lease) bool { return r.Err() != nil }
 
 // contend acquires the remote lease for the key of e, which the caller
 // holds locally, and returns the first local lease of it. On failure the
@@ -315,6 +310,9 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 // awaitTurn waits until the cohort's notBefore (the yield after a bound
 // release), or ctx's end.
 func (m *Mutex[K]) awaitTurn(ctx context.Context, c *cohort) error {
+	if c.notBefore.IsZero() {
+		return nil
+	}
 	d := time.Until(c.notBefore)
 	c.notBefore = time.Time{}
 	if d <= 0 {
@@ -423,9 +421,16 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 	r = m.takeRemote(c)
 	var err error
 	if r != nil {
-		start := time.Now()
+		// The release latency feeds the yield after a bound-forced
+		// release, so only such releases (and the first) are timed: the
+		// clock is not free on every Unlock.
+		timed := m.adapt && (live && !handOff || m.rtt.Load() == 0)
+		var start time.Time
+		if timed {
+			start = time.Now()
+		}
 		err = r.Unlock()
-		if err == nil {
+		if err == nil && timed {
 			m.observeRelease(time.Since(start))
 		}
 	}

@@ -18,14 +18,15 @@
 // Cluster every script touches one slot:
 //
 //   - the lock, prefix + "{" + tag + "}", a string: "<owner> <first> <top>
-//     <exp>" while held (a random 128-bit owner id per Lock call, its
-//     fencing tokens first..top, its expiry in server milliseconds, equal
-//     to the key's own), with a trailing "*" once somebody queued; and,
+//     <exp> <label>" while held (a random 128-bit owner id per Lock call,
+//     its fencing tokens first..top, its expiry in server milliseconds,
+//     equal to the key's own, and the holder's [WithLabel]), with a
+//     trailing "*" once somebody queued; and,
 //     once released, the free marker "~<last>" (last: the highest token
 //     issued), which lives as long as the released lease had left;
 //   - the queue, prefix + "q:{" + tag + "}", a sorted set scored by join
-//     time (server microseconds), of "<owner> <mutex-id> <n> <deadline>"
-//     entries; it expires 3 poll intervals after its last refresh;
+//     time (server microseconds), of "<owner> <mutex-id> <n> <deadline>
+//     <label>" entries; it expires 3 poll intervals after its last refresh;
 //   - the grant channel of each Mutex (a random id per [New]),
 //     prefix + "grant:{" + tag + "}:" + id. Channel names are exact
 //     names, never patterns: keys with '*', '?' or '[' touch no other key.

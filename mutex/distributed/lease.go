@@ -358,7 +358,23 @@ func (l *lease) Done() <-chan struct{} { return l.done }
 // Err is nil while the lease is held; then [mutex.ErrUnlocked] after
 // Unlock, or an error satisfying errors.Is(err, mutex.ErrLost) after a
 // loss (and also errors.Is(err, mutex.ErrClosed) after Close).
+//
+// Err reads the clock: a lease whose validity has run out is lost at
+// once, even if the timer that would have found it has not fired yet (a
+// process resumed after a pause sees Err before its timers run). Done
+// closes then too.
 func (l *lease) Err() error {
+	l.mu.Lock()
+	err, ending, valid := l.err, l.ending, l.validUntil
+	l.mu.Unlock()
+	if err != nil || ending || time.Now().Before(valid) {
+		return err
+	}
+	reason := "its validity ran out"
+	if !l.c.cfg.renew {
+		reason = fmt.Sprintf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl)
+	}
+	l.lose(errors.New(reason), l.c.cfg.renew)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err

@@ -138,3 +138,51 @@ func TestCloseDuringLock(t *testing.T) {
 		}
 	})
 }
+
+// TestErrSeesExpiredValidity: a lease whose validity has run out is lost
+// as soon as Err is called, before the timer that would find it fires
+// (what a process resumed after a pause sees first), for both renewal
+// modes: Err and Unlock report ErrLost, Done is closed, and the key is
+// free for another Mutex.
+func TestErrSeesExpiredValidity(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		for _, tc := range []struct {
+			name string
+			opts []Option
+		}{{"renewal", nil}, {"WithoutRenewal", []Option{WithoutRenewal()}}} {
+			t.Run(tc.name, func(t *testing.T) {
+				m := e.newMutex(t, append(tc.opts, WithTTL(time.Minute))...)
+				ctx := ctxT(t, time.Minute)
+				key := keyedtest.Key(t)
+				ml, err := m.Lock(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l := ml.(*lease)
+				l.mu.Lock()
+				l.validUntil = time.Now().Add(-time.Millisecond) // as after a pause
+				l.mu.Unlock()
+				if err := l.Err(); !errors.Is(err, mutex.ErrLost) {
+					t.Errorf("Err() = %v; want ErrLost", err)
+				}
+				select {
+				case <-l.Done():
+				default:
+					t.Errorf("Done() not closed after Err() reported the loss")
+				}
+				if err := l.Unlock(); !errors.Is(err, mutex.ErrLost) {
+					t.Errorf("Unlock() = %v; want ErrLost", err)
+				}
+				other := e.newMutex(t)
+				l2, err := other.Lock(ctx, key) // Redis still has the key for a minute unless released
+				if err != nil {
+					t.Fatalf("another Mutex's Lock() = %v", err)
+				}
+				if l2.Token() <= l.Token() {
+					t.Errorf("next token %d <= lost lease's %d", l2.Token(), l.Token())
+				}
+				l2.Unlock()
+			})
+		}
+	})
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -462,6 +463,134 @@ func TestDistributedCancelHead(t *testing.T) {
 			}
 			if left := lockKeysLeft(t, b, prefix); len(left) != 0 {
 				t.Errorf("lock keys left: %q; want none", left)
+			}
+		})
+	}
+}
+
+// gated is a distributed mutex whose leases stop, after a Requeue has
+// ended them in Redis, until gate closes: the window in which the
+// cohort still points at the ended lease.
+type gated struct {
+	*distributed.Mutex[string]
+	requeued chan struct{} // receives once per Requeue done in Redis
+	gate     chan struct{}
+}
+
+func (g *gated) Lock(ctx context.Context, key string) (mutex.Lease, error) {
+	l, err := g.Mutex.Lock(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return gatedLease{l.(remote.Lease), g}, nil
+}
+
+func (g *gated) LockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	l, err := g.Mutex.LockN(ctx, key, n)
+	if err != nil {
+		return nil, err
+	}
+	return gatedLease{l.(remote.Lease), g}, nil
+}
+
+type gatedLease struct {
+	remote.Lease
+	g *gated
+}
+
+func (l gatedLease) Requeue(n uint64) (remote.Ticket, error) {
+	tk, err := l.Lease.Requeue(n)
+	l.g.requeued <- struct{}{}
+	<-l.g.gate
+	return tk, err
+}
+
+// TestCloseDuringRequeue: Close that finds a remote lease a requeue has
+// just ended (the cohort still points at it) returns nil: nothing is left
+// to release, and it is no error of Close's.
+func TestCloseDuringRequeue(t *testing.T) {
+	leakcheck.Register(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			prefix := uniquePrefix(t)
+			g := &gated{
+				Mutex:    newDistributed(t, b, prefix),
+				requeued: make(chan struct{}, 1),
+				gate:     make(chan struct{}),
+			}
+			m, err := New[string](g, WithMaxLocalHandoffs(0), WithLogger(logtest.Fail(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			key := keyedtest.Key(t)
+			// A requeue needs the process subscribed to the key's
+			// notices: take the key first while another process holds
+			// it, so that it waits in Redis (the subscription lingers).
+			od := newDistributed(t, b, prefix)
+			other, err := od.Lock(context.Background(), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := make(chan mutex.Lease, 1)
+			go func() {
+				l, err := m.Lock(context.Background(), key)
+				if err != nil {
+					t.Errorf("first Lock() = %v", err)
+				}
+				first <- l
+			}()
+			for deadline := time.Now().Add(wait); ; {
+				info, err := od.Inspect(context.Background(), key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if info.Waiters == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the first Lock did not queue in Redis")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := other.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			a := <-first
+			if a == nil {
+				return
+			}
+			waiter := make(chan error, 1)
+			go func() {
+				l, err := m.Lock(context.Background(), key)
+				if err == nil {
+					l.Unlock()
+				}
+				waiter <- err
+			}()
+			queued(t, m, key, 1)
+			unlocked := make(chan error, 1)
+			go func() { unlocked <- a.Unlock() }() // bound 0, a waiter: requeue
+			<-g.requeued
+			// The cohort still points at the lease the requeue ended:
+			// Close takes it from there.
+			closed := make(chan error, 1)
+			go func() { closed <- m.Close() }()
+			var closeErr error
+			select {
+			case closeErr = <-closed: // it need not wait for the requeue
+				close(g.gate)
+			case <-time.After(wait):
+				close(g.gate)
+				closeErr = <-closed
+			}
+			if closeErr != nil {
+				t.Errorf("Close() = %v; want nil", closeErr)
+			}
+			if err := <-unlocked; err != nil {
+				t.Errorf("Unlock() = %v; want nil", err)
+			}
+			if err := <-waiter; err != nil && !errors.Is(err, mutex.ErrClosed) {
+				t.Errorf("waiter's Lock() = %v; want nil or ErrClosed", err)
 			}
 		})
 	}

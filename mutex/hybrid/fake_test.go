@@ -159,6 +159,19 @@ func (f *fake) lose(key string) {
 	}
 }
 
+// expireUnseen makes the lease held on key lost as a paused process
+// finds it on resuming: Err reports the loss at once, but Done is not
+// closed yet (the timer that closes it has not run), and the key is free
+// for others.
+func (f *fake) expireUnseen(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l := f.held[key]; l != nil {
+		l.unseen = true
+		delete(f.held, key)
+	}
+}
+
 // heldKeys returns the keys held now.
 func (f *fake) heldKeys() []string {
 	f.mu.Lock()
@@ -171,12 +184,13 @@ func (f *fake) heldKeys() []string {
 }
 
 type fakeLease struct {
-	f     *fake
-	key   string
-	token uint64
-	n     uint64 // tokens reserved
-	done  chan struct{}
-	err   error // guarded by f.mu
+	f      *fake
+	key    string
+	token  uint64
+	n      uint64 // tokens reserved
+	done   chan struct{}
+	err    error // guarded by f.mu
+	unseen bool  // lost, Done not closed yet (see expireUnseen); guarded by f.mu
 }
 
 // endLocked ends l and frees its key. f.mu is held.
@@ -206,6 +220,10 @@ func (l *fakeLease) Unlock() error {
 	}
 	l.f.mu.Lock()
 	defer l.f.mu.Unlock()
+	if l.unseen && l.err == nil {
+		l.endLocked(fmt.Errorf("fake: %w: expired while paused", mutex.ErrLost))
+		return l.err
+	}
 	if l.endLocked(mutex.ErrUnlocked) {
 		return nil
 	}
@@ -218,6 +236,9 @@ func (l *fakeLease) Reserved() uint64      { return l.n }
 func (l *fakeLease) Err() error {
 	l.f.mu.Lock()
 	defer l.f.mu.Unlock()
+	if l.err == nil && l.unseen {
+		return fmt.Errorf("fake: %w: expired while paused", mutex.ErrLost)
+	}
 	return l.err
 }
 

@@ -550,7 +550,9 @@ func releaseAll(remotes []mutex.Lease) []error {
 	g.SetLimit(closeParallel)
 	for _, r := range remotes {
 		g.Go(func() error {
-			if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) {
+			// ErrUnlocked: a requeue in progress ended the lease before
+			// Close took it from the cohort; nothing is left to release.
+			if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
 				mu.Unlock()
@@ -634,9 +636,9 @@ func (l *lease[K]) lostLocked() error {
 	c.mu.Unlock()
 	switch {
 	case closed:
-		return lockErr("lease", l.e.Key(), fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
+		return lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 	case ended(l.remote):
-		return lostErr(l.e.Key(), l.remote)
+		return lostErr(l.key, l.remote)
 	}
 	return nil
 }
@@ -679,9 +681,9 @@ func (l *lease[K]) Done() <-chan struct{} {
 		c.mu.Lock()
 		switch {
 		case c.closed:
-			l.err = lockErr("lease", l.e.Key(), fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
+			l.err = lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 		case ended(l.remote):
-			l.err = lostErr(l.e.Key(), l.remote)
+			l.err = lostErr(l.key, l.remote)
 		default:
 			l.m.wg.Add(1)
 			if w, ok := l.remote.(remote.Watcher); ok {
@@ -747,7 +749,7 @@ func (l *lease[K]) unlock() error {
 	l.mu.Lock()
 	if l.unlocked {
 		l.mu.Unlock()
-		return lockErr("unlock", l.e.Key(), mutex.ErrUnlocked)
+		return lockErr("unlock", l.key, mutex.ErrUnlocked)
 	}
 	lost := l.err
 	if lost == nil {
@@ -762,7 +764,7 @@ func (l *lease[K]) unlock() error {
 	l.mu.Unlock()
 	l.stopWatching()
 
-	key := l.e.Key()
+	key := l.key
 	err := l.m.release(l.e, lost != nil)
 	switch {
 	case lost != nil:

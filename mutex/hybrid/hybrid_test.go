@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -610,6 +611,71 @@ func TestRemoteFailure(t *testing.T) {
 	f.setFail(nil)
 	l := mustLock(t, m, key)
 	l.Unlock()
+	checkClean(t, m, f)
+}
+
+// TestRemoteExpiredUnseen: a remote lease that a paused process finds
+// expired on resuming (Err says lost, Done not closed yet) is not handed
+// to a local waiter: the holder's Unlock reports the loss and the waiter
+// acquires the remote lock afresh, with a greater token.
+func TestRemoteExpiredUnseen(t *testing.T) {
+	leakcheck.Register(t)
+	f := newFake()
+	m := newT(t, f)
+	key := keyedtest.Key(t)
+	a := mustLock(t, m, key)
+	got := make(chan mutex.Lease, 1)
+	go func() {
+		l, err := m.Lock(context.Background(), key)
+		if err != nil {
+			t.Errorf("Lock() = %v", err)
+		}
+		got <- l
+	}()
+	queued(t, m, key, 1)
+	f.expireUnseen(key)
+	if err := a.Err(); !errors.Is(err, mutex.ErrLost) {
+		t.Errorf("holder's Err() = %v; want ErrLost", err)
+	}
+	if err := a.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Errorf("holder's Unlock() = %v; want ErrLost (its remote lease expired)", err)
+	}
+	b := <-got
+	if b == nil {
+		t.FailNow()
+	}
+	if b.Token() <= a.Token() {
+		t.Errorf("next holder's token %d <= expired holder's %d", b.Token(), a.Token())
+	}
+	if n := f.count("LockN"); n != 2 {
+		t.Errorf("remote acquisitions = %d; want 2 (the expired lease handed on locally)", n)
+	}
+	b.Unlock()
+	checkClean(t, m, f)
+}
+
+// TestUnlockTwiceNamesKey: a second Unlock names the lease's own key,
+// even after the key's entry was freed and reused for other keys.
+func TestUnlockTwiceNamesKey(t *testing.T) {
+	leakcheck.Register(t)
+	f := newFake()
+	m := newT(t, f)
+	l := mustLock(t, m, "alpha")
+	if err := l.Unlock(); err != nil {
+		t.Fatalf("Unlock() = %v", err)
+	}
+	for i := range 100 {
+		if err := mustLock(t, m, fmt.Sprintf("other-%d", i)).Unlock(); err != nil {
+			t.Fatalf("Unlock() = %v", err)
+		}
+	}
+	err := l.Unlock()
+	if !errors.Is(err, mutex.ErrUnlocked) {
+		t.Fatalf("second Unlock() = %v; want ErrUnlocked", err)
+	}
+	if !strings.Contains(err.Error(), `"alpha"`) {
+		t.Errorf("second Unlock() = %q; want it to name key \"alpha\"", err)
+	}
 	checkClean(t, m, f)
 }
 

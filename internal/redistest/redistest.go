@@ -124,6 +124,7 @@ func (s *Server) start() error {
 	}
 	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -22,6 +22,8 @@
 --                             granted or taken earlier: a retried call),
 --                             with tokens first..top, for ttl ms more
 --   {0, pttl}                 try: another owner holds it (-1: no expiry)
+--   {0, pttl, 'foreign'}      try: the lock key holds a string this
+--                             library did not write, for pttl ms more
 --   {0, pttl, member, score}  wait: queued; remember member and score
 -- and an error reply starting with WRONGTYPE if the lock key holds a
 -- value of another type without expiry (written by something else).
@@ -73,8 +75,10 @@ local function fast()
 	end
 	local o, first, top, e = parse(old)
 	if not o then
-		-- Not a value of ours. Its expiry is gone with the overwrite: it
-		-- gets the lease TTL, and is waited out like a lock.
+		-- Not a value of ours (the prefix's keys are the library's). Its
+		-- expiry is gone with the overwrite (reading it first would cost
+		-- every Lock a command): it gets the lease TTL, and is waited out
+		-- like a lock.
 		redis.call('SET', L, old, 'PX', ARGV[5])
 		return nil, old
 	end
@@ -156,6 +160,9 @@ else
 	pttl = redis.call('PTTL', L)
 end
 if mode == 'try' then
+	if not o and type(v) == 'string' and not markerLast(v) then
+		return {0, pttl, 'foreign'} -- not a lock: say so
+	end
 	return {0, pttl}
 end
 local member, score = ARGV[9], ARGV[10]

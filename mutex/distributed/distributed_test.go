@@ -580,6 +580,59 @@ func TestBadKeys(t *testing.T) {
 	})
 }
 
+// TestForeignValues: keys of the lock that hold something this library
+// did not write give errors that say so and name the key, and a foreign
+// string is put back, not lost.
+func TestForeignValues(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		m := e.newMutex(t)
+		admin := e.client(t)
+		ctx := ctxT(t, time.Minute)
+
+		alien := keyedtest.Key(t) + "-string"
+		lock := m.names(t, alien).lock
+		admin.Set(ctx, lock, "precious", time.Hour)
+		_, err := m.TryLock(ctx, alien)
+		if !errors.Is(err, mutex.ErrLocked) || !strings.Contains(err.Error(), "did not write") || !strings.Contains(err.Error(), lock) {
+			t.Errorf("TryLock of a foreign string = %v; want ErrLocked saying the value is not the library's, naming %s", err, lock)
+		}
+		if v, err := admin.Get(ctx, lock).Result(); v != "precious" {
+			t.Errorf("foreign value after TryLock = %q, %v; want it put back", v, err)
+		}
+		if ttl := admin.PTTL(ctx, lock).Val(); ttl <= 0 {
+			t.Errorf("foreign value's TTL after TryLock = %v; want a TTL (it is waited out like a lease)", ttl)
+		}
+		info, err := m.Inspect(ctx, alien)
+		if err != nil || !info.Foreign || info.Value != "precious" {
+			t.Errorf("Inspect of a foreign string = %+v, %v; want Foreign with its value", info, err)
+		}
+
+		list := keyedtest.Key(t) + "-list"
+		admin.LPush(ctx, m.names(t, list).lock, "x")
+		if _, err := m.Inspect(ctx, list); !errors.Is(err, ErrWrongType) {
+			t.Errorf("Inspect of a lock key holding a list = %v; want ErrWrongType", err)
+		}
+
+		badQueue := keyedtest.Key(t) + "-queue"
+		queue := m.names(t, badQueue).queue
+		admin.Set(ctx, queue, "x", 0)
+		for _, op := range []string{"Lock", "TryLock"} {
+			f := m.Lock
+			if op == "TryLock" {
+				f = m.TryLock
+			}
+			l, err := f(ctx, badQueue)
+			if err == nil {
+				l.Unlock()
+				t.Fatalf("%s with a string at the queue key = nil error; want ErrWrongType", op)
+			}
+			if !errors.Is(err, ErrWrongType) || !strings.Contains(err.Error(), queue) {
+				t.Errorf("%s with a string at the queue key = %v; want ErrWrongType naming %s", op, err, queue)
+			}
+		}
+	})
+}
+
 // TestRedisDown covers a Redis that cannot be reached at Lock, at Unlock
 // and at renewal: each a clear error (or a lost lease), never a hang.
 func TestRedisDown(t *testing.T) {

@@ -42,7 +42,11 @@
 //     joins the queue (or refreshes its entry) and learns the holder's
 //     remaining TTL; TryLock and spin waiting never queue. A lock key of
 //     another type without expiry is an error ([ErrWrongType]); with an
-//     expiry it is waited out.
+//     expiry it is waited out. A string this library did not write is
+//     put back with the lease TTL (its own expiry cannot be read back
+//     after the overwrite, and reading it first would cost every Lock a
+//     command) and waited out like a lease; TryLock's error says so. The
+//     keys under the prefix belong to the library.
 //   - release swaps the holding for the free marker with one SET ... XX
 //     KEEPTTL GET and checks the value it replaced; one that was not its
 //     own (the lease was lost) is put back as it was. If the holding was

@@ -77,6 +77,9 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
+		if isWrongType(err) {
+			err = wrongType(nm, err)
+		}
 		return Info{}, opErr("Inspect", enc, err)
 	}
 	info := Info{Waiters: zcard.Val()}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
-	"github.com/redis/go-redis/v9"
 )
 
 // errClosedLost ends the leases that Close releases.
@@ -300,7 +299,7 @@ func (l *lease) renewed(sent time.Time, res any, err error) {
 		l.c.renew.schedule(l, sent.Add(l.c.cfg.ttl/3))
 	case err == nil:
 		lost = errors.New("the renewal's ownership check failed: the key expired or another owner took it")
-	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+	case isWrongType(err):
 		lost = fmt.Errorf("the lock key was overwritten: %w", err)
 	default:
 		l.retryLocked(err)

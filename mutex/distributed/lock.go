@@ -10,7 +10,6 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/mutex"
-	"github.com/redis/go-redis/v9"
 )
 
 // lockEncoded runs one Lock, TryLock, LockN or TryLockN of the encoded
@@ -128,6 +127,9 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 				return nil, errLate
 			}
 		case try:
+			if r.alien {
+				return nil, fmt.Errorf("%w (lock key %s holds a value this library did not write; it is waited out like a lease: %dms left)", mutex.ErrLocked, w.nm.lock, r.pttl)
+			}
 			return nil, lockedErr(r.pttl)
 		}
 		if !pubsub {
@@ -333,8 +335,8 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 		}
 	})
 	if err != nil {
-		if redis.HasErrorPrefix(err, "WRONGTYPE") {
-			return acquireReply{}, fmt.Errorf("%w: %w", ErrWrongType, err)
+		if isWrongType(err) {
+			return acquireReply{}, wrongType(w.nm, err)
 		}
 		if errors.Is(err, errStopped) || ctx.Err() != nil {
 			return acquireReply{}, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +28,25 @@ var (
 	_ remote.Watcher              = (*lease)(nil)
 )
 
-// ErrWrongType is returned by Lock and TryLock when the key Redis would
-// hold the lock in exists with another type than a string and no expiry
-// (something else wrote it), which no release would ever free.
-var ErrWrongType = errors.New("distributed: lock key holds a non-lock value (WRONGTYPE)")
+// ErrWrongType is returned by Lock, TryLock and Inspect when a key of
+// the lock exists with a type the library never writes: the lock key not
+// a string and without expiry (which no release would ever free), or the
+// queue key not a sorted set. Something else wrote it; the error names
+// the keys.
+var ErrWrongType = errors.New("distributed: a key of the lock holds a value of another type (WRONGTYPE)")
+
+// isWrongType reports whether err is a WRONGTYPE reply, also one a
+// script's redis.call raised (some servers, miniredis among them, wrap
+// that in another error reply).
+func isWrongType(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.Contains(re.Error(), "WRONGTYPE")
+}
+
+// wrongType is the error for a WRONGTYPE reply err about the keys of nm.
+func wrongType(nm names, err error) error {
+	return fmt.Errorf("%w: lock key %s (a string) or queue key %s (a sorted set): %w", ErrWrongType, nm.lock, nm.queue, err)
+}
 
 // MaxReserve is the largest number of fencing tokens one lease may
 // reserve with [Mutex.LockN].

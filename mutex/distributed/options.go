@@ -51,7 +51,10 @@ func defaultConfig() config {
 // WithTTL sets the lease length: how long Redis keeps a lock whose holder
 // stopped renewing it (crashed, partitioned). With renewal (the default)
 // a lease is extended every ttl/3 while held; [WithoutRenewal] makes ttl
-// the fixed length of every lease. A ttl below 1ms is an error.
+// the fixed length of every lease. A ttl below 1ms is an error; a ttl
+// of a few round trips to Redis is valid but loses leases while held
+// (their renewal, every ttl/3, cannot keep up with a busy host or
+// network): keep it well above the worst latency you expect, 1s or more.
 // The default is 10s.
 func WithTTL(ttl time.Duration) Option {
 	return func(c *config) error {
@@ -92,9 +95,13 @@ func WithoutRenewal() Option {
 }
 
 // WithPrefix sets the namespace of every Redis name the Mutex uses: the
-// lock keys, the fence counters and the release channels. Mutexes that
-// must exclude each other use the same prefix. A prefix may not contain
-// '{' or '}', which would break the Redis Cluster hash tag.
+// lock key prefix+"{"+key+"}", the queue key prefix+"q:{"+key+"}" and the
+// grant channels prefix+"grant:{"+key+"}:"+id. Mutexes that must exclude
+// each other use the same prefix. A prefix may not contain '{' or '}',
+// which would break the Redis Cluster hash tag. Keys under the prefix
+// belong to the library: nothing else should write them, and no prefix
+// in use should be another one followed by "q:" or "grant:" ("app:" and
+// "app:q:" would name the same keys).
 // The default is "keyedmutex:".
 func WithPrefix(prefix string) Option {
 	return func(c *config) error {

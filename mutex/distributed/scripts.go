@@ -45,6 +45,7 @@ type acquireReply struct {
 	held   bool   // the lock is the caller's: g
 	g      grant  //
 	pttl   int64  // otherwise: the holder's remaining TTL (-1: none)
+	alien  bool   // try: the lock key holds a value the library did not write
 	member string // wait mode: the caller's queue entry
 	score  string
 }
@@ -65,6 +66,8 @@ func parseAcquire(res any) (acquireReply, error) {
 		return acquireReply{held: true, g: grant{first: uint64(ints[1]), top: uint64(ints[2]), ttlMs: ints[3]}}, nil
 	case ints[0] == 0 && len(a) == 2 && len(ints) == 2:
 		return acquireReply{pttl: ints[1]}, nil
+	case ints[0] == 0 && len(a) == 3 && len(ints) == 2 && a[2] == "foreign":
+		return acquireReply{pttl: ints[1], alien: true}, nil
 	case ints[0] == 0 && len(a) == 4:
 		member, _ := a[2].(string)
 		score, _ := a[3].(string)

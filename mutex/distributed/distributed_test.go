@@ -607,6 +607,16 @@ func TestForeignValues(t *testing.T) {
 			t.Errorf("Inspect of a foreign string = %+v, %v; want Foreign with its value", info, err)
 		}
 
+		// A marker no token can reach (2^53 and above: a double's exact
+		// range) is not the library's either: no token is issued from it.
+		for i, v := range []string{"~99999999999999999999", "~9007199254740993"} {
+			key := fmt.Sprintf("%s-marker-%d", keyedtest.Key(t), i)
+			admin.Set(ctx, m.names(t, key).lock, v, time.Hour)
+			if _, err := m.TryLock(ctx, key); !errors.Is(err, mutex.ErrLocked) || !strings.Contains(err.Error(), "did not write") {
+				t.Errorf("TryLock of marker %q = %v; want ErrLocked saying the value is not the library's", v, err)
+			}
+		}
+
 		list := keyedtest.Key(t) + "-list"
 		admin.LPush(ctx, m.names(t, list).lock, "x")
 		if _, err := m.Inspect(ctx, list); !errors.Is(err, ErrWrongType) {

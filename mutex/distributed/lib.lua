@@ -53,10 +53,16 @@ local function markerLast(v)
 	if string.byte(v, 1) ~= 126 then -- '~'
 		return nil
 	end
+	local last, pending
 	if flagged(v) then
-		return tonumber(string.sub(v, 2, -2)), true
+		last, pending = tonumber(string.sub(v, 2, -2)), true
+	else
+		last, pending = tonumber(string.sub(v, 2)), false
 	end
-	return tonumber(string.sub(v, 2)), false
+	if not last or last >= 9007199254740992 then
+		return nil -- not ours: no token reaches 2^53 (a double's exact range)
+	end
+	return last, pending
 end
 
 -- maxPast bounds, in microseconds, how far a block of tokens may reach

@@ -18,11 +18,12 @@
 //
 // [github.com/keyedmutex/keyedmutex/mutex/distributed.Mutex] keeps each
 // lock in Redis as a key with a TTL, renewed while held. Contenders do
-// not poll: they sleep until a Pub/Sub release notice wakes them (with a
-// bounded poll as a safety net), so a lock passes to the next process
-// about one round trip after release, and a waiter sends a handful of
-// commands however long it waits. A spin strategy, closer to the
-// redsync and redislock libraries, is available as an option. Pick it when
+// not poll: they queue in Redis in FIFO order, and a release hands the
+// lock straight to the first of them and tells it with a Pub/Sub grant
+// (with a bounded poll as a safety net), so nobody barges in, processes
+// are served in turn, and a waiter sends about one command per second
+// however long it waits. A spin strategy, closer to the redsync and
+// redislock libraries, is available as an option. Pick it when
 // contenders for a key live in several processes or hosts and contention
 // per key within one process is low.
 //
@@ -40,11 +41,24 @@
 // coalescing in front of a distributed mutex: goroutines of one process
 // queue locally per key, only the head of the queue talks to Redis, and
 // on Unlock the remote lease passes straight to the next local waiter with
-// no Redis command, up to a bound, after which it is released so other
-// processes get their turn. Pick it when many goroutines of each process
+// no Redis command, up to a bound, after which the Redis lock goes to
+// the next process in the Redis queue and this one queues again, so
+// processes take turns. Pick it when many goroutines of each process
 // contend for the same keys: it turns most handoffs into in-memory ones
 // and spares Redis. Goroutines of one process never overlap, whatever
 // Redis does.
+//
+// # Errors and logs
+//
+// Errors go to the caller, wrapping the sentinels of
+// [github.com/keyedmutex/keyedmutex/mutex] (ErrLocked, ErrLost,
+// ErrUnlocked, ErrClosed, ErrInvalidKey) for errors.Is, and name the
+// key. What no caller can be told (a renewal that failed in the
+// background, a release that failed at Close, a Pub/Sub connection lost)
+// goes to the WithLogger of distributed and hybrid, a [log/slog.Logger]:
+// [log/slog.Default] unless set, never nil (local has nothing to
+// report). Metrics and traces go to WithObserver (the
+// extra/otelkeyedmutex module implements it on OpenTelemetry).
 //
 // # Rules of thumb
 //

@@ -4,36 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"math"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
+	"github.com/keyedmutex/keyedmutex/internal/logtest"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/local"
 )
-
-// heapAlloc returns HeapAlloc after two GC cycles (sync.Pool keeps its
-// contents for one), as mutex/local's tests measure it.
-func heapAlloc() uint64 {
-	var ms runtime.MemStats
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
-// checkHeap fails t if the heap grew by more than a leak-free run can
-// explain: the same generous bound as mutex/local's.
-func checkHeap(t *testing.T, what string, before, after uint64) {
-	t.Helper()
-	if limit := 2*before + 4<<20; after > limit {
-		t.Errorf("%s: HeapAlloc = %d KiB after, %d KiB before; want at most %d KiB", what, after>>10, before>>10, limit>>10)
-	}
-}
 
 // waitGoroutines polls until at most n goroutines run, for up to wait.
 func waitGoroutines(t *testing.T, what string, n int) {
@@ -68,7 +49,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 			ctx := context.Background()
 			leases := make([]mutex.Lease, n)
 			goroutines := runtime.NumGoroutine()
-			before := heapAlloc()
+			before := keyedtest.HeapAlloc()
 			for i, k := range keys {
 				l, err := m.TryLock(ctx, k)
 				if err != nil {
@@ -87,11 +68,11 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 				leases[i] = nil
 			}
 			waitGoroutines(t, "after the burst", goroutines)
-			after := heapAlloc()
+			after := keyedtest.HeapAlloc()
 			if left, _ := m.t.Len(""); left != 0 {
 				t.Errorf("%d entries left after the burst; want 0", left)
 			}
-			checkHeap(t, fmt.Sprintf("%d keys held at once, then unlocked", n), before, after)
+			keyedtest.CheckHeap(t, fmt.Sprintf("%d keys held at once, then unlocked", n), before, after)
 			if held > n/100 {
 				t.Errorf("%d more goroutines while %d leases were held (Done called: %v); want no goroutine per lease", held, n, watched)
 			}
@@ -126,23 +107,16 @@ func TestNaNKey(t *testing.T) {
 	if _, err := m.TryLock(ctx, nan); !errors.Is(err, mutex.ErrInvalidKey) {
 		t.Errorf("TryLock(NaN) = %v; want ErrInvalidKey", err)
 	}
-	func() {
-		defer func() {
-			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "invalid key") {
-				t.Errorf("Locker(NaN).Lock() panicked with %v; want a panic naming the invalid key", r)
-			}
-		}()
-		m.Locker(nan).Lock()
-	}()
-	before := heapAlloc()
+	keyedtest.LockPanics(t, "Locker(NaN)", m.Locker(nan), "invalid key")
+	before := keyedtest.HeapAlloc()
 	for range 200_000 {
 		if l, err := m.Lock(ctx, nan); err == nil {
 			l.Unlock()
 			t.Fatal("Lock(NaN) = nil error; want ErrInvalidKey")
 		}
 	}
-	after := heapAlloc()
-	checkHeap(t, "200k Lock(NaN)", before, after)
+	after := keyedtest.HeapAlloc()
+	keyedtest.CheckHeap(t, "200k Lock(NaN)", before, after)
 	if n, _ := m.t.Len(0); n != 0 {
 		t.Errorf("%d entries left after 200k Lock(NaN); want 0", n)
 	}

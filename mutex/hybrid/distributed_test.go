@@ -323,15 +323,7 @@ func TestDistributedLostLease(t *testing.T) {
 			m := process(t, b, prefix, []distributed.Option{distributed.WithTTL(300 * time.Millisecond)})
 			key := keyedtest.Key(t)
 			a := mustLock(t, m, key)
-			got := make(chan mutex.Lease, 1)
-			go func() {
-				l, err := m.Lock(context.Background(), key)
-				if err != nil {
-					t.Errorf("waiter Lock() = %v", err)
-				}
-				got <- l
-			}()
-			queued(t, m, key, 1)
+			got := lockQueued(t, m, key)
 			left := lockKeysLeft(t, b, prefix)
 			if len(left) != 1 {
 				t.Fatalf("lock keys = %q; want 1", left)

@@ -48,6 +48,23 @@ func mustLock(t *testing.T, m *Mutex[string], key string) mutex.Lease {
 	return l
 }
 
+// lockQueued starts a Lock of key in m and returns once it waits; the
+// channel receives its lease, nil if it failed (the test has failed then).
+func lockQueued(t *testing.T, m *Mutex[string], key string) <-chan mutex.Lease {
+	t.Helper()
+	_, before := m.t.Len(key)
+	got := make(chan mutex.Lease, 1)
+	go func() {
+		l, err := m.Lock(context.Background(), key)
+		if err != nil {
+			t.Errorf("waiter's Lock(%q) = %v", key, err)
+		}
+		got <- l
+	}()
+	queued(t, m, key, before+1)
+	return got
+}
+
 // queued polls until n goroutines wait for key in m.
 func queued(t *testing.T, m *Mutex[string], key string, n int) {
 	t.Helper()
@@ -258,15 +275,7 @@ func TestLostLease(t *testing.T) {
 	m := newT(t, f)
 	key := keyedtest.Key(t)
 	a := mustLock(t, m, key)
-	got := make(chan mutex.Lease, 1)
-	go func() {
-		l, err := m.Lock(context.Background(), key)
-		if err != nil {
-			t.Errorf("waiter Lock() = %v", err)
-		}
-		got <- l
-	}()
-	queued(t, m, key, 1)
+	got := lockQueued(t, m, key)
 	f.lose(key)
 	select {
 	case <-a.Done():
@@ -624,15 +633,7 @@ func TestRemoteExpiredUnseen(t *testing.T) {
 	m := newT(t, f)
 	key := keyedtest.Key(t)
 	a := mustLock(t, m, key)
-	got := make(chan mutex.Lease, 1)
-	go func() {
-		l, err := m.Lock(context.Background(), key)
-		if err != nil {
-			t.Errorf("Lock() = %v", err)
-		}
-		got <- l
-	}()
-	queued(t, m, key, 1)
+	got := lockQueued(t, m, key)
 	f.expireUnseen(key)
 	if err := a.Err(); !errors.Is(err, mutex.ErrLost) {
 		t.Errorf("holder's Err() = %v; want ErrLost", err)

@@ -7,7 +7,6 @@ import (
 	"math"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -273,30 +272,13 @@ func TestFIFO(t *testing.T) {
 	checkEmpty(t, &m)
 }
 
-func heapAlloc() uint64 {
-	var ms runtime.MemStats
-	// Two cycles: sync.Pool keeps its contents for one.
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
-}
-
-func checkHeap(t *testing.T, before, after uint64) {
-	t.Helper()
-	// Generous: a leak of the entries would be tens of megabytes.
-	if limit := 2*before + 4<<20; after > limit {
-		t.Errorf("HeapAlloc = %d after, %d before; want at most %d", after, before, limit)
-	}
-}
-
 func TestMillionKeysLeaveNoHeap(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
 	m := new(Mutex[int])
 	ctx := context.Background()
-	before := heapAlloc()
+	before := keyedtest.HeapAlloc()
 	for k := 0; k < 1_000_000; k++ {
 		l, err := m.Lock(ctx, k)
 		if err != nil {
@@ -306,9 +288,9 @@ func TestMillionKeysLeaveNoHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	after := heapAlloc()
+	after := keyedtest.HeapAlloc()
 	checkEmpty(t, m)
-	checkHeap(t, before, after)
+	keyedtest.CheckHeap(t, t.Name(), before, after)
 	t.Logf("HeapAlloc before %d, after %d", before, after)
 	runtime.KeepAlive(m)
 }
@@ -323,7 +305,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 		keys[i] = "key-" + strconv.Itoa(i)
 	}
 	leases := make([]mutex.Lease, len(keys))
-	before := heapAlloc()
+	before := keyedtest.HeapAlloc()
 	for i, k := range keys {
 		l, err := m.TryLock(ctx, k)
 		if err != nil {
@@ -340,9 +322,9 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 		}
 		leases[i] = nil
 	}
-	after := heapAlloc()
+	after := keyedtest.HeapAlloc()
 	checkEmpty(t, m) // internal/keylock checks that the shard maps go
-	checkHeap(t, before, after)
+	keyedtest.CheckHeap(t, t.Name(), before, after)
 	t.Logf("HeapAlloc before %d, after %d", before, after)
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(keys)
@@ -375,24 +357,17 @@ func TestNaNKey(t *testing.T) {
 	if _, err := mi.Lock(ctx, any(nan)); !errors.Is(err, mutex.ErrInvalidKey) {
 		t.Errorf("Mutex[any].Lock(NaN) = %v; want ErrInvalidKey", err)
 	}
-	func() {
-		defer func() {
-			if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "invalid key") {
-				t.Errorf("Locker(NaN).Lock() panicked with %v; want a panic naming the invalid key", r)
-			}
-		}()
-		m.Locker(nan).Lock()
-	}()
-	before := heapAlloc()
+	keyedtest.LockPanics(t, "Locker(NaN)", m.Locker(nan), "invalid key")
+	before := keyedtest.HeapAlloc()
 	for range 200_000 {
 		if l, err := m.Lock(ctx, nan); err == nil {
 			l.Unlock()
 			t.Fatal("Lock(NaN) = nil error; want ErrInvalidKey")
 		}
 	}
-	after := heapAlloc()
+	after := keyedtest.HeapAlloc()
 	checkEmpty(t, &m)
-	checkHeap(t, before, after)
+	keyedtest.CheckHeap(t, t.Name(), before, after)
 	t.Logf("200k Lock(NaN): HeapAlloc before %d, after %d", before, after)
 	// Other keys are unaffected.
 	l, err = m.TryLock(ctx, 1.5)

@@ -86,7 +86,9 @@ const (
 	RemoteAcquired
 	// Late: a distributed Lock got the lock, but its reply or grant came
 	// after the lease's validity had run out (a slow network or server, a
-	// paused process); it released it and went on waiting.
+	// paused process); it released it and went on waiting. Also: a grant
+	// reached the waiter after a later check had found it still waiting
+	// (the grant expired meanwhile); it was ignored.
 	Late
 )
 

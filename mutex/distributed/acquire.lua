@@ -24,7 +24,12 @@
 --   {0, pttl}                 try: another owner holds it (-1: no expiry)
 --   {0, pttl, 'foreign'}      try: the lock key holds a string this
 --                             library did not write, for pttl ms more
---   {0, pttl, member, score}  wait: queued; remember member and score
+--   {0, pttl, member, score, now}
+--                             wait: queued; remember member and score.
+--                             now is the server clock (µs): a grant made
+--                             later has a top token >= now, so one whose
+--                             top is below was made before this call and
+--                             is dead (this call found the lock not ours)
 -- and an error reply starting with WRONGTYPE if the lock key holds a
 -- value of another type without expiry (written by something else).
 --
@@ -178,4 +183,4 @@ redis.call('PEXPIRE', Q, ARGV[12])
 if o and not flagged(v) then
 	redis.call('SET', L, v .. '*', 'KEEPTTL') -- tell the holder's release
 end
-return {0, pttl, member, score}
+return {0, pttl, member, score, us}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,6 +184,75 @@ func TestErrSeesExpiredValidity(t *testing.T) {
 				}
 				l2.Unlock()
 			})
+		}
+	})
+}
+
+// TestStaleGrantIgnored: a grant that reaches a waiter after a later call
+// of its own found it still waiting was made before that call, so it was
+// dead by then (it expired while the waiter's process was paused, say);
+// it must not be taken for a lease counted from that call.
+func TestStaleGrantIgnored(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		holder := e.newMutex(t)
+		rec := new(keyedtest.Recorder)
+		waiter := e.newMutex(t, WithObserver(rec))
+		admin := e.client(t)
+		ctx := ctxT(t, time.Minute)
+		key := keyedtest.Key(t)
+		a, err := holder.Lock(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan mutex.Lease, 1)
+		go func() {
+			l, err := waiter.Lock(ctx, key)
+			if err != nil {
+				t.Errorf("waiter's Lock() = %v", err)
+			}
+			got <- l
+		}()
+		nm := waiter.names(t, key)
+		var member []string
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+			if m := admin.ZRange(ctx, nm.queue, 0, -1).Val(); len(m) == 1 {
+				member = strings.Fields(m[0])
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the waiter did not queue")
+			}
+		}
+		// A grant of token 1 (the clock of long ago) for the waiter.
+		owner, mid := member[0], member[1]
+		if err := admin.Publish(ctx, nm.channel(mid), owner+" 1 1 30000").Err(); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); len(rec.Events(mutex.Late, key)) == 0; time.Sleep(time.Millisecond) {
+			select {
+			case l := <-got:
+				if l != nil {
+					t.Fatalf("the waiter took a stale grant: Lock() returned token %d while another holds the key", l.Token())
+				}
+				t.FailNow()
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no Late event: the stale grant was not seen")
+			}
+		}
+		if err := a.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		b := <-got
+		if b == nil {
+			t.FailNow()
+		}
+		if b.Token() <= a.Token() {
+			t.Errorf("waiter's token %d <= holder's %d", b.Token(), a.Token())
+		}
+		if err := b.Unlock(); err != nil {
+			t.Errorf("waiter's Unlock() = %v", err)
 		}
 	})
 }

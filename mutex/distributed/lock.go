@@ -84,6 +84,7 @@ type waiter struct {
 	sub           *notify.Subscription // pub/sub waiting only
 	member, score string               // the queue entry, once queued
 	anchor        time.Time            // when the last call that found the lock not ours was sent
+	queuedAt      uint64               // the server clock (µs) when that call ran; 0 if unknown
 	waited        bool                 // it emitted Waiting
 }
 
@@ -235,6 +236,7 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 				w.event(mutex.Queued)
 			}
 			w.member, w.score, w.anchor, pttl = r.member, r.score, sent, r.pttl
+			w.queuedAt = uint64(max(r.now, 0))
 		}
 		d := w.c.cfg.pollInterval
 		if p := time.Duration(pttl) * time.Millisecond; pttl >= 0 && p < d {
@@ -244,7 +246,13 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 		t.Reset(d)
 		select {
 		case <-w.sub.C():
-			if g, ok := w.granted(); ok {
+			if g, ok := w.granted(); ok && g.top < w.queuedAt {
+				// A grant made before the last call that found the
+				// waiter waiting: dead by then (it expired while this
+				// process was paused, say), and its TTL cannot be
+				// counted from w.anchor. Check at once.
+				w.event(mutex.Late)
+			} else if ok {
 				w.event(mutex.Notice)
 				w.event(mutex.Granted)
 				if l := w.take(g, w.anchor); l != nil {
@@ -268,9 +276,11 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 	}
 }
 
-// granted returns the grant message that arrived, if one did. The grant
-// was made after the waiter's last call that found it waiting was sent
-// (w.anchor): its TTL counts from no earlier than that.
+// granted returns the grant message that arrived, if one did. A grant
+// whose top token is at least w.queuedAt was made after the waiter's
+// last call that found it waiting ran, so after that call was sent
+// (w.anchor): its TTL counts from no earlier than that. (Tokens are the
+// server clock, and a grant's top token is its script's clock reading.)
 func (w *waiter) granted() (grant, bool) {
 	payload, ok := w.sub.Message()
 	if !ok {

@@ -48,6 +48,7 @@ type acquireReply struct {
 	alien  bool   // try: the lock key holds a value the library did not write
 	member string // wait mode: the caller's queue entry
 	score  string
+	now    int64 // wait mode: the server clock (µs) when it found the caller waiting
 }
 
 func parseAcquire(res any) (acquireReply, error) {
@@ -68,11 +69,11 @@ func parseAcquire(res any) (acquireReply, error) {
 		return acquireReply{pttl: ints[1]}, nil
 	case ints[0] == 0 && len(a) == 3 && len(ints) == 2 && a[2] == "foreign":
 		return acquireReply{pttl: ints[1], alien: true}, nil
-	case ints[0] == 0 && len(a) == 4:
+	case ints[0] == 0 && len(a) == 5 && len(ints) == 3:
 		member, _ := a[2].(string)
 		score, _ := a[3].(string)
 		if member != "" && score != "" {
-			return acquireReply{pttl: ints[1], member: member, score: score}, nil
+			return acquireReply{pttl: ints[1], member: member, score: score, now: ints[2]}, nil
 		}
 	}
 	return acquireReply{}, fmt.Errorf("acquire: unexpected reply %v", res)

@@ -127,6 +127,11 @@ local function general(v)
 			end
 			local last, pending = markerLast(v)
 			if not last then
+				if not o and redis.call('PTTL', L) == -1 then
+					-- Not a value of ours, and it would never expire: it
+					-- gets the lease TTL, as on the one-token path.
+					redis.call('PEXPIRE', L, ARGV[5])
+				end
 				return nil, v -- held by another owner
 			end
 			if not pending then

@@ -617,6 +617,26 @@ func TestForeignValues(t *testing.T) {
 			}
 		}
 
+		// The multi-token path reads before it writes: it keeps a
+		// foreign value's expiry, and gives one without expiry the lease
+		// TTL, so that it cannot block the key forever.
+		forever := keyedtest.Key(t) + "-forever"
+		admin.Set(ctx, m.names(t, forever).lock, "precious", 0)
+		if _, err := m.TryLockN(ctx, forever, 17); !errors.Is(err, mutex.ErrLocked) || !strings.Contains(err.Error(), "did not write") {
+			t.Errorf("TryLockN of a foreign string = %v; want ErrLocked saying the value is not the library's", err)
+		}
+		if ttl := admin.PTTL(ctx, m.names(t, forever).lock).Val(); ttl <= 0 {
+			t.Errorf("foreign value's TTL after TryLockN = %v; want the lease TTL", ttl)
+		}
+		for _, v := range []string{"~abc", "~", "~12 34", "~99999999999999999999"} {
+			key := keyedtest.Key(t) + "-odd"
+			admin.Set(ctx, m.names(t, key).lock, v, time.Hour)
+			if info, err := m.Inspect(ctx, key); err != nil || !info.Foreign {
+				t.Errorf("Inspect of %q = %+v, %v; want Foreign", v, info, err)
+			}
+			admin.Del(ctx, m.names(t, key).lock)
+		}
+
 		list := keyedtest.Key(t) + "-list"
 		admin.LPush(ctx, m.names(t, list).lock, "x")
 		if _, err := m.Inspect(ctx, list); !errors.Is(err, ErrWrongType) {
@@ -626,6 +646,9 @@ func TestForeignValues(t *testing.T) {
 		badQueue := keyedtest.Key(t) + "-queue"
 		queue := m.names(t, badQueue).queue
 		admin.Set(ctx, queue, "x", 0)
+		if _, err := m.Inspect(ctx, badQueue); !errors.Is(err, ErrWrongType) {
+			t.Errorf("Inspect with a string at the queue key = %v; want ErrWrongType", err)
+		}
 		for _, op := range []string{"Lock", "TryLock"} {
 			f := m.Lock
 			if op == "TryLock" {
@@ -639,6 +662,19 @@ func TestForeignValues(t *testing.T) {
 			if !errors.Is(err, ErrWrongType) || !strings.Contains(err.Error(), queue) {
 				t.Errorf("%s with a string at the queue key = %v; want ErrWrongType naming %s", op, err, queue)
 			}
+		}
+
+		// The queue key overwritten while the lock is held with waiters
+		// flagged: Unlock cannot serve the queue, and says why.
+		held := keyedtest.Key(t) + "-held"
+		l, err := m.Lock(ctx, held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin.Append(ctx, m.names(t, held).lock, "*")
+		admin.HSet(ctx, m.names(t, held).queue, "f", "v")
+		if err := l.Unlock(); !errors.Is(err, ErrWrongType) {
+			t.Errorf("Unlock with a hash at the queue key = %v; want ErrWrongType", err)
 		}
 	})
 }

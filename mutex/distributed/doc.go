@@ -43,9 +43,11 @@
 //     remaining TTL; TryLock and spin waiting never queue. A lock key of
 //     another type without expiry is an error ([ErrWrongType]); with an
 //     expiry it is waited out. A string this library did not write is
-//     put back with the lease TTL (its own expiry cannot be read back
-//     after the overwrite, and reading it first would cost every Lock a
-//     command) and waited out like a lease; TryLock's error says so. The
+//     waited out like a lease, and TryLock's error says so: the one-token
+//     path, which writes before it reads, puts it back with the lease TTL
+//     (its own expiry cannot be read back after the overwrite, and
+//     reading it first would cost every Lock a command); the other paths
+//     keep its expiry, and give one without expiry the lease TTL. The
 //     keys under the prefix belong to the library.
 //   - release swaps the holding for the free marker with one SET ... XX
 //     KEEPTTL GET and checks the value it replaced; one that was not its

@@ -82,6 +82,12 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 		}
 		return Info{}, opErr("Inspect", enc, err)
 	}
+	if err := zcard.Err(); err != nil {
+		if isWrongType(err) {
+			err = wrongType(nm, err)
+		}
+		return Info{}, opErr("Inspect", enc, err)
+	}
 	info := Info{Waiters: zcard.Val()}
 	v, gerr := get.Result()
 	if errors.Is(gerr, redis.Nil) {
@@ -96,7 +102,12 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 func parseHolding(v string, info *Info) {
 	v = strings.TrimSuffix(v, "*")
 	if last, ok := strings.CutPrefix(v, "~"); ok {
-		info.LastToken, _ = strconv.ParseUint(last, 10, 64)
+		// A free marker; the scripts take no token at or past 2^53.
+		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n < 1<<53 {
+			info.LastToken = n
+			return
+		}
+		info.Foreign, info.Value = true, v
 		return
 	}
 	f := strings.Split(v, " ")

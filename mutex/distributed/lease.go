@@ -201,9 +201,14 @@ func (l *lease) unlock() error {
 	}
 	ok, err := l.release("unlock")
 	switch {
+	case err != nil && isWrongType(err):
+		// The queue key was overwritten by something else: the release
+		// may have freed the lock, but could not serve the queue.
+		l.finish(mutex.ErrUnlocked)
+		return fmt.Errorf("distributed: Unlock: %w", wrongType(l.nm, err))
 	case err != nil:
 		l.finish(mutex.ErrUnlocked)
-		return fmt.Errorf("distributed: Unlock of %s: release failed, the key expires when its TTL of %v runs out: %w", l.nm.lock, l.c.cfg.ttl, err)
+		return fmt.Errorf("distributed: Unlock of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, l.c.cfg.ttl, err)
 	case !ok:
 		err := l.lostErr(errors.New("at Unlock the key had expired or another owner held it"))
 		l.finish(err)
@@ -273,7 +278,7 @@ func (l *lease) closed(c *call, done bool) {
 	case !done:
 		l.c.logger().Warn("keyedmutex: Close: release not confirmed in time; the key expires when its TTL runs out", "lock", l.nm.lock)
 	case c.err != nil:
-		l.c.logger().Warn("keyedmutex: Close: release failed; the key expires when its TTL runs out", "lock", l.nm.lock, "err", c.err)
+		l.c.logger().Warn("keyedmutex: Close: release not confirmed; if it did not reach Redis, the key expires when its TTL runs out", "lock", l.nm.lock, "err", c.err)
 	}
 	l.finish(fmt.Errorf("distributed: lease on %s: %w", l.nm.lock, errClosedLost))
 }
@@ -418,7 +423,7 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted
 		w.closeSub()
-		return nil, fmt.Errorf("distributed: Requeue of %s: release failed, the key expires when its TTL of %v runs out: %w", l.nm.lock, c.cfg.ttl, err)
+		return nil, fmt.Errorf("distributed: Requeue of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, c.cfg.ttl, err)
 	}
 	t := &ticket{w: w}
 	switch r, _ := res.([]any); {

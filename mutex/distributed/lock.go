@@ -129,7 +129,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 			}
 		case try:
 			if r.alien {
-				return nil, fmt.Errorf("%w (lock key %s holds a value this library did not write; it is waited out like a lease: %dms left)", mutex.ErrLocked, w.nm.lock, r.pttl)
+				return nil, fmt.Errorf("%w (lock key %s holds a value this library did not write; it is waited out like a lease: %v left)", mutex.ErrLocked, w.nm.lock, time.Duration(r.pttl)*time.Millisecond)
 			}
 			return nil, lockedErr(r.pttl)
 		}

@@ -329,15 +329,26 @@ func (sh *shard[K, V]) dropIfUnused(e *Entry[K, V]) {
 			sh.m, sh.peak = nil, 0
 		}
 	}
-	var zero Entry[K, V]
+	e.reset() // holds no memory of the key or the value
 	if sh.nfree < maxFree {
-		zero.sh, zero.nextFree = sh, sh.free
-		*e = zero // holds no memory of the key or the value
+		e.nextFree = sh.free
 		sh.free = e
 		sh.nfree++
-		return
 	}
-	*e = zero
+}
+
+// reset clears every field of e but its shard, which never changes: a
+// lease may call Done on its entry long after the drop, and Done reads
+// e.sh before it takes the shard's lock.
+func (e *Entry[K, V]) reset() {
+	var (
+		value V
+		key   K
+	)
+	e.Value, e.key = value, key
+	e.ref, e.slot, e.spinners, e.locked, e.tok = 0, 0, 0, false, 0
+	e.q = queue[K, V]{}
+	e.done, e.after, e.nextFree = nil, nil, nil
 }
 
 // Unlock ends the current holding of e: the lock passes to the first

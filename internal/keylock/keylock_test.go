@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -219,6 +220,46 @@ func TestDoneByToken(t *testing.T) {
 	}
 	if tok2 := <-next; tok2 <= tok {
 		t.Errorf("token after handoff = %d; want > %d", tok2, tok)
+	}
+	checkEmpty(t, &tb)
+}
+
+// TestDoneAfterDrop: Done on an entry whose holding ended and which the
+// shard then dropped (more unused entries than it keeps for reuse) returns
+// a closed channel; the entry keeps its shard, so Done, which reads it
+// before taking the shard's lock, never races with the drop.
+func TestDoneAfterDrop(t *testing.T) {
+	var tb Table[int, struct{}]
+	ctx := context.Background()
+	const n = numShards * (maxFree + numSlots + 4)
+	type held struct {
+		e   *Entry[int, struct{}]
+		tok uint64
+	}
+	hs := make([]held, n)
+	for i := range hs {
+		e, tok, err := tb.Lock(ctx, i, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs[i] = held{e, tok}
+	}
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-h.e.Done(h.tok) // races the Unlock below
+		}()
+		h.e.Unlock()
+	}
+	wg.Wait()
+	for _, h := range hs {
+		select {
+		case <-h.e.Done(h.tok):
+		default:
+			t.Fatal("Done of an ended holding not closed")
+		}
 	}
 	checkEmpty(t, &tb)
 }

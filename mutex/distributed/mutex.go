@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -235,19 +236,10 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 	return l, nil
 }
 
-// describe quotes an encoded key for error messages, shortened if long.
-func describe(enc string) string {
-	const max = 64
-	if len(enc) > max {
-		return fmt.Sprintf("%q... (%d bytes)", enc[:max], len(enc))
-	}
-	return fmt.Sprintf("%q", enc)
-}
-
 // opErr is the one error wrapper of this package: the operation and the
 // key, then the cause.
 func opErr(op, enc string, err error) error {
-	return fmt.Errorf("distributed: %s(%s): %w", op, describe(enc), err)
+	return fmt.Errorf("distributed: %s(%s): %w", op, keylock.QuoteKey(enc), err)
 }
 
 // newID returns n random bytes in hex.

@@ -150,20 +150,7 @@ var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
 // lockErr is the one error wrapper of this package: the operation and
 // the key (quoted if a string, as distributed does), then the cause.
 func lockErr(op string, key any, err error) error {
-	return fmt.Errorf("hybrid: %s %s: %w", op, describeKey(key), err)
-}
-
-// describeKey formats a key for error messages: strings quoted and, if
-// long, shortened.
-func describeKey(key any) string {
-	const max = 64
-	if s, ok := key.(string); ok {
-		if len(s) > max {
-			return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
-		}
-		return fmt.Sprintf("%q", s)
-	}
-	return fmt.Sprint(key)
+	return fmt.Errorf("hybrid: %s %s: %w", op, keylock.QuoteKey(key), err)
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {

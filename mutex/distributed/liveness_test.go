@@ -135,19 +135,7 @@ func TestLivenessGrantedNeverTaken(t *testing.T) {
 			t.Fatal(err)
 		}
 		plantWaiter(t, admin, nm, "dead0003", "partitioned", serverNow(t, admin).Add(time.Hour))
-		done := make(chan error, 1)
-		go func() {
-			l, err := waiter.Lock(ctxT(t, 20*time.Second), key)
-			if err == nil {
-				err = l.Unlock()
-			}
-			done <- err
-		}()
-		for deadline := time.Now().Add(time.Minute); admin.ZCard(context.Background(), nm.queue).Val() < 2; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the live waiter did not queue")
-			}
-		}
+		done := liveWaiter(t, waiter, admin, key, 2)
 		if err := h.Unlock(); err != nil {
 			t.Fatal(err)
 		}

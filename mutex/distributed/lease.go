@@ -64,9 +64,7 @@ func (l *lease) start() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.c.cfg.renew {
-		l.expiry = time.AfterFunc(time.Until(l.validUntil), func() {
-			l.lose(fmt.Errorf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl), false)
-		})
+		l.expiry = time.AfterFunc(time.Until(l.validUntil), l.expire)
 		return
 	}
 	ttl := time.Duration(l.g.ttlMs) * time.Millisecond
@@ -336,14 +334,20 @@ func (l *lease) retryLocked(err error) {
 	}
 }
 
-// expire loses the lease when its validity ran out without a confirmed
-// renewal.
+// expire loses the lease if its validity has run out: without a
+// confirmed renewal, or, WithoutRenewal, at its fixed TTL. Its timer calls
+// it, and so does Err, which may run first (a process resumed after a
+// pause).
 func (l *lease) expire() {
 	l.mu.Lock()
 	lastErr := l.lastErr
 	stale := time.Now().Before(l.validUntil) // renewed meanwhile
 	l.mu.Unlock()
 	if stale {
+		return
+	}
+	if !l.c.cfg.renew {
+		l.lose(fmt.Errorf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl), false)
 		return
 	}
 	reason := errors.New("its validity ran out before a renewal was confirmed")
@@ -374,11 +378,7 @@ func (l *lease) Err() error {
 	if err != nil || ending || time.Now().Before(valid) {
 		return err
 	}
-	reason := "its validity ran out"
-	if !l.c.cfg.renew {
-		reason = fmt.Sprintf("its TTL of %v ran out (WithoutRenewal)", l.c.cfg.ttl)
-	}
-	l.lose(errors.New(reason), l.c.cfg.renew)
+	l.expire()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.err

@@ -50,9 +50,10 @@ type Info struct {
 //
 //	redis-cli EVAL "return {redis.call('GET',KEYS[1]),redis.call('PTTL',KEYS[1]),redis.call('ZCARD',KEYS[2])}" 2 'keyedmutex:{order-17}' 'keyedmutex:q:{order-17}'
 //
-// where a held lock's value reads "<owner> <token> <last-token>
-// <expiry-ms> <label>" (a trailing '*' says waiters were queued) and a
-// free one "~<last-token>".
+// where a held lock's value reads "<token> <last-token> <owner> <label>"
+// (a trailing '*' says waiters were queued); a lock released with nobody
+// waiting is absent, or for a few milliseconds "~<last-token>" (see
+// the package doc).
 func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	enc, err := m.encode(key)
 	if err == nil {
@@ -111,13 +112,13 @@ func parseHolding(v string, info *Info) {
 		return
 	}
 	f := strings.Split(v, " ")
-	first, err1 := strconv.ParseUint(get(f, 1), 10, 64)
-	top, err2 := strconv.ParseUint(get(f, 2), 10, 64)
-	if len(f) < 4 || len(f) > 5 || err1 != nil || err2 != nil || top < first {
+	first, err1 := strconv.ParseUint(get(f, 0), 10, 64)
+	top, err2 := strconv.ParseUint(get(f, 1), 10, 64)
+	if len(f) < 3 || len(f) > 4 || err1 != nil || err2 != nil || top < first || get(f, 2) == "" {
 		info.Foreign, info.Value = true, v
 		return
 	}
-	info.Held, info.Owner, info.Label = true, f[0], get(f, 4)
+	info.Held, info.Owner, info.Label = true, f[2], get(f, 3)
 	info.Token, info.Reserved = first, top-first+1
 	info.Acquired = time.UnixMicro(int64(first))
 }

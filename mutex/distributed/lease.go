@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -30,6 +29,7 @@ type lease struct {
 	owner string
 	val   string // the lock key's value while held
 	g     grant
+	got   time.Time     // when the reply or grant that made it arrived
 	done  chan struct{} // closed when the lease ends, with err set
 	since time.Time     // when Lock returned it (observed Mutexes only)
 
@@ -50,8 +50,9 @@ func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.
 		enc:        enc,
 		nm:         nm,
 		owner:      owner,
-		val:        g.value(owner),
+		val:        g.holding(holderID(owner, c.cfg.label)),
 		g:          g,
+		got:        time.Now(),
 		done:       make(chan struct{}),
 		validUntil: anchor.Add(time.Duration(g.ttlMs) * time.Millisecond),
 	}
@@ -197,7 +198,7 @@ func (l *lease) unlock() error {
 		_, _ = l.release("abort")
 		return lost
 	}
-	ok, err := l.release("unlock")
+	n, err := l.release("unlock")
 	switch {
 	case err != nil && isWrongType(err):
 		// The queue key was overwritten by something else: the release
@@ -207,8 +208,12 @@ func (l *lease) unlock() error {
 	case err != nil:
 		l.finish(mutex.ErrUnlocked)
 		return fmt.Errorf("distributed: Unlock of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, l.c.cfg.ttl, err)
-	case !ok:
-		err := l.lostErr(errors.New("at Unlock the key had expired or another owner held it"))
+	case n == 0:
+		err := l.lostErr(errors.New("at Unlock another owner held the key"))
+		l.finish(err)
+		return err
+	case n != 1:
+		err := l.lostErr(errors.New("at Unlock the key was gone: it expired, or something removed it (eviction under maxmemory, FLUSHALL, a failover that lost it)"))
 		l.finish(err)
 		return err
 	}
@@ -217,26 +222,23 @@ func (l *lease) unlock() error {
 }
 
 // release runs release.lua for the lease, in mode "unlock" (by value) or
-// "abort" (by owner), bounded by the unlock timeout; it reports whether
-// the lock was the lease's.
-func (l *lease) release(mode string) (bool, error) {
+// "abort" (by owner), bounded by the unlock timeout; it reports what it
+// found: 1 the lock was the lease's and is released, 0 another owner
+// held it, 2 the key was absent.
+func (l *lease) release(mode string) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.c.cfg.unlockTimeout)
 	defer cancel()
-	if _, err := l.c.publishSharded(ctx); err != nil {
-		return false, err
-	}
-	val, top := l.val, strconv.FormatUint(l.g.top, 10)
-	if mode == "abort" {
-		val, top = l.owner, ""
-	}
 	res, err := l.c.x.doRetrying(ctx, nil, func() *call {
-		return l.c.releaseCall(l.nm, mode, val, top, "")
+		if mode == "abort" {
+			return l.c.releaseCall(l.nm, l.owner, "a", "")
+		}
+		return l.unlockCall()
 	})
 	if err != nil {
-		return false, err
+		return 0, err
 	}
 	n, _ := res.(int64)
-	return n == 1, nil
+	return n, nil
 }
 
 // closeCall starts ending the lease for Close and returns its release
@@ -248,7 +250,18 @@ func (l *lease) closeCall() *call {
 		return nil
 	}
 	l.ending = true
-	return l.c.releaseCall(l.nm, "unlock", l.val, strconv.FormatUint(l.g.top, 10), "")
+	return l.unlockCall()
+}
+
+// unlockCall is the release.lua call that unlocks the lease: the
+// one-argument fast path (which deletes the key) unless its tokens may
+// still be ahead of the server clock. They are behind it once more than
+// twice their lead has passed here since the reply that issued them
+// arrived (the server read its clock before sending that reply; the
+// factor covers any difference in clock rates).
+func (l *lease) unlockCall() *call {
+	lead := time.Duration(l.g.top-min(l.g.clock, l.g.top)) * time.Microsecond
+	return l.c.unlockCall(l.nm, l.g, l.val, lead == 0 || time.Since(l.got) > 2*lead)
 }
 
 // endClosed releases the lease and ends it as closed: for a Lock that
@@ -405,6 +418,12 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	if w.sub = c.hub.Join(w.nm.channel(c.id), w.owner); w.sub == nil {
 		return nil, remote.ErrUnavailable
 	}
+	// Known already: the subscription that Join shares was confirmed.
+	base, err := c.entryBase(context.Background(), w.owner, n)
+	if err != nil {
+		w.closeSub()
+		return nil, remote.ErrUnavailable
+	}
 	l.mu.Lock()
 	if l.ending || l.err != nil || !time.Now().Before(l.validUntil) {
 		l.mu.Unlock()
@@ -417,8 +436,7 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
 	defer cancel()
 	sent := time.Now()
-	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, "requeue", l.val, strconv.FormatUint(l.g.top, 10), "",
-		w.owner, n, c.id, c.liveMs, c.cfg.label))
+	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", holderID(w.owner, c.cfg.label), n, base, c.liveMs))
 	if err != nil {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted
@@ -427,11 +445,12 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	}
 	t := &ticket{w: w}
 	switch r, _ := res.([]any); {
-	case len(r) == 4 && r[0] == int64(2):
+	case len(r) == 5 && r[0] == int64(2):
 		first, _ := r[1].(int64)
 		top, _ := r[2].(int64)
 		ttl, _ := r[3].(int64)
-		t.held = newLease(c, w.enc, w.nm, w.owner, grant{first: uint64(first), top: uint64(top), ttlMs: ttl}, sent)
+		clock, _ := r[4].(int64)
+		t.held = newLease(c, w.enc, w.nm, w.owner, grant{first: uint64(first), top: uint64(top), ttlMs: ttl, clock: uint64(clock)}, sent)
 	case len(r) == 4 && r[0] == int64(1):
 		w.member, _ = r[1].(string)
 		w.score, _ = r[2].(string)

@@ -225,7 +225,7 @@ func TestStaleGrantIgnored(t *testing.T) {
 		}
 		// A grant of token 1 (the clock of long ago) for the waiter.
 		owner, mid := member[0], member[1]
-		if err := admin.Publish(ctx, nm.channel(mid), owner+" 1 1 30000").Err(); err != nil {
+		if err := admin.Publish(ctx, nm.channel(mid), owner+" 1 1 30000 1").Err(); err != nil {
 			t.Fatal(err)
 		}
 		for deadline := time.Now().Add(time.Minute); len(rec.Events(mutex.Late, key)) == 0; time.Sleep(time.Millisecond) {

@@ -1,25 +1,33 @@
--- lib: the functions the scripts of protocol v2 share. Go prepends this
--- file to acquire.lua, release.lua and renew.lua; it reads no KEYS or
--- ARGV itself.
+-- lib: the functions the scripts of protocol v3 share. Go splices this
+-- file into acquire.lua and release.lua at their "--@lib" line, after
+-- their fast paths, so a call that takes the fast path never runs these
+-- definitions. It reads no KEYS or ARGV itself. TTL (the lease length of
+-- the calling Mutex, ms) is a constant that Go writes at the top of each
+-- script.
 --
 -- Values of the lock key KEYS[1]:
---   "<owner> <first> <top> <exp> <label>"   held by owner, with tokens
---                          first..top; exp is its expiry (server ms), kept
---                          equal to the key's own, so that a script that
---                          overwrote it can put it back exactly; label
---                          names the holder for operators (no spaces or
---                          '*'; may be empty, then without its space)
+--   "<first> <top> <owner> <label>"  held by owner, with fencing tokens
+--                          first..top; label names the holder for
+--                          operators (no spaces or '*'; may be empty,
+--                          then without its space)
 --   the same with a trailing "*": the queue may be non-empty
---   "~<last>"                       free; last is the highest token issued
---   "~<last>*"                      free, but the queue still has waiters
+--   "~<last>"              free, but tokens up to last were issued ahead
+--                          of the server clock: lives until the clock
+--                          has passed last (a few ms at most)
+--   "~<last>*"             free, but the queue still has waiters
+-- A lock released with nobody waiting is deleted: nothing is left.
+--
 -- The queue KEYS[2] is a sorted set: score = join time in microseconds
--- (FIFO), member = "<owner> <mutex-id> <n> <deadline-ms> <label>", where
--- deadline is the server time after which the entry is dead (its waiter
+-- (FIFO), member = "<owner> <mutex-id> <n> <grant-ms> <verb> <label>
+-- <deadline-ms>": the waiter's owner id, its Mutex (which names its grant
+-- channel), the tokens it wants, the TTL of a lock handed to it (its
+-- Mutex's), how its Mutex listens ('S': sharded pub/sub, 'P': plain), its
+-- label, and the server time after which the entry is dead (its waiter
 -- stopped refreshing it).
 --
 -- Tokens are microseconds of the server clock (TIME), about 2^51: Lua
 -- numbers are doubles, exact for integers below 2^53, and %d formats them
--- through a 64-bit integer (cheaper than %.0f, which is a float path).
+-- through a 64-bit integer.
 
 local function fmt(x)
 	return string.format('%d', x)
@@ -32,12 +40,11 @@ local function now()
 	return s * 1000000 + u, s * 1000 + (u - u % 1000) / 1000
 end
 
--- parse returns the owner, first, top, exp and label of a held value,
--- or nil.
+-- parse returns the first, top, owner and label of a held value, or nil.
 local function parse(v)
-	local o, f, t, e, label = string.match(v, '^(%x+) (%d+) (%d+) (%d+) ?([^ *]*)%*?$')
-	if o then
-		return o, tonumber(f), tonumber(t), tonumber(e), label
+	local f, t, o, label = string.match(v, '^(%d+) (%d+) (%x+) ?([^ *]*)%*?$')
+	if f then
+		return tonumber(f), tonumber(t), o, label
 	end
 end
 
@@ -47,8 +54,7 @@ local function flagged(v)
 end
 
 -- markerLast returns the last token of a free marker and whether the
--- queue is pending, or nil. (Byte tests, not a pattern: it is on the
--- path of every uncontended Lock.)
+-- queue is pending, or nil.
 local function markerLast(v)
 	if string.byte(v, 1) ~= 126 then -- '~'
 		return nil
@@ -65,86 +71,88 @@ local function markerLast(v)
 	return last, pending
 end
 
--- maxPast bounds, in microseconds, how far a block of tokens may reach
--- into the clock's past: a failover or a restart takes far longer, so no
--- block can hold a token issued before one (that a stale replica or a
--- snapshot does not know of).
-local maxPast = 1000
+-- maxAhead bounds, in microseconds, how far a block of tokens may run
+-- ahead of the server clock: a failover or a restart takes far longer, so
+-- the clock of the server that takes over has passed every token issued
+-- before it (the lone tokens of Lock are the clock itself).
+local maxAhead = 1000
 
--- issue returns the first and top of up to n tokens after last, none
--- ahead of the clock us: tokens never run ahead of the server clock, so
--- the clock alone (after a restart without persistence, a failover, or
--- once the marker has expired) is a floor above every token issued
--- before. A block shrinks rather than overrun; it holds at least one.
+-- issue returns the first and top of up to n tokens after last, starting
+-- at the clock us at the earliest and reaching at most maxAhead past it.
+-- A block shrinks rather than run further ahead; it holds at least one.
 local function issue(last, n, us)
-	local first = math.max(last + 1, us - math.min(n, maxPast) + 1)
-	local top = math.max(first, math.min(first + n - 1, us))
+	local first = math.max(last + 1, us)
+	local top = math.max(first, math.min(first + n - 1, us + maxAhead))
 	return first, top
 end
 
--- holding is the lock key's value for owner's holding of first..top
--- until exp (server ms), labelled label.
-local function holding(owner, first, top, exp, label)
-	local v = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. fmt(exp)
-	if label ~= '' then
-		v = v .. ' ' .. label
+-- markerMs is how long a free marker must live after a release at us for
+-- tokens up to top: until the clock has passed top; 0 if it has already.
+local function markerMs(top, us)
+	if top < us then
+		return 0
 	end
-	return v
+	return math.floor((top - us) / 1000) + 2
 end
 
--- put sets the lock key to owner's holding until exp, flagged by star.
-local function put(owner, first, top, exp, label, star)
-	redis.call('SET', KEYS[1], holding(owner, first, top, exp, label) .. star, 'PXAT', fmt(exp))
+-- holding is the lock key's value for owner's holding of first..top.
+local function holding(first, top, id)
+	return fmt(first) .. ' ' .. fmt(top) .. ' ' .. id
 end
 
--- entry is a queue member.
-local function entry(owner, mid, n, deadline, label)
-	return owner .. ' ' .. mid .. ' ' .. n .. ' ' .. fmt(deadline) .. ' ' .. label
+-- release frees the lock of a holding whose top token is top: deletes
+-- it, or leaves a free marker while top is ahead of the clock.
+local function free(top, us)
+	local ms = markerMs(top, us)
+	if ms == 0 then
+		redis.call('DEL', KEYS[1])
+	else
+		redis.call('SET', KEYS[1], '~' .. fmt(top), 'PX', ms)
+	end
 end
 
--- config returns what promote needs to know, from the ARGV at index i:
--- the lease TTL, the grant TTL, the grant channel prefix and the publish
--- flag, in that order.
-local function config(i)
-	return {
-		ttl = ARGV[i],
-		grant = ARGV[i + 1],
-		channel = ARGV[i + 2],
-		publish = (ARGV[i + 3] == '1') and 'SPUBLISH' or 'PUBLISH',
-	}
+-- entryFields splits a queue member.
+local function entryFields(m)
+	return string.match(m, '^(%x+) (%S+) (%d+) (%d+) (%a) (%S*) (%d+)$')
 end
 
 -- promote hands the free lock to the first live waiter of the queue: it
 -- pops entries in FIFO order, skips the dead ones (past their deadline,
 -- or whose Mutex no longer listens: the grant reached no subscriber),
--- sets the lock to the waiter with a short TTL (cfg.grant ms; the new
--- holder's first renewal extends it) and publishes the grant on the
--- waiter's Mutex channel: "<owner> <first> <top> <grant-ttl>". With the
--- queue empty it leaves a free marker (cfg.ttl ms). It pops at most 64
--- entries; past that it leaves a pending marker "~last*" and the next
--- script continues. It returns what it left: 'granted' and the grant's
--- expiry, 'free' and the last token, or 'pending'.
-local function promote(last, us, ms, cfg)
+-- sets the lock to the waiter with its grant TTL (its first renewal
+-- extends it) and publishes the grant on the waiter's Mutex channel:
+-- "<owner> <first> <top> <grant-ms> <clock-us>". With the queue empty it
+-- frees the lock (see free). It pops at most 64 entries; past that it
+-- leaves a pending marker "~last*" and the next script continues. It
+-- returns what it left: 'granted' and the grant's expiry (server ms),
+-- 'free' and the last token, or 'pending'. Channel names derive from
+-- the lock key: prefix .. "grant:{tag}:" .. mutex-id, with P = #prefix.
+local function promote(last, us, ms)
 	for _ = 1, 64 do
 		local head = redis.call('ZPOPMIN', KEYS[2])
 		if #head == 0 then
-			redis.call('SET', KEYS[1], '~' .. fmt(last), 'PX', cfg.ttl)
+			free(last, us)
 			return 'free', last
 		end
-		local owner, mid, n, deadline, label = string.match(head[1], '^(%x+) (%S+) (%d+) (%d+) ?(%S*)$')
+		local owner, mid, n, gms, verb, label, deadline = entryFields(head[1])
 		if owner and tonumber(deadline) >= ms then
 			local first, top = issue(last, tonumber(n), us)
 			last = top
-			put(owner, first, top, ms + tonumber(cfg.grant), label, '*')
+			local id = owner
+			if label ~= '' then
+				id = owner .. ' ' .. label
+			end
+			redis.call('SET', KEYS[1], holding(first, top, id) .. '*', 'PX', gms)
 			-- pcall: a user without channel rights still hands over; the
 			-- waiter then learns of its grant at its next poll.
-			local grant = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. cfg.grant
-			local r = redis.pcall(cfg.publish, cfg.channel .. mid, grant)
+			local channel = string.sub(KEYS[1], 1, P) .. 'grant:' .. string.sub(KEYS[1], P + 1) .. ':' .. mid
+			local grant = owner .. ' ' .. fmt(first) .. ' ' .. fmt(top) .. ' ' .. gms .. ' ' .. fmt(us)
+			local r = redis.pcall((verb == 'S') and 'SPUBLISH' or 'PUBLISH', channel, grant)
 			if type(r) ~= 'number' or r > 0 then
-				return 'granted', ms + tonumber(cfg.grant)
+				return 'granted', ms + tonumber(gms)
 			end
 		end
 	end
-	redis.call('SET', KEYS[1], '~' .. fmt(last) .. '*', 'PX', cfg.ttl)
+	redis.call('SET', KEYS[1], '~' .. fmt(last) .. '*', 'PX', TTL)
 	return 'pending'
 end

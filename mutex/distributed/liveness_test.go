@@ -24,7 +24,9 @@ import (
 // key's queue, live until deadline (server time).
 func plantWaiter(t *testing.T, admin *redis.Client, nm names, owner, mid string, deadline time.Time) {
 	t.Helper()
-	member := fmt.Sprintf("%s %s 1 %d dead-host:1", owner, mid, deadline.UnixMilli())
+	// The entry of a waiter whose Mutex polls every 200ms: its grants
+	// live 600ms (see lib.lua for the fields).
+	member := fmt.Sprintf("%s %s 1 600 P dead-host:1 %d", owner, mid, deadline.UnixMilli())
 	if err := admin.ZAdd(context.Background(), nm.queue, redis.Z{Score: 1, Member: member}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +147,9 @@ func TestLivenessGrantedNeverTaken(t *testing.T) {
 		}
 		if info.Owner != "dead0003" || info.TTL <= 0 || info.TTL > 3*poll {
 			t.Errorf("after the release: owner %q, TTL %v; want the granted dead0003 for at most 3 poll intervals (%v)", info.Owner, info.TTL, 3*poll)
+		}
+		if e.mr != nil {
+			e.mr.FastForward(time.Second) // miniredis expires keys only when told
 		}
 		if err := <-done; err != nil {
 			t.Fatalf("live waiter: %v; want the lock once the unclaimed grant expired", err)

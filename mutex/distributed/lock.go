@@ -155,7 +155,7 @@ var errLate = errors.New("acquire: the reply came after the lease's validity ran
 // one can never touch a later holding of its own.
 func (w *waiter) take(g grant, anchor time.Time) *lease {
 	l := newLease(w.c, w.enc, w.nm, w.owner, g, anchor)
-	if time.Now().Before(l.validUntil) {
+	if l.got.Before(l.validUntil) {
 		return l
 	}
 	w.c.abort(w.nm, w.owner, w.member)
@@ -246,7 +246,7 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 		t.Reset(d)
 		select {
 		case <-w.sub.C():
-			if g, ok := w.granted(); ok && g.top < w.queuedAt {
+			if g, ok := w.granted(); ok && g.clock < w.queuedAt {
 				// A grant made before the last call that found the
 				// waiter waiting: dead by then (it expired while this
 				// process was paused, say), and its TTL cannot be
@@ -277,10 +277,9 @@ func (w *waiter) wait(ctx context.Context, queued bool, pttl int64) (*lease, err
 }
 
 // granted returns the grant message that arrived, if one did. A grant
-// whose top token is at least w.queuedAt was made after the waiter's
-// last call that found it waiting ran, so after that call was sent
-// (w.anchor): its TTL counts from no earlier than that. (Tokens are the
-// server clock, and a grant's top token is its script's clock reading.)
+// whose clock is at least w.queuedAt was made after the waiter's last
+// call that found it waiting ran, so after that call was sent
+// (w.anchor): its TTL counts from no earlier than that.
 func (w *waiter) granted() (grant, bool) {
 	payload, ok := w.sub.Message()
 	if !ok {
@@ -332,15 +331,15 @@ func (w *waiter) spin(ctx context.Context) (*lease, error) {
 // attempt runs acquire.lua once. If the caller stops waiting for the
 // reply, the call finishes in the background and undoes whatever it did.
 func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error) {
-	sharded, err := w.c.publishSharded(ctx)
+	args, err := w.acquireArgs(ctx, mode)
 	if err != nil {
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
 	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
 		return &call{
-			script:  acquireScript,
+			script:  w.c.sc.acquire,
 			keys:    []string{w.nm.lock, w.nm.queue},
-			args:    w.acquireArgs(mode, sharded),
+			args:    args,
 			abandon: w.abandoned,
 		}
 	})
@@ -353,16 +352,36 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 		}
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
-	return parseAcquire(res)
+	return parseAcquire(res, w.c.ttlMs)
 }
 
-// acquireArgs are acquire.lua's ARGV: a try sends the first eight only.
-func (w *waiter) acquireArgs(mode, sharded string) []any {
-	args := []any{mode, w.owner, w.c.cfg.label, w.n, w.c.ttlMs, w.c.grantMs, w.nm.grants, sharded}
-	if mode == "wait" {
-		args = append(args, w.member, w.score, w.c.id, w.c.liveMs)
+// acquireArgs are acquire.lua's ARGV: a one-token try sends the holder id
+// alone, a try for a block adds n, and a wait adds the queue entry.
+func (w *waiter) acquireArgs(ctx context.Context, mode string) ([]any, error) {
+	id := holderID(w.owner, w.c.cfg.label)
+	if mode != "wait" {
+		if w.n == 1 {
+			return []any{id}, nil
+		}
+		return []any{id, w.n}, nil
 	}
-	return args
+	base, err := w.c.entryBase(ctx, w.owner, w.n)
+	if err != nil {
+		return nil, err
+	}
+	return []any{id, w.n, base, w.member, w.score, w.c.liveMs}, nil
+}
+
+// entryBase is a queue entry of this Mutex without its deadline: "<owner>
+// <mutex-id> <n> <grant-ms> <verb> <label>" (see lib.lua).
+func (c *core) entryBase(ctx context.Context, owner string, n uint64) (string, error) {
+	verb := "P"
+	if sharded, err := c.publishSharded(ctx); err != nil {
+		return "", err
+	} else if sharded {
+		verb = "S"
+	}
+	return owner + " " + c.id + " " + strconv.FormatUint(n, 10) + " " + strconv.FormatInt(c.grantMs, 10) + " " + verb + " " + c.cfg.label, nil
 }
 
 // abandoned runs when an acquire call finishes after its caller gave up:
@@ -371,7 +390,7 @@ func (w *waiter) acquireArgs(mode, sharded string) []any {
 func (w *waiter) abandoned(res any, err error) {
 	member := w.member
 	if err == nil {
-		r, perr := parseAcquire(res)
+		r, perr := parseAcquire(res, w.c.ttlMs)
 		if perr == nil && !r.held {
 			if r.member == "" {
 				return // a try that failed: nothing to undo
@@ -393,7 +412,7 @@ func (w *waiter) leave() {
 // client's timeouts, whatever owner may hold of the key and its queue
 // entry member.
 func (c *core) abort(nm names, owner, member string) {
-	c.submitRelease(nm, "abort", owner, "", member)
+	c.x.submit(c.releaseCall(nm, owner, "a", member))
 }
 
 // orphan is told of a grant message for an owner id that no waiter of
@@ -418,30 +437,25 @@ func (c *core) orphan(channel, owner, payload string) {
 	if !ok {
 		return
 	}
-	c.submitRelease(nm, "unlock", g.value(owner), strconv.FormatUint(g.top, 10), "")
+	c.x.submit(c.unlockCall(nm, g, g.holding(holderID(owner, c.cfg.label)), !g.ahead()))
 }
 
-// submitRelease runs release.lua in the background (see releaseCall).
-func (c *core) submitRelease(nm names, mode, holding, top, member string) {
-	c.x.submit(c.releaseCall(nm, mode, holding, top, member))
+// unlockCall is the release.lua call that releases holding g (the lock
+// key's value h): the one-argument fast path if g's tokens are known to
+// be behind the server clock (behind), else the path that checks.
+func (c *core) unlockCall(nm names, g grant, h string, behind bool) *call {
+	if behind {
+		return c.releaseCall(nm, h)
+	}
+	return c.releaseCall(nm, h, "u", "")
 }
 
-// releaseCall is a call of release.lua: mode, the holding (or owner in
-// abort mode), its top token, a queue member to remove first ("" for
-// none) and, for a requeue, the new waiter's arguments.
-func (c *core) releaseCall(nm names, mode, holding, top, member string, requeue ...any) *call {
-	sharded := "0"
-	if c.sharded.Load() == 2 {
-		sharded = "1"
-	}
-	args := []any{mode, holding, top, c.ttlMs, c.grantMs, nm.grants, sharded}
-	if member != "" || len(requeue) > 0 {
-		args = append(args, member)
-	}
+// releaseCall is a call of release.lua with args (see release.lua).
+func (c *core) releaseCall(nm names, args ...any) *call {
 	return &call{
-		script: releaseScript,
+		script: c.sc.release,
 		keys:   []string{nm.lock, nm.queue},
-		args:   append(args, requeue...),
+		args:   args,
 	}
 }
 

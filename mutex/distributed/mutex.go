@@ -78,6 +78,7 @@ type core struct {
 	liveMs  int64  // a queue entry lives this long without a refresh: 3·poll
 	id      string // names this Mutex's grant channels
 	hub     *notify.Hub
+	sc      scripts // this Mutex's scripts (its TTL is written in them)
 	x       executor
 	renew   renewer
 	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
@@ -130,6 +131,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 		ttlMs:   ttlMs,
 		grantMs: min(ttlMs, liveMs),
 		liveMs:  liveMs,
+		sc:      newScripts(ttlMs, cfg.prefix),
 		id:      newID(8),
 		leases:  make(map[string]*lease),
 	}
@@ -370,27 +372,27 @@ func (c *core) holds(owner string) bool {
 	return c.leases[owner] != nil
 }
 
-// publishSharded returns the release scripts' publish flag: "1" for
-// SPUBLISH on a Cluster with sharded pub/sub, else "0". The answer is
-// cached once known.
-func (c *core) publishSharded(ctx context.Context) (string, error) {
+// publishSharded reports whether grants to this Mutex are published
+// with SPUBLISH (a Cluster with sharded pub/sub) rather than PUBLISH: its
+// queue entries say so. The answer is cached once known.
+func (c *core) publishSharded(ctx context.Context) (bool, error) {
 	switch c.sharded.Load() {
 	case 1:
-		return "0", nil
+		return false, nil
 	case 2:
-		return "1", nil
+		return true, nil
 	}
 	sharded, err := c.hub.Sharded(ctx)
 	if err != nil {
 		c.reloadSlotsOn(err)
-		return "", err
+		return false, err
 	}
 	if sharded {
 		c.sharded.Store(2)
-		return "1", nil
+	} else {
+		c.sharded.Store(1)
 	}
-	c.sharded.Store(1)
-	return "0", nil
+	return sharded, nil
 }
 
 // reloadSlotsOn is told about every transport error of a command. On a

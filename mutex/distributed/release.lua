@@ -1,84 +1,85 @@
 -- release: free the lock if it is the caller's, handing it to the first
 -- live waiter of the queue if there is one; a release with nobody queued
--- publishes nothing.
+-- publishes nothing and, for a lease whose tokens are behind the server
+-- clock, leaves nothing.
+--
+-- Go writes "local TTL, P = <lease ms>, <#prefix>" above this file and
+-- splices lib.lua in at the "--@lib" line.
 --
 -- KEYS[1] lock key
 -- KEYS[2] queue key, same hash slot
--- ARGV[1] mode: "unlock" (ARGV[2] is the lease's "<owner> <first> <top>"),
---         "abort" (ARGV[2] is only the owner: a Lock that gave up
---         releases whatever it may hold), or "requeue" (unlock, then
---         queue a new waiter, ARGV[9..12], at the back of the queue)
--- ARGV[2] the holding, or the owner
--- ARGV[3] top: the last token of the lease (unlock), or ""
--- ARGV[4] ttl: ms the free marker lives
--- ARGV[5] grant ttl, ms
--- ARGV[6] grant channel prefix
--- ARGV[7] "1" to publish with SPUBLISH, else PUBLISH
--- ARGV[8] a queue member to remove first, or "" (or absent)
--- ARGV[9..13] requeue only: the new waiter's owner, its n, its Mutex id,
---         the liveness of its queue entry (ms), and its label
+-- ARGV[1] the lease's holding "<first> <top> <id>" (unlock, requeue), or
+--         the owner id (abort: a Lock that gave up releases whatever it
+--         may hold)
+-- ARGV[2] mode: absent (unlock, the lease's tokens are behind the
+--         clock), "u" (unlock, any lease), "a" (abort) or "r" (requeue:
+--         unlock, then queue a new waiter at the back of the queue)
+-- ARGV[3] a queue member to remove first, or ""
+-- ARGV[4..7] requeue only: the new waiter's id, its n, its queue entry
+--         without deadline (as acquire's ARGV[3]) and its liveness (ms)
 --
 -- Returns 1 if the lock was the caller's and is now released or handed
--- on, 0 if it was not (expired or taken over: the lease was lost). A
+-- on, 0 if it was not (taken over: the lease was lost), 2 if the key is
+-- absent (expired, or released by an earlier try of this same call). A
 -- requeue that released returns instead {1, member, score, pttl} (the
 -- new waiter is queued behind the holder, whose lease has pttl ms left)
--- or {2, first, top, ttl} (nobody was queued: the new waiter holds the
--- lock at once, with tokens first..top).
+-- or {2, first, top, ttl, now} (nobody was queued: the new waiter holds
+-- the lock at once, with tokens first..top).
 --
--- The uncontended unlock is one command: SET lock "~top" XX KEEPTTL GET
--- swaps the holding for the free marker and returns the old value, which
--- is checked after the swap; a value that was not the caller's is put
--- back as it was, with its TTL (kept by KEEPTTL).
-if ARGV[8] and ARGV[8] ~= '' then
-	redis.call('ZREM', KEYS[2], ARGV[8])
-end
-local holding, top = ARGV[2], ARGV[3]
-if ARGV[1] == 'abort' then
+-- The uncontended unlock is a GET and a DEL.
+if #ARGV == 1 then
 	local v = redis.call('GET', KEYS[1])
-	if not v then
-		return 0
+	if v == ARGV[1] then
+		redis.call('DEL', KEYS[1])
+		return 1
 	end
-	local o, first, t = parse(v)
-	if o ~= ARGV[2] then
-		return 0
-	end
-	holding, top = o .. ' ' .. fmt(first) .. ' ' .. fmt(t), fmt(t)
 end
-local old = redis.call('SET', KEYS[1], '~' .. top, 'XX', 'KEEPTTL', 'GET')
-if not old then
+--@lib
+local mode = ARGV[2] or 'u'
+if ARGV[3] and ARGV[3] ~= '' then
+	redis.call('ZREM', KEYS[2], ARGV[3])
+end
+local v = redis.call('GET', KEYS[1])
+if not v then
+	return 2
+end
+local first, top, o = parse(v)
+if mode == 'a' then
+	if o ~= ARGV[1] then
+		return 0
+	end
+elseif v ~= ARGV[1] and v ~= ARGV[1] .. '*' then
+	local _, t = parse(ARGV[1])
+	if t and v == '~' .. fmt(t) then
+		return 1 -- a retry of this release, which already ran
+	end
 	return 0
 end
-if string.sub(old, 1, #holding + 1) == holding .. ' ' then
-	if ARGV[1] == 'requeue' then
-		local us, ms = now()
-		local state, x = 'free', tonumber(top)
-		if flagged(old) then
-			state, x = promote(tonumber(top), us, ms, config(4))
-		end
-		local owner, n, live, label = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[12]), ARGV[13]
-		if state == 'free' then
-			local first, t = issue(x, n, us)
-			put(owner, first, t, ms + tonumber(ARGV[4]), label, '')
-			return {2, first, t, tonumber(ARGV[4])}
-		end
-		local score = fmt(us)
-		local member = entry(owner, ARGV[11], ARGV[10], ms + live, label)
-		redis.call('ZADD', KEYS[2], score, member)
-		redis.call('PEXPIRE', KEYS[2], live)
-		local pttl = -1
-		if state == 'granted' then
-			pttl = x - ms
-		end
-		return {1, member, score, pttl}
+local us, ms = now()
+if mode == 'r' then
+	local state, x = 'free', top
+	if flagged(v) then
+		state, x = promote(top, us, ms)
 	end
-	if flagged(old) then
-		local us, ms = now()
-		promote(tonumber(top), us, ms, config(4))
+	local id, n, base, live = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+	if state == 'free' then
+		local f, t = issue(x, n, us)
+		redis.call('SET', KEYS[1], holding(f, t, id), 'PX', TTL)
+		return {2, f, t, TTL, us}
 	end
-	return 1
+	local score = fmt(us)
+	local member = base .. ' ' .. fmt(ms + live)
+	redis.call('ZADD', KEYS[2], score, member)
+	redis.call('PEXPIRE', KEYS[2], live)
+	local pttl = -1
+	if state == 'granted' then
+		pttl = x - ms
+	end
+	return {1, member, score, pttl}
 end
-if old == '~' .. top then
-	return 1 -- a retry of this release, which already ran
+if flagged(v) then
+	promote(top, us, ms)
+else
+	free(top, us)
 end
-redis.call('SET', KEYS[1], old, 'KEEPTTL')
-return 0
+return 1

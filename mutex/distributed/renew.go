@@ -139,9 +139,9 @@ func (r *renewer) renew(batch []*lease) {
 			continue
 		}
 		calls = append(calls, &call{
-			script: renewScript,
+			script: r.c.sc.renew,
 			keys:   []string{l.nm.lock},
-			args:   []any{l.val, r.c.ttlMs},
+			args:   []any{l.val},
 		})
 		owners = append(owners, l)
 	}

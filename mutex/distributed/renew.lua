@@ -1,18 +1,15 @@
 -- renew: extend the lock only if it is still the lease's.
 --
--- KEYS[1] lock key
--- ARGV[1] the lease's holding "<owner> <first> <top>"
--- ARGV[2] ttl: new lease length, ms
+-- Go writes "local TTL, P = <lease ms>, <#prefix>" above this file.
 --
--- Returns 1 if the lock is the lease's and now expires in ttl ms, 0 if
--- it is not (the lease was lost). The expiry kept in the value moves
--- with the key's; the label and the waiters flag stay.
+-- KEYS[1] lock key
+-- ARGV[1] the lease's holding "<first> <top> <id>"
+--
+-- Returns 1 if the lock is the lease's and now expires in TTL ms, 0 if
+-- it is not (the lease was lost). The waiters flag stays.
 local v = redis.call('GET', KEYS[1])
-if not v or string.sub(v, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
-	return 0
+if v == ARGV[1] or v == ARGV[1] .. '*' then
+	redis.call('PEXPIRE', KEYS[1], TTL)
+	return 1
 end
-local _, ms = now()
-local exp = ms + tonumber(ARGV[2])
-local rest = string.match(v, '^%S+ %d+ %d+ %d+(.*)$') -- the label and flag
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. fmt(exp) .. rest, 'PXAT', fmt(exp))
-return 1
+return 0

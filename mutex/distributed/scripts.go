@@ -4,40 +4,73 @@ import (
 	_ "embed"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// The scripts of protocol v2. lib.lua holds the functions acquire and
-// release share (token issue, promote); it is prepended to each, so one
-// EVALSHA runs each script whole.
+// The scripts of protocol v3. lib.lua holds the functions acquire and
+// release share (token issue, promote); Go splices it into each after
+// its fast path, so an uncontended call runs a few lines and defines no
+// function. The Mutex's lease TTL and prefix length are written into the
+// text as constants (a Mutex's scripts are its own: one SHA per distinct
+// TTL and prefix length), so no call sends them.
 var (
 	//go:embed lib.lua
 	libLua string
-
 	//go:embed acquire.lua
-	acquireLua    string
-	acquireScript = redis.NewScript(libLua + acquireLua)
-
+	acquireLua string
 	//go:embed release.lua
-	releaseLua    string
-	releaseScript = redis.NewScript(libLua + releaseLua)
-
+	releaseLua string
 	//go:embed renew.lua
-	renewLua    string
-	renewScript = redis.NewScript(libLua + renewLua)
+	renewLua string
 )
 
+// scripts are the scripts of one Mutex.
+type scripts struct {
+	acquire, release, renew *redis.Script
+}
+
+func newScripts(ttlMs int64, prefix string) scripts {
+	head := fmt.Sprintf("local TTL, P = %d, %d\n", ttlMs, len(prefix))
+	splice := func(s string) string { return head + strings.Replace(s, "--@lib\n", libLua, 1) }
+	return scripts{
+		acquire: redis.NewScript(splice(acquireLua)),
+		release: redis.NewScript(splice(releaseLua)),
+		renew:   redis.NewScript(head + renewLua),
+	}
+}
+
 // grant is a holding of the lock as a script or a grant message reports
-// it: tokens first..top, and the lock's TTL when it was set.
+// it: tokens first..top, the lock's TTL when it was set, and the server
+// clock (µs) of the script that issued it.
 type grant struct {
 	first, top uint64
 	ttlMs      int64
+	clock      uint64
 }
 
-// value is the lock key's value while owner holds g.
-func (g grant) value(owner string) string {
-	return owner + " " + strconv.FormatUint(g.first, 10) + " " + strconv.FormatUint(g.top, 10)
+// ahead reports whether g's tokens may run ahead of the server clock:
+// then its release leaves a free marker until the clock has passed them.
+func (g grant) ahead() bool { return g.top > g.clock }
+
+// holding is the lock key's value while g is held by id ("<owner>" or
+// "<owner> <label>"), without the waiters flag.
+func (g grant) holding(id string) string {
+	first := strconv.FormatUint(g.first, 10)
+	top := first
+	if g.top != g.first {
+		top = strconv.FormatUint(g.top, 10)
+	}
+	return first + " " + top + " " + id
+}
+
+// holderID is the id a holding names: the owner id and the label.
+func holderID(owner, label string) string {
+	if label == "" {
+		return owner
+	}
+	return owner + " " + label
 }
 
 // acquireReply is what acquire.lua answered.
@@ -51,20 +84,29 @@ type acquireReply struct {
 	now    int64 // wait mode: the server clock (µs) when it found the caller waiting
 }
 
-func parseAcquire(res any) (acquireReply, error) {
+// parseAcquire parses acquire.lua's reply; ttlMs is the Mutex's lease
+// TTL, which the uncontended reply (the token alone) leaves out.
+func parseAcquire(res any, ttlMs int64) (acquireReply, error) {
+	if s, ok := res.(string); ok {
+		tok, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return acquireReply{}, fmt.Errorf("acquire: unexpected reply %q", s)
+		}
+		return acquireReply{held: true, g: grant{first: tok, top: tok, ttlMs: ttlMs, clock: tok}}, nil
+	}
 	a, ok := res.([]any)
 	if !ok || len(a) < 2 {
 		return acquireReply{}, fmt.Errorf("acquire: unexpected reply %v", res)
 	}
-	ints := make([]int64, 0, 4)
+	ints := make([]int64, 0, 5)
 	for _, v := range a {
 		if n, ok := v.(int64); ok {
 			ints = append(ints, n)
 		}
 	}
 	switch {
-	case ints[0] == 1 && len(a) == 4 && len(ints) == 4:
-		return acquireReply{held: true, g: grant{first: uint64(ints[1]), top: uint64(ints[2]), ttlMs: ints[3]}}, nil
+	case ints[0] == 1 && len(a) == 5 && len(ints) == 5:
+		return acquireReply{held: true, g: grant{first: uint64(ints[1]), top: uint64(ints[2]), ttlMs: ints[3], clock: uint64(ints[4])}}, nil
 	case ints[0] == 0 && len(a) == 2 && len(ints) == 2:
 		return acquireReply{pttl: ints[1]}, nil
 	case ints[0] == 0 && len(a) == 3 && len(ints) == 2 && a[2] == "foreign":
@@ -80,10 +122,10 @@ func parseAcquire(res any) (acquireReply, error) {
 }
 
 // parseGrant parses a grant message's payload after the owner id:
-// "<first> <top> <grant-ttl-ms>".
+// "<first> <top> <grant-ttl-ms> <clock-us>".
 func parseGrant(payload string) (grant, error) {
 	var g grant
-	_, err := fmt.Sscanf(payload, "%d %d %d", &g.first, &g.top, &g.ttlMs)
+	_, err := fmt.Sscanf(payload, "%d %d %d %d", &g.first, &g.top, &g.ttlMs, &g.clock)
 	if err != nil || g.top < g.first || g.ttlMs <= 0 {
 		return grant{}, fmt.Errorf("malformed grant %q", payload)
 	}

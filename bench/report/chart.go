@@ -123,7 +123,7 @@ func axisRange(bs []bar, scale string) (lo, hi float64) {
 		if math.IsInf(lo, 1) {
 			lo = 1
 		}
-		lo = math.Min(math.Floor((lo-0.005)*200)/200, 0.99)
+		lo = math.Max(0, math.Min(math.Floor((lo-math.Max(0.005, (1-lo)*0.1))*200)/200, 0.99))
 		return lo, 1 + (1-lo)*0.15
 	}
 	if math.IsInf(lo, 1) {

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -187,7 +188,13 @@ func PrintMarkdown(w io.Writer, rows []Row) {
 	}
 }
 
-func g3(v float64) string { return fmt.Sprintf("%.3g", v) }
+// g3 formats v with three significant digits, and no exponent below 1e6.
+func g3(v float64) string {
+	if a := math.Abs(v); a >= 1000 && a < 1e6 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
 func f2(v float64) string { return fmt.Sprintf("%.2f", v) }
 func f3(v float64) string { return fmt.Sprintf("%.3f", v) }
 

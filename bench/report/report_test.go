@@ -227,6 +227,14 @@ func TestPrintMarkdown(t *testing.T) {
 
 // TestAxisRange: a log axis fits the data (a maximum of 1.2M ends at 2M,
 // not at 1e8), and Jain's axis ends just above 1.
+func TestShort(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 12.34: "12.3", 999.4: "999", 999.6: "1k", 29700: "29.7k", 999600: "1M", 1.2e6: "1.2M"} {
+		if got := Short(v); got != want {
+			t.Errorf("Short(%v) = %q; want %q", v, got, want)
+		}
+	}
+}
+
 func TestAxisRange(t *testing.T) {
 	for _, tc := range []struct {
 		bs     []bar

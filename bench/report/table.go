@@ -42,7 +42,7 @@ var Legend = []string{
 	"Redis CPU   redis-server CPU µs per acquisition (INFO cpu; summed over a cluster's masters)",
 	"client CPU  the bench process's own CPU µs per acquisition (getrusage: every simulated process, critical sections included)",
 	"cmds        Redis commands per acquisition (INFO commandstats; commands inside Lua count)",
-	"trips       client round trips per acquisition (one per command sent alone, one per pipeline)",
+	"trips       client round trips per acquisition (one per command sent alone, one per pipeline: below 1 where a client batches callers)",
 	"p99 wait    99th percentile of the time from the Lock call to holding the lock",
 	"Jain        fairness over the processes' acquisitions: 1 is fair, 1/P is one process taking all",
 	"keys left   keys in Redis right after the row, every lock released, ÷ distinct keys it locked",
@@ -203,9 +203,9 @@ func Short(v float64) string {
 	switch {
 	case v == 0:
 		return "0"
-	case v >= 1e6:
+	case v >= 999.5e3: // %.3g would round 999.6k up to "1e+03k"
 		return fmt.Sprintf("%.3gM", v/1e6)
-	case v >= 1e3:
+	case v >= 999.5:
 		return fmt.Sprintf("%.3gk", v/1e3)
 	}
 	return fmt.Sprintf("%.3g", v)

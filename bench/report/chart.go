@@ -111,7 +111,8 @@ func niceAbove(v float64) float64 {
 // axisRange returns the Y range of a panel: for "log", from a 1-2-5 step
 // below the lowest positive value to one above 1.6x the highest (room
 // for the bar's label), so that the axis fits the data; for "jain", a
-// linear axis from just below the lowest value to a little above 1.
+// linear axis from below the lowest value (by half its distance to 1, so
+// that its bar shows) to a little above 1.
 func axisRange(bs []bar, scale string) (lo, hi float64) {
 	lo, hi = math.Inf(1), math.Inf(-1)
 	for _, b := range bs {
@@ -123,7 +124,7 @@ func axisRange(bs []bar, scale string) (lo, hi float64) {
 		if math.IsInf(lo, 1) {
 			lo = 1
 		}
-		lo = math.Max(0, math.Min(math.Floor((lo-math.Max(0.005, (1-lo)*0.1))*200)/200, 0.99))
+		lo = math.Max(0, math.Min(math.Floor((lo-math.Max(0.005, (1-lo)*0.5))*200)/200, 0.99))
 		return lo, 1 + (1-lo)*0.15
 	}
 	if math.IsInf(lo, 1) {

@@ -9,13 +9,14 @@ import (
 // added in ours_test.go.
 var strategies = []strategy{redsyncStrategy, redislockStrategy, rueidislockStrategy}
 
-// BenchmarkUncontended is the cost of Lock+Unlock with one goroutine on
-// one key, next to one PING round trip.
+// BenchmarkUncontended is the cost of Lock+Unlock with one goroutine, on
+// a key never locked before each time (as a lock per request or per
+// record is), next to one PING round trip.
 func BenchmarkUncontended(b *testing.B) {
 	t := newTarget(b)
 	for _, st := range append([]strategy{ping}, strategies...) {
 		b.Run(st.name, func(b *testing.B) {
-			runRow(b, t, st, scenario{procs: 1, goroutines: 1, keys: 1}, false)
+			runRow(b, t, st, scenario{procs: 1, goroutines: 1, fresh: true}, false)
 		})
 	}
 }

@@ -19,5 +19,9 @@
 // about Redis, it reports no Redis time or CPU, and rueidislock (which
 // needs client-side caching) skips there.
 //
-// The chart in docs/ is drawn from the output by ./cmd/chart.
+// After the raw result lines the run prints the table a person reads
+// (with the machine, Redis, commit and date above it), writes the chart to
+// comparison.png (the path is printed) and prints the targets it could
+// evaluate; package report does all three, and ./cmd/chart does them again
+// from a saved output.
 package bench

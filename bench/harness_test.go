@@ -14,10 +14,12 @@ import (
 
 // scenario is the shape of one row: procs simulated processes with
 // goroutines goroutines each, locking one of keys keys chosen at random
-// and holding it for work (busy, not sleeping).
+// and holding it for work (busy, not sleeping); or, with fresh, a key
+// never locked before at each acquisition (keys is then ignored).
 type scenario struct {
 	procs, goroutines, keys int
 	work                    time.Duration
+	fresh                   bool
 }
 
 // result is what one run of a row measured.
@@ -28,6 +30,12 @@ type result struct {
 	wait       Histogram // Lock call to acquisition
 	handoff    Histogram // Handoff rows: the other's Unlock call to acquisition
 	violations int64     // two holders of one key at once: must stay 0
+	keys       int64     // distinct keys locked
+
+	// Set by runRow around the drive:
+	clientCPU time.Duration // the bench process's own CPU (getrusage RUSAGE_SELF), -1 if unknown
+	trips     int64         // client round trips (tripCounter)
+	keysLeft  int64         // keys under the row's prefix right after the drive
 }
 
 // drive runs n acquisitions in total, shared by every goroutine of every
@@ -39,8 +47,9 @@ func drive(ctx context.Context, lockers []locker, sc scenario, n int64) (*result
 		keys[i] = "k" + strconv.Itoa(i)
 	}
 	inUse := make([]atomic.Int32, sc.keys)
+	touched := make([]atomic.Bool, sc.keys)
 	perProc := make([]atomic.Int64, len(lockers))
-	var remaining, violations atomic.Int64
+	var remaining, violations, fresh atomic.Int64
 	remaining.Store(n)
 
 	var (
@@ -59,26 +68,36 @@ func drive(ctx context.Context, lockers []locker, sc scenario, n int64) (*result
 				r := rand.New(rand.NewPCG(uint64(p), uint64(g)))
 				var err error
 				for remaining.Add(-1) >= 0 {
-					k := 0
-					if sc.keys > 1 {
-						k = r.IntN(sc.keys)
+					var key string
+					var held *atomic.Int32 // nil for a fresh key: nobody else locks it
+					if sc.fresh {
+						key = "f" + strconv.FormatInt(fresh.Add(1), 10)
+					} else {
+						k := 0
+						if sc.keys > 1 {
+							k = r.IntN(sc.keys)
+						}
+						key, held = keys[k], &inUse[k]
+						touched[k].Store(true)
 					}
 					t0 := time.Now()
 					var unlock func() error
-					unlock, err = l.Lock(ctx, keys[k])
+					unlock, err = l.Lock(ctx, key)
 					if err != nil {
-						err = fmt.Errorf("Lock(%q): %w", keys[k], err)
+						err = fmt.Errorf("Lock(%q): %w", key, err)
 						break
 					}
 					h.Record(int64(time.Since(t0)))
-					if inUse[k].Add(1) != 1 {
+					if held != nil && held.Add(1) != 1 {
 						violations.Add(1)
 					}
 					busy(sc.work)
-					inUse[k].Add(-1)
+					if held != nil {
+						held.Add(-1)
+					}
 					perProc[p].Add(1)
 					if err = unlock(); err != nil {
-						err = fmt.Errorf("Unlock(%q): %w", keys[k], err)
+						err = fmt.Errorf("Unlock(%q): %w", key, err)
 						break
 					}
 				}
@@ -92,7 +111,12 @@ func drive(ctx context.Context, lockers []locker, sc scenario, n int64) (*result
 		}
 	}
 	wg.Wait()
-	res := &result{elapsed: time.Since(start), wait: wait, violations: violations.Load()}
+	res := &result{elapsed: time.Since(start), wait: wait, violations: violations.Load(), keys: fresh.Load()}
+	for i := range touched {
+		if touched[i].Load() {
+			res.keys++
+		}
+	}
 	for i := range perProc {
 		c := perProc[i].Load()
 		res.total += c
@@ -221,7 +245,25 @@ func driveHandoff(ctx context.Context, lockers []locker, n int64) (*result, erro
 	}
 	wg.Wait()
 	res.elapsed = time.Since(start)
+	res.keys = 1
 	return res, errors.Join(errs...)
+}
+
+// warmUp has each process lock and unlock a key of its own, one process
+// after the other, so that what a first use costs once (a connection
+// dialled, a script loaded into Redis) is not in the row's figures.
+func warmUp(ctx context.Context, lockers []locker) error {
+	for i, l := range lockers {
+		key := "warmup" + strconv.Itoa(i)
+		unlock, err := l.Lock(ctx, key)
+		if err != nil {
+			return fmt.Errorf("Lock(%q): %w", key, err)
+		}
+		if err := unlock(); err != nil {
+			return fmt.Errorf("Unlock(%q): %w", key, err)
+		}
+	}
+	return nil
 }
 
 // rowDeadline bounds one run of one row: a strategy that starves a waiter
@@ -253,11 +295,23 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) *re
 			c.Close()
 		}
 	}()
+	if !st.handoffOnly { // the notice pair's Lock waits for the other's notice
+		if err := warmUp(ctx, lockers); err != nil {
+			b.Fatalf("%s: warm-up: %v", st.name, err)
+		}
+	}
+	keys0, err := countKeys(ctx, admins, prefix)
+	if err != nil {
+		b.Fatalf("count keys %s*: %v", prefix, err)
+	}
 	before, err := t.stats(ctx, admins)
 	if err != nil {
 		b.Fatalf("server stats: %v", err)
 	}
 
+	forget(b.Name()) // a row that fails now must not keep an earlier run's figures
+	trips0 := roundTrips.Load()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	var res *result
 	if handoff {
@@ -266,6 +320,8 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) *re
 		res, err = drive(ctx, lockers, sc, int64(b.N))
 	}
 	b.StopTimer()
+	cpu1 := processCPU()
+	trips1 := roundTrips.Load()
 	if err != nil {
 		b.Fatalf("%s: %v", st.name, err)
 	}
@@ -283,9 +339,24 @@ func runRow(b *testing.B, t *target, st strategy, sc scenario, handoff bool) *re
 	for i := range after {
 		load[i] = after[i].sub(before[i])
 	}
-	for _, m := range rowMetrics(t, st, res, load, handoff) {
+	// Every lock is released (each goroutine unlocked before it ended):
+	// what is under the prefix now, before any TTL could expire, and was
+	// not there before the drive, is what the releases left behind.
+	// Counted after the stats, so the SCAN is not in them.
+	keys1, err := countKeys(ctx, admins, prefix)
+	if err != nil {
+		b.Fatalf("count keys %s*: %v", prefix, err)
+	}
+	res.keysLeft = keys1 - keys0
+	res.clientCPU, res.trips = -1, trips1-trips0
+	if cpu0 >= 0 && cpu1 >= 0 {
+		res.clientCPU = cpu1 - cpu0
+	}
+	ms := rowMetrics(t, st, res, load, handoff)
+	for _, m := range ms {
 		b.ReportMetric(m.value, m.unit)
 	}
+	record(b.Name(), ms)
 	return res
 }
 
@@ -319,6 +390,15 @@ func rowMetrics(t *target, st strategy, res *result, load []serverStats, handoff
 		ms = append(ms,
 			metric{float64(sum.usec) / n, "redis-us/op"},
 			metric{float64(sum.cpu) / n, "redis-cpu-us/op"})
+		// On miniredis the server runs in this process: its CPU would
+		// count as the client's.
+		if res.clientCPU >= 0 {
+			ms = append(ms, metric{res.clientCPU.Seconds() * 1e6 / n, "client-cpu-us/op"})
+		}
+	}
+	ms = append(ms, metric{float64(res.trips) / n, "round-trips/op"})
+	if !st.yardstick && res.keys > 0 {
+		ms = append(ms, metric{float64(res.keysLeft) / float64(res.keys), "keys-left/op"})
 	}
 	if len(load) > 1 {
 		for i, l := range load {

@@ -61,7 +61,8 @@ func TestCPUMicros(t *testing.T) {
 // the Redis load per acquisition summed over shards, the handoff ratios,
 // and what is left out on miniredis and for yardsticks.
 func TestRowMetrics(t *testing.T) {
-	res := &result{total: 100, elapsed: 2 * time.Second, perProc: []float64{50, 50}}
+	res := &result{total: 100, elapsed: 2 * time.Second, perProc: []float64{50, 50},
+		clientCPU: 300 * time.Microsecond, trips: 250, keys: 4, keysLeft: 1}
 	for range 99 {
 		res.handoff.Record(60) // values below 128 ns are exact
 	}
@@ -71,21 +72,24 @@ func TestRowMetrics(t *testing.T) {
 
 	got := metricMap(rowMetrics(tg, pubsubStrategy, res, load, true))
 	want := map[string]float64{
-		"acq/s":           50,
-		"redis-cmds/op":   4,
-		"redis-us/op":     5,
-		"redis-cpu-us/op": 25,
-		"shard1-cmds/op":  3,
-		"shard2-cmds/op":  1,
-		"p50-wait-ns":     100,
-		"p99-wait-ns":     100,
-		"jain":            1,
-		"bound-acq/s":     tg.bound(),
-		"bound-ratio":     50 / tg.bound(),
-		"p50-handoff-ns":  60,
-		"p99-handoff-ns":  60,
-		"handoff/rtt":     2,
-		"handoff/notice":  1.5,
+		"acq/s":            50,
+		"redis-cmds/op":    4,
+		"redis-us/op":      5,
+		"redis-cpu-us/op":  25,
+		"client-cpu-us/op": 3,
+		"round-trips/op":   2.5,
+		"keys-left/op":     0.25,
+		"shard1-cmds/op":   3,
+		"shard2-cmds/op":   1,
+		"p50-wait-ns":      100,
+		"p99-wait-ns":      100,
+		"jain":             1,
+		"bound-acq/s":      tg.bound(),
+		"bound-ratio":      50 / tg.bound(),
+		"p50-handoff-ns":   60,
+		"p99-handoff-ns":   60,
+		"handoff/rtt":      2,
+		"handoff/notice":   1.5,
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(1e-12, 0)); diff != "" {
 		t.Errorf("rowMetrics(cluster, pubsub, handoff) mismatch (-want +got):\n%s", diff)
@@ -107,6 +111,16 @@ func TestRowMetrics(t *testing.T) {
 		if _, ok := m["shard1-cmds/op"]; ok {
 			t.Errorf("%s: rowMetrics() on one server reports shard1-cmds/op; want none", name)
 		}
+		if v, ok := m["keys-left/op"]; ok == tc.st.yardstick {
+			t.Errorf("%s: rowMetrics() keys-left/op = %v, reported %v; want it for a lock only", name, v, ok)
+		}
+	}
+
+	// A row whose CPU could not be read reports no client CPU.
+	noCPU := *res
+	noCPU.clientCPU = -1
+	if v, ok := metricMap(rowMetrics(tg, pubsubStrategy, &noCPU, load, false))["client-cpu-us/op"]; ok {
+		t.Errorf("rowMetrics(CPU unknown) reports client-cpu-us/op = %v; want none", v)
 	}
 
 	// miniredis keeps no time or CPU figures, and a row without handoffs
@@ -114,13 +128,14 @@ func TestRowMetrics(t *testing.T) {
 	mini := miniTarget(t)
 	mini.rtt, mini.notice = 30, 40
 	m := metricMap(rowMetrics(mini, pubsubStrategy, res, load[:1], false))
-	for _, unit := range []string{"redis-us/op", "redis-cpu-us/op", "p50-handoff-ns", "handoff/notice"} {
+	for _, unit := range []string{"redis-us/op", "redis-cpu-us/op", "client-cpu-us/op", "p50-handoff-ns", "handoff/notice"} {
 		if v, ok := m[unit]; ok {
 			t.Errorf("rowMetrics(miniredis, no handoff) reports %s = %v; want none", unit, v)
 		}
 	}
-	if m["redis-cmds/op"] != 3 {
-		t.Errorf("rowMetrics(miniredis) redis-cmds/op = %v; want 3", m["redis-cmds/op"])
+	if m["redis-cmds/op"] != 3 || m["round-trips/op"] != 2.5 || m["keys-left/op"] != 0.25 {
+		t.Errorf("rowMetrics(miniredis) redis-cmds/op, round-trips/op, keys-left/op = %v, %v, %v; want 3, 2.5, 0.25",
+			m["redis-cmds/op"], m["round-trips/op"], m["keys-left/op"])
 	}
 	if ms := rowMetrics(tg, pubsubStrategy, &result{}, load, true); ms != nil {
 		t.Errorf("rowMetrics(no acquisition) = %v; want none", ms)

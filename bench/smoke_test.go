@@ -1,12 +1,21 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"image/png"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/keyedmutex/keyedmutex/bench/report"
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
 )
@@ -140,5 +149,74 @@ func TestTargetFallsBackToMiniredis(t *testing.T) {
 	}
 	if tg.rtt <= 0 || tg.bound() <= 0 {
 		t.Errorf("newTarget() rtt = %v, bound %v; want > 0", tg.rtt, tg.bound())
+	}
+}
+
+// TestComparisonSmoke runs the comparison itself, as the README's command
+// does, on two rows with -benchtime 1x against a redis-server it starts:
+// the raw result lines carry the new metrics with sane values, and the
+// output ends with the table (after the last result line), the chart's
+// file and the targets.
+func TestComparisonSmoke(t *testing.T) {
+	redistest.Need(t)
+	chart := filepath.Join(t.TempDir(), "comparison.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0],
+		"-test.run=^$", "-test.bench=^Benchmark(Uncontended|ManyKeys)$/^pubsub$", "-test.benchtime=1x")
+	cmd.Env = append(os.Environ(), chartEnv+"="+chart, "REDIS_ADDR=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("the comparison failed: %v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.Bytes())
+	}
+	rows, meta, err := report.Parse(bytes.NewReader(out))
+	if err != nil {
+		t.Fatalf("report.Parse(output) = %v", err)
+	}
+	var names []string
+	for _, r := range rows {
+		names = append(names, r.Name())
+		m := r.Metrics
+		if v, ok := m["client-cpu-us/op"]; !ok || !(v > 0) {
+			t.Errorf("%s: client-cpu-us/op = %v (reported %v); want > 0", r.Name(), v, ok)
+		}
+		if v, ok := m["keys-left/op"]; !ok || !(v >= 0) || math.IsInf(v, 0) {
+			t.Errorf("%s: keys-left/op = %v (reported %v); want a number >= 0", r.Name(), v, ok)
+		}
+		if v, ok := m["round-trips/op"]; !ok || !(v >= 1) {
+			t.Errorf("%s: round-trips/op = %v (reported %v); want >= 1: a lock takes at least one", r.Name(), v, ok)
+		}
+		for _, unit := range []string{"acq/s", "redis-cmds/op", "redis-cpu-us/op", "p99-wait-ns", "jain"} {
+			if _, ok := m[unit]; !ok {
+				t.Errorf("%s: no %s", r.Name(), unit)
+			}
+		}
+	}
+	if want := []string{"Uncontended/pubsub", "ManyKeys/pubsub"}; !slices.Equal(names, want) {
+		t.Errorf("result rows = %q; want %q", names, want)
+	}
+	if meta.Date == "" || !strings.Contains(meta.Redis, "redis-server") || meta.Go == "" {
+		t.Errorf("configuration lines = %+v; want the date, go and redis-server", meta)
+	}
+	text := string(out)
+	lastResult := strings.LastIndex(text, "\nBenchmarkManyKeys/pubsub")
+	table := strings.Index(text, "\nMachine: ")
+	if lastResult < 0 || table < lastResult {
+		t.Errorf("the table (at %d) does not follow the last result line (at %d):\n%s", table, lastResult, text)
+	}
+	for _, s := range []string{"\nRedis:   redis-server ", "\nUncontended\n  pubsub ", "\nChart: " + chart + "\n", "Targets, Uncontended:", "Targets, ManyKeys:"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("the output has no %q:\n%s", s, text)
+		}
+	}
+	if f, err := os.Open(chart); err != nil {
+		t.Errorf("chart: %v", err)
+	} else {
+		if _, err := png.Decode(f); err != nil {
+			t.Errorf("chart %s is no PNG: %v", chart, err)
+		}
+		f.Close()
 	}
 }

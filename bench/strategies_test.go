@@ -243,6 +243,7 @@ var rueidislockStrategy = strategy{
 		for range n {
 			l, err := rueidislock.NewLocker(rueidislock.LockerOption{
 				ClientOption:   rueidis.ClientOption{InitAddress: t.addrs()},
+				ClientBuilder:  newCountingRueidis,
 				KeyPrefix:      strings.TrimSuffix(prefix, ":"), // it adds ":<i>:<name>"
 				KeyValidity:    ttl,
 				KeyMajority:    1,

@@ -104,11 +104,16 @@ func serverVersion(ctx context.Context, c *redis.Client) string {
 
 // client returns a new client: one per simulated process, so that no two
 // processes share a connection pool. On a cluster it is a ClusterClient.
+// Its round trips count in roundTrips.
 func (t *target) client() redis.UniversalClient {
+	var c redis.UniversalClient
 	if len(t.nodes) > 0 {
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: t.nodes})
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: t.nodes})
+	} else {
+		c = redis.NewClient(&redis.Options{Addr: t.addr})
 	}
-	return redis.NewClient(&redis.Options{Addr: t.addr})
+	c.AddHook(tripCounter{})
+	return c
 }
 
 // addrs returns the address of every server: the masters of a cluster,
@@ -263,6 +268,24 @@ var rowSeq atomic.Int64
 // never see each other's keys, even on a shared server.
 func rowPrefix() string {
 	return fmt.Sprintf("kmbench:%d:%d:", time.Now().UnixNano(), rowSeq.Add(1))
+}
+
+// countKeys returns the number of keys under prefix on every server of
+// admins.
+func countKeys(ctx context.Context, admins []*redis.Client, prefix string) (int64, error) {
+	var n int64
+	for _, c := range admins {
+		seen := map[string]bool{} // SCAN may return a key twice
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			seen[iter.Val()] = true
+		}
+		if err := iter.Err(); err != nil {
+			return 0, fmt.Errorf("SCAN %s* on %s: %w", prefix, c.Options().Addr, err)
+		}
+		n += int64(len(seen))
+	}
+	return n, nil
 }
 
 // dropKeys deletes every key under prefix on every server of admins.

@@ -746,7 +746,7 @@ func TestIssue11CloseWithLockInFlight(t *testing.T) {
 					got <- result{l, err}
 				}()
 			}
-			before := cnt.Scripts.Load()
+			before := cnt.All.Load()
 			if tc.queued {
 				lock()
 				deadline := time.Now().Add(10 * time.Second)
@@ -761,9 +761,9 @@ func TestIssue11CloseWithLockInFlight(t *testing.T) {
 				f.srv.Pause()
 				lock()
 				deadline := time.Now().Add(10 * time.Second)
-				for cnt.Scripts.Load() == before {
+				for cnt.All.Load() == before {
 					if time.Now().After(deadline) {
-						t.Fatal("the Lock sent no script in 10s")
+						t.Fatal("the Lock sent no command in 10s")
 					}
 					time.Sleep(time.Millisecond)
 				}
@@ -954,12 +954,18 @@ func (f *fixture) warmRenewal(t *testing.T, m mutex.Keyed[string]) {
 	}
 	defer l.Unlock()
 	ctx := context.Background()
-	// A renewal resets the key's TTL: its PTTL goes up.
-	first := f.admin.PTTL(ctx, f.lockKey("warm-renewal")).Val()
+	// A renewal resets the key's TTL: its PTTL, which falls as time
+	// passes, goes up.
+	last := f.admin.PTTL(ctx, f.lockKey("warm-renewal")).Val()
 	deadline := time.Now().Add(10 * time.Second)
-	for f.admin.PTTL(ctx, f.lockKey("warm-renewal")).Val() <= first {
+	for {
+		pttl := f.admin.PTTL(ctx, f.lockKey("warm-renewal")).Val()
+		if pttl > last {
+			break
+		}
+		last = pttl
 		if time.Now().After(deadline) {
-			t.Fatalf("lease not renewed in 10s: PTTL never rose above %v", first)
+			t.Fatalf("lease not renewed in 10s: PTTL never rose (last %v)", last)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

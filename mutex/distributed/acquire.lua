@@ -1,15 +1,20 @@
 -- acquire: take the lock if it is free and nobody is queued; otherwise,
 -- in wait mode, join the queue (or refresh this waiter's entry).
 --
+-- An uncontended Lock through a *redis.Client does not run this script:
+-- it sends EXISTS of the queue, SET lock id NX PX ttl and TIME in one
+-- pipeline (see lock.go), and calls this script only when that did not
+-- take the lock. Through a Cluster or a Ring, where TIME could reach
+-- another server than the lock's, it runs this script's fast path.
+--
 -- Go writes "local TTL, P = <lease ms>, <#prefix>" above this file and
 -- splices lib.lua in at the "--@lib" line.
 --
 -- KEYS[1] lock key   (prefix .. "{" .. tag .. "}")
 -- KEYS[2] queue key  (prefix .. "q:{" .. tag .. "}"), same hash slot
--- ARGV[1] the holder id: "<owner>" or "<owner> <label>" (owner: random
---         128-bit hex, one per Lock call; label: no spaces or '*')
--- ARGV[2] n: tokens wanted (absent: 1)
--- wait mode only (a try sends one or two arguments: each costs Redis work):
+-- ARGV[1] the holder id: "<owner>" or "<owner> <label>"
+-- ARGV[2] n: tokens wanted
+-- wait mode only:
 -- ARGV[3] the waiter's queue entry without its deadline: "<owner>
 --         <mutex-id> <n> <grant-ms> <verb> <label>" (see lib.lua)
 -- ARGV[4] the waiter's current queue member, or ""
@@ -17,9 +22,10 @@
 -- ARGV[6] liveness: ms a queue entry lives without a refresh
 --
 -- Returns
---   "<token>"                 the uncontended path: the lock is the
---                             owner's now, with that one token (the
---                             server clock in µs), for TTL ms
+--   "<token>"                 the uncontended path of a try: the lock is
+--                             the owner's now, for TTL ms, with tokens
+--                             from token (the server clock, µs) up to
+--                             token + min(n, 1000) - 1
 --   {1, first, top, ttl, now} the lock is the owner's (taken now, or
 --                             granted or taken earlier: a retried call),
 --                             with tokens first..top, for ttl ms more;
@@ -37,31 +43,25 @@
 -- and an error reply starting with WRONGTYPE if the lock key holds a
 -- value of another type without expiry (written by something else).
 --
--- The uncontended path (one token, a try) is TIME, one SET ... NX PX and
--- an EXISTS of the queue; it defines no function and parses nothing.
-if #ARGV == 1 then
+-- The fast path of a try is TIME, EXISTS of the queue and SET ... NX PX;
+-- it defines no function and parses nothing.
+if #ARGV == 2 then
 	local t = redis.call('TIME')
-	local u = t[2]
-	local tok = t[1] .. string.sub('00000', #u) .. u
-	if redis.call('SET', KEYS[1], tok .. ' ' .. tok .. ' ' .. ARGV[1], 'NX', 'PX', TTL) then
-		if redis.call('EXISTS', KEYS[2]) == 0 then
-			return tok
-		end
-		-- Waiters are queued behind a lock that expired (a grant nobody
-		-- claimed, a holder that died): they go first.
-		redis.call('DEL', KEYS[1])
+	if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', TTL) then
+		local u = t[2]
+		return t[1] .. string.sub('00000', #u) .. u
 	end
 end
 --@lib
 local L, Q = KEYS[1], KEYS[2]
 local id = ARGV[1]
 local owner = string.match(id, '^%x+')
-local n = tonumber(ARGV[2] or '1')
+local n = tonumber(ARGV[2])
 local wait = #ARGV > 2
 local us, ms = now()
 
 local function take(first, top)
-	redis.call('SET', L, holding(first, top, id), 'PX', TTL)
+	redis.call('SET', L, id, 'PX', TTL)
 	return {1, first, top, TTL, us}
 end
 
@@ -86,8 +86,11 @@ local function general()
 			end
 			last, pending = us - 1, true
 		else
-			local first, top, o = parse(v)
+			local o = ownerOf(v)
 			if o == owner then
+				-- A retried call, or a grant found by a poll: the clock
+				-- now issues the tokens (see lib.lua).
+				local first, top = issue(us - 1, n, us)
 				return {1, first, top, redis.call('PTTL', L), us}
 			end
 			last, pending = markerLast(v)
@@ -118,7 +121,7 @@ end
 -- Held by another owner (or a queue still being served).
 local pttl = redis.call('PTTL', L)
 if not wait then
-	if type(v) == 'string' and not parse(v) and not markerLast(v) then
+	if type(v) == 'string' and not ownerOf(v) and not markerLast(v) then
 		return {0, pttl, 'foreign'} -- not a lock: say so
 	end
 	return {0, pttl}
@@ -133,7 +136,7 @@ end
 member = ARGV[3] .. ' ' .. fmt(ms + tonumber(ARGV[6]))
 redis.call('ZADD', Q, score, member)
 redis.call('PEXPIRE', Q, ARGV[6])
-if type(v) == 'string' and parse(v) and not flagged(v) then
+if type(v) == 'string' and ownerOf(v) and not flagged(v) then
 	redis.call('SET', L, v .. '*', 'KEEPTTL') -- tell the holder's release
 end
 return {0, pttl, member, score, us}

@@ -23,11 +23,16 @@ const maxFlights = 2
 // maxBatch bounds how many calls one pipeline carries.
 const maxBatch = 256
 
-// call is one script call submitted to the executor.
+// call is one script call, or one short sequence of plain commands,
+// submitted to the executor.
 type call struct {
 	script *redis.Script
-	keys   []string
+	keys   []string // the first names the lane
 	args   []any
+
+	// plain, if set, replaces the script: it queues the call's commands
+	// on p and returns what reads their result once p has run.
+	plain func(ctx context.Context, p redis.Pipeliner) func() (any, error)
 
 	res  any
 	err  error
@@ -189,8 +194,7 @@ func (x *executor) fly(ln *lane, batch []*call) {
 // settles every call.
 func (x *executor) run(batch []*call) {
 	ctx := context.Background()
-	if len(batch) == 1 {
-		c := batch[0]
+	if c := batch[0]; len(batch) == 1 && c.plain == nil {
 		c.res, c.err = c.script.Run(ctx, x.client, c.keys, c.args...).Result()
 	} else {
 		x.pipeline(ctx, batch)
@@ -203,18 +207,27 @@ func (x *executor) run(batch []*call) {
 	}
 }
 
-// pipeline runs batch as EVALSHA calls in one pipeline, then, once, the
-// calls that found their script missing (NOSCRIPT) as EVAL.
+// pipeline runs batch in one pipeline (EVALSHA for script calls), then,
+// once, the calls that found their script missing (NOSCRIPT) as EVAL.
 func (x *executor) pipeline(ctx context.Context, batch []*call) {
 	cmds := make([]*redis.Cmd, len(batch))
+	reads := make([]func() (any, error), len(batch))
 	_, _ = x.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, c := range batch {
-			cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			if c.plain != nil {
+				reads[i] = c.plain(ctx, p)
+			} else {
+				cmds[i] = c.script.EvalSha(ctx, p, c.keys, c.args...)
+			}
 		}
 		return nil
 	})
 	var missing []int
 	for i, cmd := range cmds {
+		if reads[i] != nil {
+			batch[i].res, batch[i].err = reads[i]()
+			continue
+		}
 		batch[i].res, batch[i].err = cmd.Result()
 		if redis.HasErrorPrefix(batch[i].err, "NOSCRIPT") {
 			missing = append(missing, i)

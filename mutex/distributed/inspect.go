@@ -22,13 +22,6 @@ type Info struct {
 	// Label names the holder's process ([WithLabel]; by default
 	// "host:pid").
 	Label string
-	// Token is the holder's fencing token, and Reserved how many tokens
-	// its lease holds from it.
-	Token, Reserved uint64
-	// Acquired is when the holder took the lock, by the Redis server's
-	// clock (its token is that clock in microseconds), or when it was
-	// handed the lock; zero if not held.
-	Acquired time.Time
 	// TTL is how long the lock has left unless renewed (-1: no expiry).
 	TTL time.Duration
 	// Waiters is the length of the key's queue in Redis (dead entries
@@ -50,8 +43,8 @@ type Info struct {
 //
 //	redis-cli EVAL "return {redis.call('GET',KEYS[1]),redis.call('PTTL',KEYS[1]),redis.call('ZCARD',KEYS[2])}" 2 'keyedmutex:{order-17}' 'keyedmutex:q:{order-17}'
 //
-// where a held lock's value reads "<token> <last-token> <owner> <label>"
-// (a trailing '*' says waiters were queued); a lock released with nobody
+// where a held lock's value reads "<owner> <label>" (a trailing '*' says
+// waiters were queued); a lock released with nobody
 // waiting is absent, or for a few milliseconds "~<last-token>" (see
 // the package doc).
 func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
@@ -112,15 +105,24 @@ func parseHolding(v string, info *Info) {
 		return
 	}
 	f := strings.Split(v, " ")
-	first, err1 := strconv.ParseUint(get(f, 0), 10, 64)
-	top, err2 := strconv.ParseUint(get(f, 1), 10, 64)
-	if len(f) < 3 || len(f) > 4 || err1 != nil || err2 != nil || top < first || get(f, 2) == "" {
+	if len(f) > 2 || !isOwnerID(f[0]) {
 		info.Foreign, info.Value = true, v
 		return
 	}
-	info.Held, info.Owner, info.Label = true, f[2], get(f, 3)
-	info.Token, info.Reserved = first, top-first+1
-	info.Acquired = time.UnixMicro(int64(first))
+	info.Held, info.Owner, info.Label = true, f[0], get(f, 1)
+}
+
+// isOwnerID reports whether s reads as an owner id: hex digits.
+func isOwnerID(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func get(f []string, i int) string {

@@ -50,7 +50,7 @@ func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.
 		enc:        enc,
 		nm:         nm,
 		owner:      owner,
-		val:        g.holding(holderID(owner, c.cfg.label)),
+		val:        holderID(owner, c.cfg.label),
 		g:          g,
 		got:        time.Now(),
 		done:       make(chan struct{}),
@@ -436,7 +436,7 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
 	defer cancel()
 	sent := time.Now()
-	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", holderID(w.owner, c.cfg.label), n, base, c.liveMs))
+	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", l.g.top, holderID(w.owner, c.cfg.label), n, base, c.liveMs))
 	if err != nil {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted

@@ -6,10 +6,14 @@
 -- script.
 --
 -- Values of the lock key KEYS[1]:
---   "<first> <top> <owner> <label>"  held by owner, with fencing tokens
---                          first..top; label names the holder for
+--   "<owner> <label>"      held by owner (random 128-bit hex, one per
+--                          Lock call); label names the holder for
 --                          operators (no spaces or '*'; may be empty,
---                          then without its space)
+--                          then without its space). The holder's fencing
+--                          tokens are not stored: any reading of the
+--                          server clock taken while a lock is held lies
+--                          between the tokens of the holders before and
+--                          after it, so the clock issues them.
 --   the same with a trailing "*": the queue may be non-empty
 --   "~<last>"              free, but tokens up to last were issued ahead
 --                          of the server clock: lives until the clock
@@ -40,12 +44,9 @@ local function now()
 	return s * 1000000 + u, s * 1000 + (u - u % 1000) / 1000
 end
 
--- parse returns the first, top, owner and label of a held value, or nil.
-local function parse(v)
-	local f, t, o, label = string.match(v, '^(%d+) (%d+) (%x+) ?([^ *]*)%*?$')
-	if f then
-		return tonumber(f), tonumber(t), o, label
-	end
+-- owner returns the owner of a held value, or nil.
+local function ownerOf(v)
+	return string.match(v, '^(%x+) ?[^ *]*%*?$')
 end
 
 -- flagged reports whether a value carries the "queue may be non-empty" flag.
@@ -95,12 +96,7 @@ local function markerMs(top, us)
 	return math.floor((top - us) / 1000) + 2
 end
 
--- holding is the lock key's value for owner's holding of first..top.
-local function holding(first, top, id)
-	return fmt(first) .. ' ' .. fmt(top) .. ' ' .. id
-end
-
--- release frees the lock of a holding whose top token is top: deletes
+-- free frees the lock of a holding whose top token is top: deletes
 -- it, or leaves a free marker while top is ahead of the clock.
 local function free(top, us)
 	local ms = markerMs(top, us)
@@ -142,7 +138,7 @@ local function promote(last, us, ms)
 			if label ~= '' then
 				id = owner .. ' ' .. label
 			end
-			redis.call('SET', KEYS[1], holding(first, top, id) .. '*', 'PX', gms)
+			redis.call('SET', KEYS[1], id .. '*', 'PX', gms)
 			-- pcall: a user without channel rights still hands over; the
 			-- waiter then learns of its grant at its next poll.
 			local channel = string.sub(KEYS[1], 1, P) .. 'grant:' .. string.sub(KEYS[1], P + 1) .. ':' .. mid

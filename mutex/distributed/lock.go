@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/mutex"
+	"github.com/redis/go-redis/v9"
 )
 
 // lockEncoded runs one Lock, TryLock, LockN or TryLockN of the encoded
@@ -116,7 +117,24 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 	}
 	if w.sub == nil {
 		sent := time.Now()
-		r, err := w.attempt(ctx, "try")
+		var (
+			r   acquireReply
+			err error
+		)
+		if w.c.plain.Load() {
+			r, err = w.attemptPlain(ctx)
+		} else {
+			r, err = w.attempt(ctx, "try")
+			if err == nil {
+				w.c.plainOK()
+			}
+		}
+		if err == nil && !r.held && try && w.c.plain.Load() {
+			// Not taken: the script says why (held, queued, a pending
+			// queue to serve, a foreign value), or takes it after all.
+			sent = time.Now()
+			r, err = w.attempt(ctx, "try")
+		}
 		switch {
 		case err != nil:
 			return nil, err
@@ -141,6 +159,87 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 		}
 	}
 	return w.wait(ctx, false, 0)
+}
+
+// attemptPlain is the uncontended acquire, three plain commands in one
+// round trip: EXISTS of the queue, SET lock id NX PX ttl, TIME. The SET
+// takes the lock if it is free; TIME, read while it is held, issues its
+// tokens (see lib.lua). If the SET took the lock while waiters were
+// queued (behind a lock that expired: a grant nobody claimed, a holder
+// that died), it gives the lock back for them and reports it not taken.
+// A reply that is not held leaves the rest to the scripts.
+func (w *waiter) attemptPlain(ctx context.Context) (acquireReply, error) {
+	c := w.c
+	id := holderID(w.owner, c.cfg.label)
+	res, err := c.x.doRetrying(ctx, c.closing, func() *call {
+		return &call{
+			keys: []string{w.nm.lock},
+			plain: func(ctx context.Context, p redis.Pipeliner) func() (any, error) {
+				exists := p.Exists(ctx, w.nm.queue)
+				set := p.SetArgs(ctx, w.nm.lock, id, redis.SetArgs{Mode: "NX", TTL: c.cfg.ttl})
+				clock := p.Time(ctx)
+				return func() (any, error) { return readPlain(exists, set, clock) }
+			},
+			abandon: w.abandonedPlain,
+		}
+	})
+	if err != nil {
+		if errors.Is(err, errStopped) || ctx.Err() != nil {
+			return acquireReply{}, err
+		}
+		return acquireReply{}, fmt.Errorf("acquire: %w", err)
+	}
+	r := res.(plainReply)
+	switch {
+	case !r.set:
+		return acquireReply{}, nil
+	case r.queued:
+		// Give it back at once, so the queue is served; the scripts then
+		// take it over.
+		if _, err := c.x.do(ctx, c.closing, c.releaseCall(w.nm, w.owner, "a", "")); err != nil {
+			w.c.abort(w.nm, w.owner, "")
+			if errors.Is(err, errStopped) || ctx.Err() != nil {
+				return acquireReply{}, err
+			}
+			return acquireReply{}, fmt.Errorf("acquire: %w", err)
+		}
+		return acquireReply{}, nil
+	}
+	k := min(w.n, maxAhead)
+	return acquireReply{held: true, g: grant{first: r.clock, top: r.clock + k - 1, ttlMs: c.ttlMs, clock: r.clock}}, nil
+}
+
+// maxAhead bounds a block of tokens: it starts at the server clock and
+// runs at most this many microseconds ahead of it (lib.lua's maxAhead).
+const maxAhead = 1000
+
+// plainReply is what attemptPlain's commands answered.
+type plainReply struct {
+	set, queued bool   // the SET took the lock; the queue existed
+	clock       uint64 // TIME, µs
+}
+
+func readPlain(exists *redis.IntCmd, set *redis.StatusCmd, clock *redis.TimeCmd) (any, error) {
+	if err := exists.Err(); err != nil {
+		return nil, err
+	}
+	if err := set.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	t, err := clock.Result()
+	if err != nil {
+		return nil, err
+	}
+	return plainReply{set: set.Err() == nil, queued: exists.Val() > 0, clock: uint64(t.UnixMicro())}, nil
+}
+
+// abandonedPlain runs when attemptPlain's commands finish after its
+// caller gave up: it releases the lock if they took it (or may have).
+func (w *waiter) abandonedPlain(res any, err error) {
+	if r, ok := res.(plainReply); ok && err == nil && !r.set {
+		return
+	}
+	w.c.abort(w.nm, w.owner, "")
 }
 
 // errLate is TryLock's error when the lock was taken but the reply came
@@ -352,17 +451,14 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 		}
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
-	return parseAcquire(res, w.c.ttlMs)
+	return parseAcquire(res, w.n, w.c.ttlMs)
 }
 
-// acquireArgs are acquire.lua's ARGV: a one-token try sends the holder id
-// alone, a try for a block adds n, and a wait adds the queue entry.
+// acquireArgs are acquire.lua's ARGV: a try sends the holder id and n,
+// a wait adds the queue entry.
 func (w *waiter) acquireArgs(ctx context.Context, mode string) ([]any, error) {
 	id := holderID(w.owner, w.c.cfg.label)
 	if mode != "wait" {
-		if w.n == 1 {
-			return []any{id}, nil
-		}
 		return []any{id, w.n}, nil
 	}
 	base, err := w.c.entryBase(ctx, w.owner, w.n)
@@ -390,7 +486,7 @@ func (c *core) entryBase(ctx context.Context, owner string, n uint64) (string, e
 func (w *waiter) abandoned(res any, err error) {
 	member := w.member
 	if err == nil {
-		r, perr := parseAcquire(res, w.c.ttlMs)
+		r, perr := parseAcquire(res, w.n, w.c.ttlMs)
 		if perr == nil && !r.held {
 			if r.member == "" {
 				return // a try that failed: nothing to undo
@@ -437,17 +533,17 @@ func (c *core) orphan(channel, owner, payload string) {
 	if !ok {
 		return
 	}
-	c.x.submit(c.unlockCall(nm, g, g.holding(holderID(owner, c.cfg.label)), !g.ahead()))
+	c.x.submit(c.unlockCall(nm, g, holderID(owner, c.cfg.label), !g.ahead()))
 }
 
-// unlockCall is the release.lua call that releases holding g (the lock
-// key's value h): the one-argument fast path if g's tokens are known to
-// be behind the server clock (behind), else the path that checks.
-func (c *core) unlockCall(nm names, g grant, h string, behind bool) *call {
+// unlockCall is the release.lua call that releases holding g of id: the
+// one-argument fast path if g's tokens are known to be behind the server
+// clock (behind), else the path that checks.
+func (c *core) unlockCall(nm names, g grant, id string, behind bool) *call {
 	if behind {
-		return c.releaseCall(nm, h)
+		return c.releaseCall(nm, id)
 	}
-	return c.releaseCall(nm, h, "u", "")
+	return c.releaseCall(nm, id, "u", "", g.top)
 }
 
 // releaseCall is a call of release.lua with args (see release.lua).

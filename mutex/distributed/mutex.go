@@ -78,7 +78,9 @@ type core struct {
 	liveMs  int64  // a queue entry lives this long without a refresh: 3·poll
 	id      string // names this Mutex's grant channels
 	hub     *notify.Hub
-	sc      scripts // this Mutex's scripts (its TTL is written in them)
+	sc      scripts     // this Mutex's scripts (its TTL is written in them)
+	single  bool        // client is a *redis.Client: one server, one connection per pipeline
+	plain   atomic.Bool // single, and a script call succeeded: uncontended tries go plain
 	x       executor
 	renew   renewer
 	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
@@ -132,6 +134,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 		grantMs: min(ttlMs, liveMs),
 		liveMs:  liveMs,
 		sc:      newScripts(ttlMs, cfg.prefix),
+		single:  isSingle(client),
 		id:      newID(8),
 		leases:  make(map[string]*lease),
 	}
@@ -152,6 +155,24 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	c.x = executor{client: client, failed: c.reloadSlotsOn}
 	c.renew = renewer{c: c, tick: max(cfg.ttl/12, time.Millisecond)}
 	return &Mutex[K]{core: c, encode: encode}, nil
+}
+
+// isSingle reports whether client talks to one server: a *redis.Client
+// (Sentinel's failover client is one). Through it, the commands of one
+// pipeline run in order on one connection, so the TIME that issues a
+// plain acquire's tokens runs after its SET (see attemptPlain).
+func isSingle(client redis.UniversalClient) bool {
+	_, ok := client.(*redis.Client)
+	return ok
+}
+
+// plainOK is told that an acquire script ran: the client may run
+// scripts (an ACL that forbids them fails the first Lock, not the first
+// Unlock), so uncontended tries may go plain from now on.
+func (c *core) plainOK() {
+	if c.single && !c.plain.Load() {
+		c.plain.Store(true)
+	}
 }
 
 // encoderFor returns the key encoder: the one given to WithKeyEncoder,

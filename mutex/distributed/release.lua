@@ -8,23 +8,24 @@
 --
 -- KEYS[1] lock key
 -- KEYS[2] queue key, same hash slot
--- ARGV[1] the lease's holding "<first> <top> <id>" (unlock, requeue), or
---         the owner id (abort: a Lock that gave up releases whatever it
---         may hold)
+-- ARGV[1] the holder id "<owner>" or "<owner> <label>" (unlock,
+--         requeue), or the owner alone (abort: a Lock that gave up
+--         releases whatever it may hold)
 -- ARGV[2] mode: absent (unlock, the lease's tokens are behind the
 --         clock), "u" (unlock, any lease), "a" (abort) or "r" (requeue:
 --         unlock, then queue a new waiter at the back of the queue)
 -- ARGV[3] a queue member to remove first, or ""
--- ARGV[4..7] requeue only: the new waiter's id, its n, its queue entry
+-- ARGV[4] the lease's top token (unlock "u", requeue), or ""
+-- ARGV[5..8] requeue only: the new waiter's id, its n, its queue entry
 --         without deadline (as acquire's ARGV[3]) and its liveness (ms)
 --
 -- Returns 1 if the lock was the caller's and is now released or handed
 -- on, 0 if it was not (taken over: the lease was lost), 2 if the key is
--- absent (expired, or released by an earlier try of this same call). A
--- requeue that released returns instead {1, member, score, pttl} (the
--- new waiter is queued behind the holder, whose lease has pttl ms left)
--- or {2, first, top, ttl, now} (nobody was queued: the new waiter holds
--- the lock at once, with tokens first..top).
+-- absent (expired or removed, or released by an earlier try of this same
+-- call). A requeue that released returns instead {1, member, score,
+-- pttl} (the new waiter is queued behind the holder, whose lease has
+-- pttl ms left) or {2, first, top, ttl, now} (nobody was queued: the new
+-- waiter holds the lock at once, with tokens first..top).
 --
 -- The uncontended unlock is a GET and a DEL.
 if #ARGV == 1 then
@@ -43,28 +44,27 @@ local v = redis.call('GET', KEYS[1])
 if not v then
 	return 2
 end
-local first, top, o = parse(v)
+local us, ms = now()
+local top = tonumber(ARGV[4] or '') or (us - 1)
 if mode == 'a' then
-	if o ~= ARGV[1] then
+	if ownerOf(v) ~= ARGV[1] then
 		return 0
 	end
 elseif v ~= ARGV[1] and v ~= ARGV[1] .. '*' then
-	local _, t = parse(ARGV[1])
-	if t and v == '~' .. fmt(t) then
+	if v == '~' .. fmt(top) then
 		return 1 -- a retry of this release, which already ran
 	end
 	return 0
 end
-local us, ms = now()
 if mode == 'r' then
 	local state, x = 'free', top
 	if flagged(v) then
 		state, x = promote(top, us, ms)
 	end
-	local id, n, base, live = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+	local id, n, base, live = ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
 	if state == 'free' then
 		local f, t = issue(x, n, us)
-		redis.call('SET', KEYS[1], holding(f, t, id), 'PX', TTL)
+		redis.call('SET', KEYS[1], id, 'PX', TTL)
 		return {2, f, t, TTL, us}
 	end
 	local score = fmt(us)

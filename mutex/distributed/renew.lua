@@ -3,7 +3,7 @@
 -- Go writes "local TTL, P = <lease ms>, <#prefix>" above this file.
 --
 -- KEYS[1] lock key
--- ARGV[1] the lease's holding "<first> <top> <id>"
+-- ARGV[1] the holder id "<owner>" or "<owner> <label>"
 --
 -- Returns 1 if the lock is the lease's and now expires in TTL ms, 0 if
 -- it is not (the lease was lost). The waiters flag stays.

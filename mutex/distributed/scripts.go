@@ -11,8 +11,8 @@ import (
 
 // The scripts of protocol v3. lib.lua holds the functions acquire and
 // release share (token issue, promote); Go splices it into each after
-// its fast path, so an uncontended call runs a few lines and defines no
-// function. The Mutex's lease TTL and prefix length are written into the
+// release's fast path, so an uncontended release runs a few lines and
+// defines no function (an uncontended acquire runs no script at all). The Mutex's lease TTL and prefix length are written into the
 // text as constants (a Mutex's scripts are its own: one SHA per distinct
 // TTL and prefix length), so no call sends them.
 var (
@@ -54,17 +54,6 @@ type grant struct {
 // then its release leaves a free marker until the clock has passed them.
 func (g grant) ahead() bool { return g.top > g.clock }
 
-// holding is the lock key's value while g is held by id ("<owner>" or
-// "<owner> <label>"), without the waiters flag.
-func (g grant) holding(id string) string {
-	first := strconv.FormatUint(g.first, 10)
-	top := first
-	if g.top != g.first {
-		top = strconv.FormatUint(g.top, 10)
-	}
-	return first + " " + top + " " + id
-}
-
 // holderID is the id a holding names: the owner id and the label.
 func holderID(owner, label string) string {
 	if label == "" {
@@ -84,15 +73,16 @@ type acquireReply struct {
 	now    int64 // wait mode: the server clock (µs) when it found the caller waiting
 }
 
-// parseAcquire parses acquire.lua's reply; ttlMs is the Mutex's lease
-// TTL, which the uncontended reply (the token alone) leaves out.
-func parseAcquire(res any, ttlMs int64) (acquireReply, error) {
+// parseAcquire parses acquire.lua's reply.
+// The fast path's reply, a token alone, stands for a block of up to n
+// tokens from it, for ttlMs.
+func parseAcquire(res any, n uint64, ttlMs int64) (acquireReply, error) {
 	if s, ok := res.(string); ok {
 		tok, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return acquireReply{}, fmt.Errorf("acquire: unexpected reply %q", s)
 		}
-		return acquireReply{held: true, g: grant{first: tok, top: tok, ttlMs: ttlMs, clock: tok}}, nil
+		return acquireReply{held: true, g: grant{first: tok, top: tok + min(n, maxAhead) - 1, ttlMs: ttlMs, clock: tok}}, nil
 	}
 	a, ok := res.([]any)
 	if !ok || len(a) < 2 {

@@ -543,7 +543,7 @@ func (c *core) unlockCall(nm names, g grant, id string, behind bool) *call {
 	if behind {
 		return c.releaseCall(nm, id)
 	}
-	return c.releaseCall(nm, id, "u", "", g.top)
+	return c.releaseCall(nm, id, g.top)
 }
 
 // releaseCall is a call of release.lua with args (see release.lua).

@@ -11,11 +11,13 @@
 -- ARGV[1] the holder id "<owner>" or "<owner> <label>" (unlock,
 --         requeue), or the owner alone (abort: a Lock that gave up
 --         releases whatever it may hold)
--- ARGV[2] mode: absent (unlock, the lease's tokens are behind the
---         clock), "u" (unlock, any lease), "a" (abort) or "r" (requeue:
---         unlock, then queue a new waiter at the back of the queue)
+-- and then either nothing (unlock of a lease whose tokens are behind the
+-- server clock), or its top token alone (unlock of a lease whose tokens
+-- may be ahead of it), or:
+-- ARGV[2] mode: "u" (unlock), "a" (abort) or "r" (requeue: unlock, then
+--         queue a new waiter at the back of the queue)
 -- ARGV[3] a queue member to remove first, or ""
--- ARGV[4] the lease's top token (unlock "u", requeue), or ""
+-- ARGV[4] the lease's top token, or ""
 -- ARGV[5..8] requeue only: the new waiter's id, its n, its queue entry
 --         without deadline (as acquire's ARGV[3]) and its liveness (ms)
 --
@@ -27,25 +29,32 @@
 -- pttl ms left) or {2, first, top, ttl, now} (nobody was queued: the new
 -- waiter holds the lock at once, with tokens first..top).
 --
--- The uncontended unlock is a GET and a DEL.
-if #ARGV == 1 then
+-- The uncontended unlock is a GET and a DEL (and a TIME, with a top
+-- token, to check that it is behind the clock).
+if #ARGV <= 2 then
 	local v = redis.call('GET', KEYS[1])
 	if v == ARGV[1] then
-		redis.call('DEL', KEYS[1])
-		return 1
+		local t = ARGV[2] and redis.call('TIME')
+		if not t or tonumber(ARGV[2]) < t[1] * 1000000 + t[2] then
+			redis.call('DEL', KEYS[1])
+			return 1
+		end
 	end
 end
 --@lib
-local mode = ARGV[2] or 'u'
-if ARGV[3] and ARGV[3] ~= '' then
-	redis.call('ZREM', KEYS[2], ARGV[3])
+local mode, top = 'u', ARGV[2]
+if #ARGV > 2 then
+	mode, top = ARGV[2], ARGV[4]
+	if ARGV[3] ~= '' then
+		redis.call('ZREM', KEYS[2], ARGV[3])
+	end
 end
 local v = redis.call('GET', KEYS[1])
 if not v then
 	return 2
 end
 local us, ms = now()
-local top = tonumber(ARGV[4] or '') or (us - 1)
+top = tonumber(top or '') or (us - 1)
 if mode == 'a' then
 	if ownerOf(v) ~= ARGV[1] then
 		return 0

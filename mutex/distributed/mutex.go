@@ -202,17 +202,18 @@ func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 
 // TryLock takes the lock for key only if nobody holds it and nobody
 // waits for it now; otherwise it returns an error satisfying
-// errors.Is(err, mutex.ErrLocked). It never queues, and costs one round
-// trip.
+// errors.Is(err, mutex.ErrLocked). It never queues; it costs one round
+// trip when it takes the lock, two when it does not (the second says
+// why: the holder's remaining TTL, or a value the library did not write).
 func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, "TryLock", key, 1, true)
 }
 
 // LockN is Lock for a lease that reserves up to n consecutive fencing
 // tokens, Token() to Token()+Reserved()-1 (see [mutex.TokenReserver]):
-// fewer than n when n would put tokens ahead of the Redis server's clock
-// in microseconds, and 1 for the first lease of a key after its free
-// marker expired. n must be between 1 and [MaxReserve].
+// at most 1000, as a block starts at the Redis server's clock in
+// microseconds and runs at most 1ms ahead of it. n must be between 1 and
+// [MaxReserve].
 func (m *Mutex[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
 	return reservation(m.lock(ctx, "LockN", key, n, false))
 }

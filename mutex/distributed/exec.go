@@ -229,7 +229,7 @@ func (x *executor) pipeline(ctx context.Context, batch []*call) {
 			continue
 		}
 		batch[i].res, batch[i].err = cmd.Result()
-		if redis.HasErrorPrefix(batch[i].err, "NOSCRIPT") {
+		if batch[i].err != nil && redis.HasErrorPrefix(batch[i].err, "NOSCRIPT") {
 			missing = append(missing, i)
 		}
 	}
@@ -280,6 +280,9 @@ func (x *executor) wait() <-chan struct{} {
 // isReply reports whether err is an error reply from a live server
 // (WRONGTYPE, NOSCRIPT, ...), as opposed to a transport failure.
 func isReply(err error) bool {
+	if err == nil {
+		return false
+	}
 	var reply redis.Error
 	return errors.As(err, &reply) && !redis.HasErrorPrefix(err, "CLUSTERDOWN") && !redis.HasErrorPrefix(err, "TRYAGAIN")
 }
@@ -290,6 +293,9 @@ func isReply(err error) bool {
 // did not follow inside a script call; CLUSTERDOWN): worth retrying
 // after a pause.
 func isMoving(err error) bool {
+	if err == nil {
+		return false
+	}
 	for _, p := range []string{"TRYAGAIN", "ASK", "MOVED", "CLUSTERDOWN"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true

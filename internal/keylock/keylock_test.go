@@ -3,10 +3,10 @@ package keylock
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"math"
 	"runtime"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 	"unsafe"
@@ -169,97 +169,136 @@ func TestHandOff(t *testing.T) {
 	}
 	e2.Unlock()
 	checkEmpty(t, &tb)
-	// A dropped entry forgets its Value.
-	e3 := mustLock(t, &tb, "k")
-	if e3.Value != nil {
-		t.Errorf("Value of a fresh holding = %q; want nil", e3.Value)
-	}
-	e3.Unlock()
 }
 
-// TestDoneByToken: Done names a holding by its token, so a stale token
-// gets a closed channel, and the holder's channel closes at handoff.
-func TestDoneByToken(t *testing.T) {
-	var tb Table[string, struct{}]
+// sameShard returns n keys, other than not, of the shard of key not.
+func sameShard(not string, n int) []string {
+	want := maphash.Comparable(seed, not) & (numShards - 1)
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		k := "other-" + strconv.Itoa(i)
+		if maphash.Comparable(seed, k)&(numShards-1) == want {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// TestEviction: an idle entry keeps its slot (and Value) until another
+// key of its shard needs the slot; then the key's next entry starts with
+// a zero Value and still issues larger tokens.
+func TestEviction(t *testing.T) {
+	var tb Table[string, int]
 	ctx := context.Background()
-	e, tok, err := tb.Lock(ctx, "k", 1, nil)
+	e, tok1, err := tb.Lock(ctx, "k", 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := e.Done(tok)
-	select {
-	case <-done:
-		t.Fatal("Done closed while held")
-	default:
-	}
-	select {
-	case <-e.Done(tok - 1):
-	default:
-		t.Error("Done(stale token) not closed")
-	}
-	next := make(chan uint64, 1)
-	go func() {
-		e2, tok2, err := tb.Lock(ctx, "k", 1, nil)
-		if err != nil {
-			t.Error(err)
-		}
-		select {
-		case <-e2.Done(tok2):
-			t.Error("new holder's Done closed while held")
-		default:
-		}
-		e2.Unlock()
-		next <- tok2
-	}()
-	waitWaiters(t, &tb, "k", 1)
+	e.Value = 7
 	e.Unlock()
-	select {
-	case <-done:
-	case <-time.After(wait):
-		t.Fatal("Done not closed after Unlock")
+	if n := tb.Idle(); n != 1 {
+		t.Fatalf("Idle() = %d after one Lock+Unlock; want 1", n)
 	}
-	if tok2 := <-next; tok2 <= tok {
-		t.Errorf("token after handoff = %d; want > %d", tok2, tok)
+	e, tok2, err := tb.Lock(ctx, "k", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Value != 7 || tok2 <= tok1 {
+		t.Errorf("idle entry taken again: Value %d, token %d; want 7 and > %d", e.Value, tok2, tok1)
+	}
+	e.Unlock()
+	// numSlots keys of the shard held at once evict k.
+	var held []*Entry[string, int]
+	for _, k := range sameShard("k", numSlots) {
+		held = append(held, mustLock(t, &tb, k))
+	}
+	if n := tb.Idle(); n != 0 {
+		t.Errorf("Idle() = %d with every slot held; want 0 (k evicted)", n)
+	}
+	e, tok3, err := tb.Lock(ctx, "k", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Value != 0 || tok3 <= tok2 {
+		t.Errorf("k after eviction: Value %d, token %d; want 0 and > %d", e.Value, tok3, tok2)
+	}
+	if e.state.Load()&stMapped == 0 {
+		t.Error("k locked with every slot held is not in the map")
+	}
+	e.Unlock()
+	for _, h := range held {
+		h.Unlock()
 	}
 	checkEmpty(t, &tb)
+	for i := range tb.shards {
+		if sh := &tb.shards[i]; len(sh.m) != 0 {
+			t.Errorf("shard %d map keeps %d entries; want 0", i, len(sh.m))
+		}
+	}
 }
 
-// TestDoneAfterDrop: Done on an entry whose holding ended and which the
-// shard then dropped (more unused entries than it keeps for reuse) returns
-// a closed channel; the entry keeps its shard, so Done, which reads it
-// before taking the shard's lock, never races with the drop.
-func TestDoneAfterDrop(t *testing.T) {
+// TestManyKeysBoundedCache: keys locked one after another leave at most
+// the slots' worth of idle entries.
+func TestManyKeysBoundedCache(t *testing.T) {
 	var tb Table[int, struct{}]
 	ctx := context.Background()
-	const n = numShards * (maxFree + numSlots + 4)
-	type held struct {
-		e   *Entry[int, struct{}]
-		tok uint64
-	}
-	hs := make([]held, n)
-	for i := range hs {
-		e, tok, err := tb.Lock(ctx, i, 1, nil)
+	for i := range 100_000 {
+		e, _, err := tb.Lock(ctx, i, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs[i] = held{e, tok}
+		e.Unlock()
 	}
-	var wg sync.WaitGroup
-	for _, h := range hs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-h.e.Done(h.tok) // races the Unlock below
-		}()
-		h.e.Unlock()
+	checkEmpty(t, &tb)
+	if n := tb.Idle(); n > numShards*numSlots {
+		t.Errorf("Idle() = %d; want at most %d", n, numShards*numSlots)
 	}
-	wg.Wait()
-	for _, h := range hs {
-		select {
-		case <-h.e.Done(h.tok):
-		default:
-			t.Fatal("Done of an ended holding not closed")
+}
+
+// TestLockKey: UnlockKey ends only a holding taken by LockKey, and the
+// kind of holding passes with a handoff.
+func TestLockKey(t *testing.T) {
+	var tb Table[string, struct{}]
+	ctx := context.Background()
+	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("UnlockKey of a free key = %v; want ErrNotLockedByKey", err)
+	}
+	e := mustLock(t, &tb, "k")
+	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("UnlockKey of a key held by Lock = %v; want ErrNotLockedByKey", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tb.LockKey(ctx, "k") }()
+	waitWaiters(t, &tb, "k", 1)
+	e.Unlock() // hands off to LockKey
+	if err := <-done; err != nil {
+		t.Fatalf("LockKey = %v", err)
+	}
+	got := make(chan *Entry[string, struct{}], 1)
+	go func() {
+		e, _, err := tb.Lock(ctx, "k", 1, nil)
+		if err != nil {
+			t.Error(err)
 		}
+		got <- e
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	if err := tb.UnlockKey("k"); err != nil { // hands off to Lock
+		t.Fatalf("UnlockKey = %v", err)
+	}
+	e = <-got
+	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("UnlockKey after a handoff to Lock = %v; want ErrNotLockedByKey", err)
+	}
+	e.Unlock()
+	if err := tb.LockKey(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.UnlockKey("k"); err != nil {
+		t.Errorf("UnlockKey (fast path) = %v", err)
+	}
+	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("second UnlockKey = %v; want ErrNotLockedByKey", err)
 	}
 	checkEmpty(t, &tb)
 }
@@ -347,7 +386,7 @@ func TestShardSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("the layout is tuned for 64-bit platforms")
 	}
-	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != cacheLine {
-		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
+	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != 2*cacheLine {
+		t.Errorf("shard size = %d; want %d (the slots' cache line, then the rest's)", got, 2*cacheLine)
 	}
 }

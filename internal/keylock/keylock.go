@@ -8,20 +8,22 @@
 //
 // Each entry has one atomic state word: locked, how many waiters are
 // queued, and a few flags. Each shard keeps up to numSlots entries in an
-// array that is read without a lock, so locking a free key that has an
-// entry there is one compare-and-swap, and so is unlocking it when
-// nobody waits: no shard lock, no allocation, and no write to memory
-// that other keys share. The shard's mutex is taken only to add or
-// evict an entry, to queue a waiter, to hand the lock to one, or for a
-// key that overflowed into the shard's map (more keys of one shard held
-// at once than it has slots).
+// open-addressed array that is read without a lock (a key's entry is in
+// one of numProbes slots from the one its hash names), so locking a free
+// key that has an entry there is one compare-and-swap, and so is
+// unlocking it when nobody waits: no shard lock, no allocation, and no
+// write to memory that other keys share. The shard's mutex is taken only
+// to add or evict an entry, to queue a waiter, to hand the lock to one,
+// or for a key that overflowed into the shard's map (its numProbes slots
+// all held at once).
 //
 // # Memory
 //
 // A key costs memory while some goroutine holds or waits for it, and an
 // idle key may stay a while in its shard's slots, which are a cache: at
-// most numShards*numSlots (512) idle entries per Table, each evicted when
-// its slot is needed by another key. Entries of the map are deleted as
+// most numShards*numSlots (2,048) idle entries per Table, each evicted
+// when its slot is needed by another key. A shard's slot array (256
+// bytes) is made when the shard is first used. Entries of the map are deleted as
 // soon as the last holder or waiter leaves, and a shard drops its map
 // when a burst of keys is over (Go maps never shrink). Entries are never
 // reused for another key, since goroutines read slots without a lock.
@@ -62,8 +64,10 @@ const (
 	numShards = 64 // a power of two
 	cacheLine = 64
 	// numSlots is how many entries a shard keeps where a Lock finds them
-	// without the shard's lock: 8 pointers fill one cache line.
-	numSlots = 8
+	// without the shard's lock (a power of two), and numProbes how many
+	// of them, from the one a key's hash names, a key's entry may use.
+	numSlots  = 32
+	numProbes = 4
 	// shrinkAbove is the number of live entries a shard's map must have
 	// reached for it to be dropped, rather than kept, when it empties.
 	shrinkAbove = 1024
@@ -110,16 +114,24 @@ type Table[K comparable, V any] struct {
 }
 
 type shard[K comparable, V any] struct {
-	// slots are read without mu, written under it. A slot's entry is not
-	// dead; an evicted one leaves its slot before another takes it.
-	slots [numSlots]atomic.Pointer[Entry[K, V]]
+	// slots is made once, under mu. Its pointers are read without mu,
+	// written under it. A slot's entry is not dead; an evicted one
+	// leaves its slot before another takes it.
+	slots atomic.Pointer[slots[K, V]]
 
 	mu   sync.Mutex // guards the fields below and the queues of the entries
 	m    map[K]*Entry[K, V]
 	last uint64 // no token of an entry gone from this shard is above it
 	peak int    // len(m) high-water mark since m was made
-	hand int    // the next slot to try to evict
-	_    [cacheLine - 40]byte
+	hand int    // rotates the choice of an idle entry to evict
+	_    [cacheLine - 48]byte
+}
+
+type slots[K comparable, V any] [numSlots]atomic.Pointer[Entry[K, V]]
+
+// probe returns the index of the i-th slot that key hash h may use.
+func probe(h uint64, i int) int {
+	return int(h>>8+uint64(i)) & (numSlots - 1)
 }
 
 // Entry is the state of one key. Its exported field Value belongs to the
@@ -177,19 +189,35 @@ func (t *Table[K, V]) TryLock(ctx context.Context, key K, n uint64) (*Entry[K, V
 	return t.lock(ctx, key, n, false, stLocked, nil)
 }
 
-// LockKey is Lock without tokens, entry or waiting hook, for holders that
-// unlock by key (a sync.Locker): UnlockKey ends the holding.
-func (t *Table[K, V]) LockKey(ctx context.Context, key K) error {
-	e, _, err := t.lock(ctx, key, 0, true, stLocked|stByKey, nil)
-	if err != nil && e != nil {
-		e.Unlock() // handed over as ctx ended: pass it on
+// LockKey is Lock without tokens or waiting hook, for holders that
+// unlock by key (a sync.Locker): UnlockKey ends the holding. hint is nil
+// or an entry that LockKey returned for key before: if it is still the
+// key's entry, and free, LockKey takes it without looking the key up.
+func (t *Table[K, V]) LockKey(ctx context.Context, key K, hint *Entry[K, V]) (*Entry[K, V], error) {
+	if hint != nil && t.closed.Load() == nil && ctx.Done() == nil && hint.state.CompareAndSwap(0, stLocked|stByKey) {
+		// A free entry in a slot, so the key's only live one. ctx can
+		// never end, so there is nothing to check.
+		return hint, nil
 	}
-	return err
+	e, _, err := t.lock(ctx, key, 0, true, stLocked|stByKey, nil)
+	if err != nil {
+		if e != nil {
+			e.Unlock() // handed over as ctx ended: pass it on
+		}
+		return nil, err
+	}
+	return e, nil
 }
 
 // UnlockKey ends a holding of key taken by LockKey, by any goroutine. It
-// returns ErrNotLockedByKey if key is not held, or held by Lock.
-func (t *Table[K, V]) UnlockKey(key K) error {
+// returns ErrNotLockedByKey if key is not held, or held by Lock. hint is
+// nil or an entry that LockKey returned for key.
+func (t *Table[K, V]) UnlockKey(key K, hint *Entry[K, V]) error {
+	// An entry in that state is in a slot (so the key's only live one),
+	// held by a LockKey, with nobody queued.
+	if hint != nil && hint.state.CompareAndSwap(stLocked|stByKey, 0) {
+		return nil
+	}
 	if key != key {
 		return ErrNaN
 	}
@@ -374,8 +402,12 @@ func ctxErr(ctx context.Context) error {
 // find returns the entry of key if it is in a slot, or nil. It takes no
 // lock: the entry may be dead by the time the caller uses it.
 func (sh *shard[K, V]) find(h uint64, key K) *Entry[K, V] {
-	for i := range sh.slots {
-		if e := sh.slots[i].Load(); e != nil && e.hash == h && e.key == key {
+	s := sh.slots.Load()
+	if s == nil {
+		return nil
+	}
+	for i := range numProbes {
+		if e := s[probe(h, i)].Load(); e != nil && e.hash == h && e.key == key {
 			return e
 		}
 	}
@@ -398,8 +430,13 @@ func (sh *shard[K, V]) lookup(h uint64, key K) *Entry[K, V] {
 // sh.mu is held.
 func (sh *shard[K, V]) newEntry(h uint64, key K) *Entry[K, V] {
 	e := &Entry[K, V]{hash: h, key: key, sh: sh, last: sh.last}
-	if i := sh.freeSlot(); i >= 0 {
-		sh.slots[i].Store(e)
+	s := sh.slots.Load()
+	if s == nil {
+		s = new(slots[K, V])
+		sh.slots.Store(s)
+	}
+	if i := sh.freeSlot(s, h); i >= 0 {
+		s[i].Store(e)
 		return e
 	}
 	e.state.Store(stMapped)
@@ -413,22 +450,22 @@ func (sh *shard[K, V]) newEntry(h uint64, key K) *Entry[K, V] {
 	return e
 }
 
-// freeSlot returns the index of an empty slot, emptying one by evicting
-// an idle entry if need be, or -1 if every slot's entry is in use.
-// sh.mu is held.
-func (sh *shard[K, V]) freeSlot() int {
-	for i := range sh.slots {
-		if sh.slots[i].Load() == nil {
-			return i
+// freeSlot returns the index of an empty slot that key hash h may use,
+// emptying one by evicting an idle entry if need be, or -1 if all of
+// them are in use. sh.mu is held.
+func (sh *shard[K, V]) freeSlot(s *slots[K, V], h uint64) int {
+	for i := range numProbes {
+		if j := probe(h, i); s[j].Load() == nil {
+			return j
 		}
 	}
-	for range numSlots {
-		i := sh.hand
-		sh.hand = (sh.hand + 1) % numSlots
-		if e := sh.slots[i].Load(); e.state.CompareAndSwap(0, stDead) {
-			sh.slots[i].Store(nil)
+	sh.hand++
+	for i := range numProbes {
+		j := probe(h, (sh.hand+i)%numProbes)
+		if e := s[j].Load(); e.state.CompareAndSwap(0, stDead) {
+			s[j].Store(nil)
 			sh.retire(e)
-			return i
+			return j
 		}
 	}
 	return -1
@@ -558,9 +595,11 @@ func (t *Table[K, V]) Range(f func(e *Entry[K, V])) {
 
 // each calls f for every entry of sh. sh.mu is held.
 func (sh *shard[K, V]) each(f func(e *Entry[K, V])) {
-	for i := range sh.slots {
-		if e := sh.slots[i].Load(); e != nil {
-			f(e)
+	if s := sh.slots.Load(); s != nil {
+		for i := range s {
+			if e := s[i].Load(); e != nil {
+				f(e)
+			}
 		}
 	}
 	for _, e := range sh.m {

@@ -171,13 +171,14 @@ func TestHandOff(t *testing.T) {
 	checkEmpty(t, &tb)
 }
 
-// sameShard returns n keys, other than not, of the shard of key not.
-func sameShard(not string, n int) []string {
-	want := maphash.Comparable(seed, not) & (numShards - 1)
+// sameSlots returns n keys, other than not, of the shard and slots of
+// key not.
+func sameSlots(not string, n int) []string {
+	h := maphash.Comparable(seed, not)
 	var keys []string
 	for i := 0; len(keys) < n; i++ {
 		k := "other-" + strconv.Itoa(i)
-		if maphash.Comparable(seed, k)&(numShards-1) == want {
+		if o := maphash.Comparable(seed, k); o&(numShards-1) == h&(numShards-1) && probe(o, 0) == probe(h, 0) {
 			keys = append(keys, k)
 		}
 	}
@@ -207,9 +208,9 @@ func TestEviction(t *testing.T) {
 		t.Errorf("idle entry taken again: Value %d, token %d; want 7 and > %d", e.Value, tok2, tok1)
 	}
 	e.Unlock()
-	// numSlots keys of the shard held at once evict k.
+	// numProbes keys of its slots held at once evict k.
 	var held []*Entry[string, int]
-	for _, k := range sameShard("k", numSlots) {
+	for _, k := range sameSlots("k", numProbes) {
 		held = append(held, mustLock(t, &tb, k))
 	}
 	if n := tb.Idle(); n != 0 {
@@ -260,15 +261,18 @@ func TestManyKeysBoundedCache(t *testing.T) {
 func TestLockKey(t *testing.T) {
 	var tb Table[string, struct{}]
 	ctx := context.Background()
-	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+	if err := tb.UnlockKey("k", nil); !errors.Is(err, ErrNotLockedByKey) {
 		t.Errorf("UnlockKey of a free key = %v; want ErrNotLockedByKey", err)
 	}
 	e := mustLock(t, &tb, "k")
-	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+	if err := tb.UnlockKey("k", e); !errors.Is(err, ErrNotLockedByKey) {
 		t.Errorf("UnlockKey of a key held by Lock = %v; want ErrNotLockedByKey", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- tb.LockKey(ctx, "k") }()
+	go func() {
+		_, err := tb.LockKey(ctx, "k", nil)
+		done <- err
+	}()
 	waitWaiters(t, &tb, "k", 1)
 	e.Unlock() // hands off to LockKey
 	if err := <-done; err != nil {
@@ -283,22 +287,44 @@ func TestLockKey(t *testing.T) {
 		got <- e
 	}()
 	waitWaiters(t, &tb, "k", 1)
-	if err := tb.UnlockKey("k"); err != nil { // hands off to Lock
+	if err := tb.UnlockKey("k", e); err != nil { // hands off to Lock
 		t.Fatalf("UnlockKey = %v", err)
 	}
 	e = <-got
-	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+	if err := tb.UnlockKey("k", e); !errors.Is(err, ErrNotLockedByKey) {
 		t.Errorf("UnlockKey after a handoff to Lock = %v; want ErrNotLockedByKey", err)
 	}
 	e.Unlock()
-	if err := tb.LockKey(ctx, "k"); err != nil {
+	// The fast paths, with and without a hint; a stale hint (an evicted
+	// entry) falls back to the lookup.
+	hint, err := tb.LockKey(ctx, "k", nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tb.UnlockKey("k"); err != nil {
-		t.Errorf("UnlockKey (fast path) = %v", err)
+	if err := tb.UnlockKey("k", nil); err != nil {
+		t.Errorf("UnlockKey without hint = %v", err)
 	}
-	if err := tb.UnlockKey("k"); !errors.Is(err, ErrNotLockedByKey) {
+	if e, err := tb.LockKey(ctx, "k", hint); err != nil || e != hint {
+		t.Fatalf("LockKey(hint) = %p, %v; want the hint, nil", e, err)
+	}
+	if err := tb.UnlockKey("k", hint); err != nil {
+		t.Errorf("UnlockKey(hint) = %v", err)
+	}
+	if err := tb.UnlockKey("k", hint); !errors.Is(err, ErrNotLockedByKey) {
 		t.Errorf("second UnlockKey = %v; want ErrNotLockedByKey", err)
+	}
+	var held []*Entry[string, struct{}]
+	for _, k := range sameSlots("k", numProbes) {
+		held = append(held, mustLock(t, &tb, k))
+	}
+	if e, err := tb.LockKey(ctx, "k", hint); err != nil || e == hint {
+		t.Fatalf("LockKey(evicted hint) = %p, %v; want a new entry, nil", e, err)
+	}
+	if err := tb.UnlockKey("k", hint); err != nil {
+		t.Errorf("UnlockKey(evicted hint) = %v", err)
+	}
+	for _, h := range held {
+		h.Unlock()
 	}
 	checkEmpty(t, &tb)
 }
@@ -386,7 +412,7 @@ func TestShardSize(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("the layout is tuned for 64-bit platforms")
 	}
-	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != 2*cacheLine {
-		t.Errorf("shard size = %d; want %d (the slots' cache line, then the rest's)", got, 2*cacheLine)
+	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != cacheLine {
+		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
 	}
 }

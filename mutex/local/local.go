@@ -199,16 +199,25 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 type keyLocker[K comparable] struct {
 	t   *keylock.Table[K, held]
 	key K
+	// e is the key's entry as of the last Lock: while it stays the key's
+	// entry, Lock and Unlock skip the lookup. It is written only when it
+	// changes, so a Locker shared by goroutines does not bounce it.
+	e atomic.Pointer[keylock.Entry[K, held]]
 }
 
 func (l *keyLocker[K]) Lock() {
-	if err := l.t.LockKey(context.Background(), l.key); err != nil {
+	hint := l.e.Load()
+	e, err := l.t.LockKey(context.Background(), l.key, hint)
+	if err != nil {
 		panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, lockErr(l.key, err)))
+	}
+	if e != hint {
+		l.e.Store(e)
 	}
 }
 
 func (l *keyLocker[K]) Unlock() {
-	if err := l.t.UnlockKey(l.key); err != nil {
+	if err := l.t.UnlockKey(l.key, l.e.Load()); err != nil {
 		panic(fmt.Sprintf("mutex: Locker(%v).Unlock of unlocked key", l.key))
 	}
 }

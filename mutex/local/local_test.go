@@ -566,6 +566,76 @@ func TestLockerAdapter(t *testing.T) {
 	}
 }
 
+// TestSharedLocker: one Locker value shared by goroutines, and leases of
+// the same key, exclude each other; Lock and Unlock through a Locker
+// allocate nothing; a Locker's Unlock of a key held by a lease panics
+// and leaves the lease holding it.
+func TestSharedLocker(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	l := m.Locker("k")
+	const goroutines, iters = 8, 300
+	var counter, inside atomic.Int64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range iters {
+				var lease mutex.Lease
+				if (g+i)%3 == 0 {
+					var err error
+					if lease, err = m.Lock(ctx, "k"); err != nil {
+						t.Error(err)
+						return
+					}
+				} else {
+					l.Lock()
+				}
+				if inside.Add(1) != 1 {
+					t.Error("two holders of one key at once")
+				}
+				counter.Add(1)
+				inside.Add(-1)
+				if lease != nil {
+					lease.Unlock()
+				} else {
+					l.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := counter.Load(); got != goroutines*iters {
+		t.Errorf("counter = %d; want %d", got, goroutines*iters)
+	}
+	checkEmpty(t, &m)
+
+	if allocs := testing.AllocsPerRun(100, func() { l.Lock(); l.Unlock() }); allocs != 0 {
+		t.Errorf("Locker Lock+Unlock: %v allocations; want 0", allocs)
+	}
+
+	lease, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Locker().Unlock() of a key held by a lease did not panic")
+			}
+		}()
+		l.Unlock()
+	}()
+	if _, err := m.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLock after the refused Locker Unlock = %v; want ErrLocked (the lease holds it)", err)
+	}
+	if err := lease.Unlock(); err != nil {
+		t.Errorf("lease Unlock = %v", err)
+	}
+	checkEmpty(t, &m)
+}
+
 // TestDoneRacesUnlock calls Done concurrently with Unlock: the channel
 // Done returns is always closed once Unlock has returned, and the next
 // holder's Done is a fresh, open channel.

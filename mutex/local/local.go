@@ -40,7 +40,8 @@ var (
 // For any key, the Unlock of a lease synchronizes before the Lock or
 // TryLock that next returns a lease for that key, as with [sync.Mutex].
 // Waiters are served in FIFO order (see the package doc). Only keys that
-// are held or waited for take memory.
+// are held or waited for take memory, and a bounded cache of idle keys
+// (see the package doc).
 type Mutex[K comparable] struct {
 	t       keylock.Table[K, held]
 	lockers mutex.LockerSet[K]

@@ -7,6 +7,8 @@ import (
 	"math"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -415,4 +417,76 @@ func TestShardSize(t *testing.T) {
 	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != cacheLine {
 		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
 	}
+}
+
+// TestStress mixes every way in and out of the table on a few keys that
+// share their slots (so entries are evicted, and some overflow into the
+// map, all the time): Lock with and without a ctx that ends, TryLock,
+// LockKey and UnlockKey. One holder at a time per key, and tokens that
+// increase from holder to holder.
+func TestStress(t *testing.T) {
+	var tb Table[string, struct{}]
+	keys := append(sameSlots("k", numProbes+2), "k")
+	type state struct {
+		inside atomic.Int32
+		last   uint64 // the last token issued, guarded by the key's lock
+	}
+	states := make([]state, len(keys))
+	const goroutines, iters = 8, 3000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range iters {
+				k := (g*7 + i*13) % len(keys)
+				st := &states[k]
+				var (
+					e     *Entry[string, struct{}]
+					tok   uint64
+					err   error
+					byKey bool
+				)
+				switch i % 4 {
+				case 0:
+					e, tok, err = tb.Lock(context.Background(), keys[k], 1, nil)
+				case 1:
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%50)*time.Microsecond)
+					e, tok, err = tb.Lock(ctx, keys[k], 1, nil)
+					cancel()
+					if err != nil && e != nil {
+						e.Unlock() // the give-back
+						continue
+					}
+				case 2:
+					e, tok, err = tb.TryLock(context.Background(), keys[k], 1)
+				case 3:
+					e, err = tb.LockKey(context.Background(), keys[k], nil)
+					byKey = true
+				}
+				if err != nil {
+					continue
+				}
+				if n := st.inside.Add(1); n != 1 {
+					t.Errorf("%d holders of %q at once", n, keys[k])
+				}
+				if !byKey {
+					if tok <= st.last {
+						t.Errorf("token %d for %q after %d; want larger", tok, keys[k], st.last)
+					}
+					st.last = tok
+				}
+				st.inside.Add(-1)
+				if byKey {
+					if err := tb.UnlockKey(keys[k], nil); err != nil {
+						t.Errorf("UnlockKey = %v", err)
+					}
+				} else {
+					e.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkEmpty(t, &tb)
 }

@@ -12,7 +12,7 @@
 // # Memory
 //
 // A key costs memory while some goroutine holds or waits for its lock
-// (about 160 bytes with its lease, for string keys), and for a while
+// (about 180 bytes with its lease, for string keys), and for a while
 // after, in a bounded cache: each Mutex keeps up to 2,048 idle keys
 // (their entries and the key values) where a later Lock finds them
 // without taking any internal lock, evicting one when its place is
@@ -33,11 +33,15 @@
 //     and unlocks the key itself, with no lease, and remembers the key's
 //     entry, so it does not even hash the key again. Without an observer
 //     this is the fastest path, about twice a [sync.Mutex].
-//   - Lock, TryLock and LockN allocate one object per call: the
-//     [mutex.Lease] they return (LockN two, with its block size). A lease
-//     cannot be recycled, because a later second Unlock on it must still
-//     return [mutex.ErrUnlocked] rather than unlock someone else's
-//     holding, and Done and Err must keep answering for it.
+//   - Lock, TryLock and LockN return a new [mutex.Lease] each time (LockN
+//     allocates one more object, with its block size). A lease cannot be
+//     recycled, because a later second Unlock on it must still return
+//     [mutex.ErrUnlocked] rather than unlock someone else's holding, and
+//     Done and Err must keep answering for it. A key's first lease is an
+//     allocation of its own (32 bytes); a key locked again while its
+//     entry is cached gets its leases 16 at a time, one 512-byte
+//     allocation per 16 Locks. A lease you keep keeps its block of 16
+//     alive.
 //
 // An observer set with [WithObserver] costs two reads of the monotonic
 // clock and two Observe calls per Lock+Unlock (a Lock that waits reads

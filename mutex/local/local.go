@@ -43,17 +43,48 @@ var (
 // are held or waited for take memory, and a bounded cache of idle keys
 // (see the package doc).
 type Mutex[K comparable] struct {
-	t       keylock.Table[K, held]
+	t       keylock.Table[K, held[K]]
 	lockers mutex.LockerSet[K]
 	obs     mutex.Observer // from WithObserver; nil: none
 }
 
-// held is what an observed holding of a key keeps in its entry: the
-// observer, and when the holding began (see clock). Unobserved holdings
-// leave it zero.
-type held struct {
+// held is what the holder of a key keeps in its entry: for an observed
+// holding, the observer and when the holding began (see clock); and the
+// leases the key's next holdings will return.
+type held[K comparable] struct {
 	obs   mutex.Observer
 	since time.Duration
+	// slab holds leases not yet handed out, from next on. A lease is
+	// handed out once and never reused, but a key locked again and
+	// again gets its leases leaseSlab at a time: one allocation per
+	// leaseSlab Locks rather than one per Lock.
+	slab *[leaseSlab]lease[K]
+	next int
+	// leased: a lease was returned for this entry before, so the key is
+	// locked repeatedly and a slab pays for itself. A key locked once
+	// (a burst of distinct keys) gets a lease of its own.
+	leased bool
+}
+
+// leaseSlab is how many leases a slab holds (16 leases of 32 bytes: a
+// 512-byte allocation). A lease keeps its slab alive while referenced.
+const leaseSlab = 16
+
+// newLease returns a fresh lease for the holding of e that began with
+// token tok. The caller holds e.
+func newLease[K comparable](e *keylock.Entry[K, held[K]], tok uint64) *lease[K] {
+	h := &e.Value
+	if h.slab == nil || h.next == leaseSlab {
+		if !h.leased {
+			h.leased = true
+			return &lease[K]{e: e, tok: tok}
+		}
+		h.slab, h.next = new([leaseSlab]lease[K]), 0
+	}
+	l := &h.slab[h.next]
+	h.next++
+	l.e, l.tok = e, tok
+	return l
 }
 
 // epoch is the origin of clock.
@@ -101,9 +132,9 @@ func WithObserver(o mutex.Observer) Option {
 
 // lease is one holding of one key. Once returned to the caller it is never
 // reused, so a second Unlock always sees it unlocked. It is the one
-// allocation of a Lock (32 bytes); see the package doc.
+// allocation of a Lock (32 bytes), or a share of one (see newLease).
 type lease[K comparable] struct {
-	e   *keylock.Entry[K, held] // this lease's while not unlocked
+	e   *keylock.Entry[K, held[K]] // this lease's while not unlocked
 	tok uint64
 	st  atomic.Uint32 // lease* bits
 	w   *watch        // made by Done or AfterDone, under leaseBusy
@@ -198,12 +229,12 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 
 // keyLocker is a Locker of an unobserved Mutex: no lease, no allocation.
 type keyLocker[K comparable] struct {
-	t   *keylock.Table[K, held]
+	t   *keylock.Table[K, held[K]]
 	key K
 	// e is the key's entry as of the last Lock: while it stays the key's
 	// entry, Lock and Unlock skip the lookup. It is written only when it
 	// changes, so a Locker shared by goroutines does not bounce it.
-	e atomic.Pointer[keylock.Entry[K, held]]
+	e atomic.Pointer[keylock.Entry[K, held[K]]]
 }
 
 func (l *keyLocker[K]) Lock() {
@@ -231,7 +262,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 		return m.observedLock(ctx, key, n, wait)
 	}
 	var (
-		e   *keylock.Entry[K, held]
+		e   *keylock.Entry[K, held[K]]
 		tok uint64
 		err error
 	)
@@ -248,7 +279,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 		}
 		return nil, lockErr(key, err)
 	}
-	return &lease[K]{e: e, tok: tok}, nil
+	return newLease(e, tok), nil
 }
 
 // observedLock is lock with an observer: the same steps, timed and told.
@@ -285,8 +316,8 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	if err != nil {
 		return nil, lockErr(key, err)
 	}
-	e.Value = held{obs: m.obs, since: now}
-	return &lease[K]{e: e, tok: tok}, nil
+	e.Value.obs, e.Value.since = m.obs, now
+	return newLease(e, tok), nil
 }
 
 // lockErr is the one error wrapper of this package.

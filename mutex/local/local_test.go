@@ -642,6 +642,63 @@ func TestSharedLocker(t *testing.T) {
 	checkEmpty(t, &m)
 }
 
+// TestLeasesFromSlab: a key locked again and again gets its leases from
+// slabs, yet every lease is its own: a second Unlock of any of them, long
+// after, returns ErrUnlocked and leaves the key's current holder alone,
+// and tokens increase. A Lock+Unlock allocates at most one object.
+func TestLeasesFromSlab(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	var leases []mutex.Lease
+	for i := range 3*16 + 5 {
+		l, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && l.Token() <= leases[i-1].Token() {
+			t.Errorf("lease %d: token %d after %d; want larger", i, l.Token(), leases[i-1].Token())
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatalf("lease %d: Unlock = %v", i, err)
+		}
+		leases = append(leases, l)
+	}
+	holder, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range leases {
+		if err := l.Unlock(); !errors.Is(err, mutex.ErrUnlocked) {
+			t.Errorf("lease %d: second Unlock = %v; want ErrUnlocked", i, err)
+		}
+		if err := l.Err(); !errors.Is(err, mutex.ErrUnlocked) {
+			t.Errorf("lease %d: Err = %v; want ErrUnlocked", i, err)
+		}
+		select {
+		case <-l.Done():
+		default:
+			t.Errorf("lease %d: Done not closed after Unlock", i)
+		}
+	}
+	if _, err := m.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLock = %v; want ErrLocked (stale Unlocks must not free the key)", err)
+	}
+	if err := holder.Unlock(); err != nil {
+		t.Errorf("holder Unlock = %v", err)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		l, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock()
+	})
+	if allocs > 1 {
+		t.Errorf("Lock+Unlock: %v allocations; want at most 1", allocs)
+	}
+	checkEmpty(t, &m)
+}
+
 // TestDoneRacesUnlock calls Done concurrently with Unlock: the channel
 // Done returns is always closed once Unlock has returned, and the next
 // holder's Done is a fresh, open channel.

@@ -81,7 +81,10 @@ func newLease[K comparable](e *keylock.Entry[K, held[K]], tok uint64) *lease[K] 
 		}
 		h.slab, h.next = new([leaseSlab]lease[K]), 0
 	}
-	l := &h.slab[h.next]
+	// Every other lease first, then the rest: two leases share a cache
+	// line, and consecutive ones are often held by goroutines on
+	// different CPUs.
+	l := &h.slab[h.next%(leaseSlab/2)*2+h.next/(leaseSlab/2)]
 	h.next++
 	l.e, l.tok = e, tok
 	return l

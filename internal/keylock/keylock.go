@@ -294,6 +294,7 @@ func (t *Table[K, V]) lockSlow(ctx context.Context, sh *shard[K, V], h uint64, k
 	w := getWaiter(n, hold)
 	e.q.push(w)
 	sh.mu.Unlock()
+	refreshProcs()
 	if waiting != nil {
 		waiting()
 	}
@@ -305,7 +306,11 @@ func (t *Table[K, V]) lockSlow(ctx context.Context, sh *shard[K, V], h uint64, k
 // state, which implies an empty queue, so it never overtakes a queued
 // waiter.
 func (e *Entry[K, V]) spin(hold uint64) bool {
-	if runtime.GOMAXPROCS(0) == 1 {
+	p := procs.Load()
+	if p == 0 {
+		p = refreshProcs()
+	}
+	if p == 1 {
 		return false
 	}
 	for range spinRounds {
@@ -322,6 +327,17 @@ func (e *Entry[K, V]) spin(hold uint64) bool {
 		runtime.Gosched()
 	}
 	return false
+}
+
+// procs caches runtime.GOMAXPROCS(0), which takes a lock of the runtime
+// that every goroutine shares: spin reads the cache, and a goroutine
+// that parks (which costs far more) refreshes it. 0: not read yet.
+var procs atomic.Int32
+
+func refreshProcs() int32 {
+	p := int32(runtime.GOMAXPROCS(0))
+	procs.Store(p)
+	return p
 }
 
 // grabbed issues n tokens to the caller, which has just taken e.

@@ -9,8 +9,9 @@
 //
 // [github.com/keyedmutex/keyedmutex/mutex/local.Mutex] serves the
 // goroutines of one process. Its zero value is ready, it costs memory only
-// for keys that are held or waited for, waiters are served in FIFO order,
-// and an uncontended Lock+Unlock takes tens of nanoseconds and no network.
+// for keys that are held or waited for (and a bounded cache of idle
+// ones), waiters are served in FIFO order, and an uncontended Lock+Unlock
+// takes tens of nanoseconds and no network.
 // Pick it whenever every contender for a key lives in one process: it
 // cannot fail, and its leases are never lost.
 //

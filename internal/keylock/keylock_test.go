@@ -3,10 +3,12 @@ package keylock
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"math"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unsafe"
@@ -169,97 +171,162 @@ func TestHandOff(t *testing.T) {
 	}
 	e2.Unlock()
 	checkEmpty(t, &tb)
-	// A dropped entry forgets its Value.
-	e3 := mustLock(t, &tb, "k")
-	if e3.Value != nil {
-		t.Errorf("Value of a fresh holding = %q; want nil", e3.Value)
-	}
-	e3.Unlock()
 }
 
-// TestDoneByToken: Done names a holding by its token, so a stale token
-// gets a closed channel, and the holder's channel closes at handoff.
-func TestDoneByToken(t *testing.T) {
-	var tb Table[string, struct{}]
+// sameSlots returns n keys, other than not, of the shard and slots of
+// key not.
+func sameSlots(not string, n int) []string {
+	h := maphash.Comparable(seed, not)
+	var keys []string
+	for i := 0; len(keys) < n; i++ {
+		k := "other-" + strconv.Itoa(i)
+		if o := maphash.Comparable(seed, k); o&(numShards-1) == h&(numShards-1) && probe(o, 0) == probe(h, 0) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// TestEviction: an idle entry keeps its slot (and Value) until another
+// key of its shard needs the slot; then the key's next entry starts with
+// a zero Value and still issues larger tokens.
+func TestEviction(t *testing.T) {
+	var tb Table[string, int]
 	ctx := context.Background()
-	e, tok, err := tb.Lock(ctx, "k", 1, nil)
+	e, tok1, err := tb.Lock(ctx, "k", 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := e.Done(tok)
-	select {
-	case <-done:
-		t.Fatal("Done closed while held")
-	default:
-	}
-	select {
-	case <-e.Done(tok - 1):
-	default:
-		t.Error("Done(stale token) not closed")
-	}
-	next := make(chan uint64, 1)
-	go func() {
-		e2, tok2, err := tb.Lock(ctx, "k", 1, nil)
-		if err != nil {
-			t.Error(err)
-		}
-		select {
-		case <-e2.Done(tok2):
-			t.Error("new holder's Done closed while held")
-		default:
-		}
-		e2.Unlock()
-		next <- tok2
-	}()
-	waitWaiters(t, &tb, "k", 1)
+	e.Value = 7
 	e.Unlock()
-	select {
-	case <-done:
-	case <-time.After(wait):
-		t.Fatal("Done not closed after Unlock")
+	if n := tb.Idle(); n != 1 {
+		t.Fatalf("Idle() = %d after one Lock+Unlock; want 1", n)
 	}
-	if tok2 := <-next; tok2 <= tok {
-		t.Errorf("token after handoff = %d; want > %d", tok2, tok)
+	e, tok2, err := tb.Lock(ctx, "k", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Value != 7 || tok2 <= tok1 {
+		t.Errorf("idle entry taken again: Value %d, token %d; want 7 and > %d", e.Value, tok2, tok1)
+	}
+	e.Unlock()
+	// numProbes keys of its slots held at once evict k.
+	var held []*Entry[string, int]
+	for _, k := range sameSlots("k", numProbes) {
+		held = append(held, mustLock(t, &tb, k))
+	}
+	if n := tb.Idle(); n != 0 {
+		t.Errorf("Idle() = %d with every slot held; want 0 (k evicted)", n)
+	}
+	e, tok3, err := tb.Lock(ctx, "k", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Value != 0 || tok3 <= tok2 {
+		t.Errorf("k after eviction: Value %d, token %d; want 0 and > %d", e.Value, tok3, tok2)
+	}
+	if e.state.Load()&stMapped == 0 {
+		t.Error("k locked with every slot held is not in the map")
+	}
+	e.Unlock()
+	for _, h := range held {
+		h.Unlock()
 	}
 	checkEmpty(t, &tb)
+	for i := range tb.shards {
+		if sh := &tb.shards[i]; len(sh.m) != 0 {
+			t.Errorf("shard %d map keeps %d entries; want 0", i, len(sh.m))
+		}
+	}
 }
 
-// TestDoneAfterDrop: Done on an entry whose holding ended and which the
-// shard then dropped (more unused entries than it keeps for reuse) returns
-// a closed channel; the entry keeps its shard, so Done, which reads it
-// before taking the shard's lock, never races with the drop.
-func TestDoneAfterDrop(t *testing.T) {
+// TestManyKeysBoundedCache: keys locked one after another leave at most
+// the slots' worth of idle entries.
+func TestManyKeysBoundedCache(t *testing.T) {
 	var tb Table[int, struct{}]
 	ctx := context.Background()
-	const n = numShards * (maxFree + numSlots + 4)
-	type held struct {
-		e   *Entry[int, struct{}]
-		tok uint64
-	}
-	hs := make([]held, n)
-	for i := range hs {
-		e, tok, err := tb.Lock(ctx, i, 1, nil)
+	for i := range 100_000 {
+		e, _, err := tb.Lock(ctx, i, 1, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		hs[i] = held{e, tok}
+		e.Unlock()
 	}
-	var wg sync.WaitGroup
-	for _, h := range hs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-h.e.Done(h.tok) // races the Unlock below
-		}()
-		h.e.Unlock()
+	checkEmpty(t, &tb)
+	if n := tb.Idle(); n > numShards*numSlots {
+		t.Errorf("Idle() = %d; want at most %d", n, numShards*numSlots)
 	}
-	wg.Wait()
-	for _, h := range hs {
-		select {
-		case <-h.e.Done(h.tok):
-		default:
-			t.Fatal("Done of an ended holding not closed")
+}
+
+// TestLockKey: UnlockKey ends only a holding taken by LockKey, and the
+// kind of holding passes with a handoff.
+func TestLockKey(t *testing.T) {
+	var tb Table[string, struct{}]
+	ctx := context.Background()
+	if err := tb.UnlockKey("k", nil); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("UnlockKey of a free key = %v; want ErrNotLockedByKey", err)
+	}
+	e := mustLock(t, &tb, "k")
+	if err := tb.UnlockKey("k", e); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("UnlockKey of a key held by Lock = %v; want ErrNotLockedByKey", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := tb.LockKey(ctx, "k", nil)
+		done <- err
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	e.Unlock() // hands off to LockKey
+	if err := <-done; err != nil {
+		t.Fatalf("LockKey = %v", err)
+	}
+	got := make(chan *Entry[string, struct{}], 1)
+	go func() {
+		e, _, err := tb.Lock(ctx, "k", 1, nil)
+		if err != nil {
+			t.Error(err)
 		}
+		got <- e
+	}()
+	waitWaiters(t, &tb, "k", 1)
+	if err := tb.UnlockKey("k", e); err != nil { // hands off to Lock
+		t.Fatalf("UnlockKey = %v", err)
+	}
+	e = <-got
+	if err := tb.UnlockKey("k", e); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("UnlockKey after a handoff to Lock = %v; want ErrNotLockedByKey", err)
+	}
+	e.Unlock()
+	// The fast paths, with and without a hint; a stale hint (an evicted
+	// entry) falls back to the lookup.
+	hint, err := tb.LockKey(ctx, "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.UnlockKey("k", nil); err != nil {
+		t.Errorf("UnlockKey without hint = %v", err)
+	}
+	if e, err := tb.LockKey(ctx, "k", hint); err != nil || e != hint {
+		t.Fatalf("LockKey(hint) = %p, %v; want the hint, nil", e, err)
+	}
+	if err := tb.UnlockKey("k", hint); err != nil {
+		t.Errorf("UnlockKey(hint) = %v", err)
+	}
+	if err := tb.UnlockKey("k", hint); !errors.Is(err, ErrNotLockedByKey) {
+		t.Errorf("second UnlockKey = %v; want ErrNotLockedByKey", err)
+	}
+	var held []*Entry[string, struct{}]
+	for _, k := range sameSlots("k", numProbes) {
+		held = append(held, mustLock(t, &tb, k))
+	}
+	if e, err := tb.LockKey(ctx, "k", hint); err != nil || e == hint {
+		t.Fatalf("LockKey(evicted hint) = %p, %v; want a new entry, nil", e, err)
+	}
+	if err := tb.UnlockKey("k", hint); err != nil {
+		t.Errorf("UnlockKey(evicted hint) = %v", err)
+	}
+	for _, h := range held {
+		h.Unlock()
 	}
 	checkEmpty(t, &tb)
 }
@@ -350,4 +417,76 @@ func TestShardSize(t *testing.T) {
 	if got := unsafe.Sizeof(shard[string, struct{}]{}); got != cacheLine {
 		t.Errorf("shard size = %d; want %d (one cache line)", got, cacheLine)
 	}
+}
+
+// TestStress mixes every way in and out of the table on a few keys that
+// share their slots (so entries are evicted, and some overflow into the
+// map, all the time): Lock with and without a ctx that ends, TryLock,
+// LockKey and UnlockKey. One holder at a time per key, and tokens that
+// increase from holder to holder.
+func TestStress(t *testing.T) {
+	var tb Table[string, struct{}]
+	keys := append(sameSlots("k", numProbes+2), "k")
+	type state struct {
+		inside atomic.Int32
+		last   uint64 // the last token issued, guarded by the key's lock
+	}
+	states := make([]state, len(keys))
+	const goroutines, iters = 8, 3000
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range iters {
+				k := (g*7 + i*13) % len(keys)
+				st := &states[k]
+				var (
+					e     *Entry[string, struct{}]
+					tok   uint64
+					err   error
+					byKey bool
+				)
+				switch i % 4 {
+				case 0:
+					e, tok, err = tb.Lock(context.Background(), keys[k], 1, nil)
+				case 1:
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%50)*time.Microsecond)
+					e, tok, err = tb.Lock(ctx, keys[k], 1, nil)
+					cancel()
+					if err != nil && e != nil {
+						e.Unlock() // the give-back
+						continue
+					}
+				case 2:
+					e, tok, err = tb.TryLock(context.Background(), keys[k], 1)
+				case 3:
+					e, err = tb.LockKey(context.Background(), keys[k], nil)
+					byKey = true
+				}
+				if err != nil {
+					continue
+				}
+				if n := st.inside.Add(1); n != 1 {
+					t.Errorf("%d holders of %q at once", n, keys[k])
+				}
+				if !byKey {
+					if tok <= st.last {
+						t.Errorf("token %d for %q after %d; want larger", tok, keys[k], st.last)
+					}
+					st.last = tok
+				}
+				st.inside.Add(-1)
+				if byKey {
+					if err := tb.UnlockKey(keys[k], nil); err != nil {
+						t.Errorf("UnlockKey = %v", err)
+					}
+				} else {
+					e.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkEmpty(t, &tb)
 }

@@ -61,6 +61,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 				leases[i] = l
 			}
 			held := runtime.NumGoroutine() - goroutines
+			heldHeap := keyedtest.HeapAlloc()
 			for i, l := range leases {
 				if err := l.Unlock(); err != nil {
 					t.Fatalf("Unlock = %v", err)
@@ -76,7 +77,8 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 			if held > n/100 {
 				t.Errorf("%d more goroutines while %d leases were held (Done called: %v); want no goroutine per lease", held, n, watched)
 			}
-			t.Logf("HeapAlloc before %d KiB, after %d KiB; %d more goroutines while held", before>>10, after>>10, held)
+			t.Logf("HeapAlloc before %d KiB, while held %d KiB (%d bytes per held key, leases and the remote's included), after %d KiB; %d more goroutines while held",
+				before>>10, heldHeap>>10, (heldHeap-before)/n, after>>10, held)
 			runtime.KeepAlive(m)
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,19 +40,62 @@ var (
 // For any key, the Unlock of a lease synchronizes before the Lock or
 // TryLock that next returns a lease for that key, as with [sync.Mutex].
 // Waiters are served in FIFO order (see the package doc). Only keys that
-// are held or waited for take memory.
+// are held or waited for take memory, and a bounded cache of idle keys
+// (see the package doc).
 type Mutex[K comparable] struct {
-	t       keylock.Table[K, held]
+	t       keylock.Table[K, held[K]]
 	lockers mutex.LockerSet[K]
 	obs     mutex.Observer // from WithObserver; nil: none
 }
 
-// held is what an observed holding of a key keeps in its entry: the
-// observer, and when the holding began. Unobserved holdings leave it zero.
-type held struct {
+// held is what the holder of a key keeps in its entry: for an observed
+// holding, the observer and when the holding began (see clock); and the
+// leases the key's next holdings will return.
+type held[K comparable] struct {
 	obs   mutex.Observer
-	since time.Time
+	since time.Duration
+	// slab holds leases not yet handed out, from next on. A lease is
+	// handed out once and never reused, but a key locked again and
+	// again gets its leases leaseSlab at a time: one allocation per
+	// leaseSlab Locks rather than one per Lock.
+	slab *[leaseSlab]lease[K]
+	next int
+	// leased: a lease was returned for this entry before, so the key is
+	// locked repeatedly and a slab pays for itself. A key locked once
+	// (a burst of distinct keys) gets a lease of its own.
+	leased bool
 }
+
+// leaseSlab is how many leases a slab holds (16 leases of 32 bytes: a
+// 512-byte allocation). A lease keeps its slab alive while referenced.
+const leaseSlab = 16
+
+// newLease returns a fresh lease for the holding of e that began with
+// token tok. The caller holds e.
+func newLease[K comparable](e *keylock.Entry[K, held[K]], tok uint64) *lease[K] {
+	h := &e.Value
+	if h.slab == nil || h.next == leaseSlab {
+		if !h.leased {
+			h.leased = true
+			return &lease[K]{e: e, tok: tok}
+		}
+		h.slab, h.next = new([leaseSlab]lease[K]), 0
+	}
+	// Every other lease first, then the rest: two leases share a cache
+	// line, and consecutive ones are often held by goroutines on
+	// different CPUs.
+	l := &h.slab[h.next%(leaseSlab/2)*2+h.next/(leaseSlab/2)]
+	h.next++
+	l.e, l.tok = e, tok
+	return l
+}
+
+// epoch is the origin of clock.
+var epoch = time.Now()
+
+// clock reads the monotonic clock only (time.Now reads the wall clock
+// too, at twice the cost), for the observer's wait and hold times.
+func clock() time.Duration { return time.Since(epoch) }
 
 // New returns a Mutex with options. The zero value is a Mutex without
 // any; use New to set an observer.
@@ -90,17 +134,29 @@ func WithObserver(o mutex.Observer) Option {
 }
 
 // lease is one holding of one key. Once returned to the caller it is never
-// reused, so a second Unlock always sees it unlocked. It is 16 bytes: the
-// one allocation of an uncontended Lock.
+// reused, so a second Unlock always sees it unlocked. It is the one
+// allocation of a Lock (32 bytes), or a share of one (see newLease).
 type lease[K comparable] struct {
-	// state is the fencing token, with unlockedBit set by Unlock. It is
-	// written plainly before the lease is published and atomically after.
-	// It comes first for 64-bit alignment on 32-bit platforms.
-	state uint64
-	e     *keylock.Entry[K, held] // this lease's while not unlocked
+	e   *keylock.Entry[K, held[K]] // this lease's while not unlocked
+	tok uint64
+	st  atomic.Uint32 // lease* bits
+	w   *watch        // made by Done or AfterDone, under leaseBusy
 }
 
-const unlockedBit = 1 << 63
+// The bits of a lease's st.
+const (
+	leaseUnlocked = 1 << iota
+	// leaseBusy: a Done or AfterDone is changing w; Unlock waits for it.
+	leaseBusy
+	// leaseWatched: w is set, and Unlock must end it.
+	leaseWatched
+)
+
+// watch is what Done and AfterDone leave for Unlock to end.
+type watch struct {
+	done  chan struct{}
+	after map[*func()]struct{}
+}
 
 // unlocked is the closed channel that Done returns after Unlock.
 var unlocked = func() chan struct{} {
@@ -160,9 +216,45 @@ func (r *reservation[K]) Reserved() uint64 { return r.n }
 // Locker returns a [sync.Locker] for key. Lockers of one Mutex share
 // state: m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in
 // another behave like one [sync.Mutex]. Unlock of a key not locked through
-// a Locker panics, like [sync.Mutex.Unlock].
+// a Locker panics, like [sync.Mutex.Unlock]; so does Lock of an invalid
+// key (a NaN).
+//
+// Without an observer, a Locker's Lock and Unlock allocate nothing: they
+// lock and unlock the key itself, with no lease. Keep the Locker to reuse
+// it (the call to Locker allocates it). With an observer, a Locker goes
+// through Lock and the lease's Unlock, so that the observer sees them.
 func (m *Mutex[K]) Locker(key K) sync.Locker {
-	return m.lockers.Locker(m, key, nil)
+	if m.obs != nil {
+		return m.lockers.Locker(m, key, nil)
+	}
+	return &keyLocker[K]{t: &m.t, key: key}
+}
+
+// keyLocker is a Locker of an unobserved Mutex: no lease, no allocation.
+type keyLocker[K comparable] struct {
+	t   *keylock.Table[K, held[K]]
+	key K
+	// e is the key's entry as of the last Lock: while it stays the key's
+	// entry, Lock and Unlock skip the lookup. It is written only when it
+	// changes, so a Locker shared by goroutines does not bounce it.
+	e atomic.Pointer[keylock.Entry[K, held[K]]]
+}
+
+func (l *keyLocker[K]) Lock() {
+	hint := l.e.Load()
+	e, err := l.t.LockKey(context.Background(), l.key, hint)
+	if err != nil {
+		panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, lockErr(l.key, err)))
+	}
+	if e != hint {
+		l.e.Store(e)
+	}
+}
+
+func (l *keyLocker[K]) Unlock() {
+	if err := l.t.UnlockKey(l.key, l.e.Load()); err != nil {
+		panic(fmt.Sprintf("mutex: Locker(%v).Unlock of unlocked key", l.key))
+	}
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
@@ -173,7 +265,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 		return m.observedLock(ctx, key, n, wait)
 	}
 	var (
-		e   *keylock.Entry[K, held]
+		e   *keylock.Entry[K, held[K]]
 		tok uint64
 		err error
 	)
@@ -190,43 +282,45 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 		}
 		return nil, lockErr(key, err)
 	}
-	return &lease[K]{state: tok, e: e}, nil
+	return newLease(e, tok), nil
 }
 
 // observedLock is lock with an observer: the same steps, timed and told.
+// A Lock that takes the key without waiting reads the clock once, when
+// it has it, and reports a Wait of 0; one that waits also reads it
+// before.
 func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
 	op := "TryLock"
 	if wait {
 		op = "Lock"
 	}
 	ev := mutex.Event{Backend: "local", Key: keylock.KeyString(key), Op: op}
-	start := time.Now()
-	var (
-		e   *keylock.Entry[K, held]
-		tok uint64
-		err error
-	)
-	if wait {
+	var start time.Duration
+	e, tok, err := m.t.TryLock(ctx, key, n)
+	waited := wait && errors.Is(err, keylock.ErrLocked)
+	if waited {
+		start = clock()
 		e, tok, err = m.t.Lock(ctx, key, n, func() {
 			ev.Waited = true
 			w := ev
 			w.Kind = mutex.Waiting
 			m.obs.Observe(ctx, w)
 		})
-	} else {
-		e, tok, err = m.t.TryLock(ctx, key, n)
 	}
 	if err != nil && e != nil {
 		e.Unlock()
 	}
-	now := time.Now()
-	ev.Kind, ev.Wait, ev.Outcome, ev.Err = mutex.LockDone, now.Sub(start), mutex.OutcomeOf(ctx, err), err
+	now := clock()
+	if waited {
+		ev.Wait = now - start
+	}
+	ev.Kind, ev.Outcome, ev.Err = mutex.LockDone, mutex.OutcomeOf(ctx, err), err
 	m.obs.Observe(ctx, ev)
 	if err != nil {
 		return nil, lockErr(key, err)
 	}
-	e.Value = held{obs: m.obs, since: now}
-	return &lease[K]{state: tok, e: e}, nil
+	e.Value.obs, e.Value.since = m.obs, now
+	return newLease(e, tok), nil
 }
 
 // lockErr is the one error wrapper of this package.
@@ -238,48 +332,104 @@ func lockErr[K comparable](key K, err error) error {
 // any. Done is closed before the next holder can get the lock. A second
 // call returns [mutex.ErrUnlocked].
 func (l *lease[K]) Unlock() error {
-	// The state only ever gains unlockedBit, so a failed swap means
-	// another Unlock won.
-	s := atomic.LoadUint64(&l.state)
-	if s&unlockedBit != 0 || !atomic.CompareAndSwapUint64(&l.state, s, s|unlockedBit) {
-		return mutex.ErrUnlocked
+	s := l.st.Load()
+	for {
+		switch {
+		case s&leaseUnlocked != 0:
+			return mutex.ErrUnlocked
+		case s&leaseBusy != 0: // a Done or AfterDone, for a moment
+			runtime.Gosched()
+		case l.st.CompareAndSwap(s, leaseUnlocked):
+			if s&leaseWatched != 0 {
+				l.w.end()
+			}
+			if h := l.e.Value; h.obs != nil {
+				h.obs.Observe(context.Background(), mutex.Event{Kind: mutex.Unlocked, Backend: "local",
+					Key: keylock.KeyString(l.e.Key()), Outcome: mutex.Released, Hold: clock() - h.since})
+			}
+			l.e.Unlock()
+			return nil
+		}
+		s = l.st.Load()
 	}
-	if h := l.e.Value; h.obs != nil {
-		h.obs.Observe(context.Background(), mutex.Event{Kind: mutex.Unlocked, Backend: "local",
-			Key: keylock.KeyString(l.e.Key()), Outcome: mutex.Released, Hold: time.Since(h.since)})
+}
+
+// end closes w's channel and starts its functions; the lease is unlocked.
+func (w *watch) end() {
+	if w.done != nil {
+		close(w.done)
 	}
-	l.e.Unlock()
-	return nil
+	for f := range w.after {
+		go (*f)()
+	}
+}
+
+// change runs f with leaseBusy set, so that Unlock waits for it, and
+// reports whether it did: not once the lease is unlocked.
+func (l *lease[K]) change(f func(w *watch)) bool {
+	for {
+		s := l.st.Load()
+		switch {
+		case s&leaseUnlocked != 0:
+			return false
+		case s&leaseBusy != 0:
+			runtime.Gosched()
+		case l.st.CompareAndSwap(s, s|leaseBusy):
+			if l.w == nil {
+				l.w = new(watch)
+			}
+			f(l.w)
+			l.st.Store(s | leaseWatched)
+			return true
+		}
+	}
 }
 
 // Done returns a channel closed when the lease is unlocked. Local leases
 // are never lost.
 func (l *lease[K]) Done() <-chan struct{} {
-	s := atomic.LoadUint64(&l.state)
-	if s&unlockedBit != 0 {
+	var done chan struct{}
+	if !l.change(func(w *watch) {
+		if w.done == nil {
+			w.done = make(chan struct{})
+		}
+		done = w.done
+	}) {
 		return unlocked
 	}
-	// The token names this holding: if it has ended meanwhile, Done
-	// returns a closed channel.
-	return l.e.Done(s)
+	return done
 }
 
 // AfterDone runs f in its own goroutine once the lease is unlocked, or at
 // once if it is; stop cancels that and reports whether it did. It lets a
 // caller watch many leases (hybrid's Done, say) without a goroutine each.
 func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
-	s := atomic.LoadUint64(&l.state)
-	if s&unlockedBit != 0 {
+	p := &f
+	if !l.change(func(w *watch) {
+		if w.after == nil {
+			w.after = make(map[*func()]struct{})
+		}
+		w.after[p] = struct{}{}
+	}) {
 		go f()
 		return func() bool { return false }
 	}
-	return l.e.AfterDone(s, f)
+	return func() bool {
+		stopped := false
+		l.change(func(w *watch) {
+			if _, ok := w.after[p]; ok {
+				delete(w.after, p)
+				stopped = true
+			}
+		})
+		return stopped
+	}
 }
 
 // Err returns nil while the lease is held and [mutex.ErrUnlocked] after
 // Unlock.
 func (l *lease[K]) Err() error {
-	if atomic.LoadUint64(&l.state)&unlockedBit != 0 {
+	if l.st.Load()&leaseUnlocked != 0 {
 		return mutex.ErrUnlocked
 	}
 	return nil
@@ -287,4 +437,4 @@ func (l *lease[K]) Err() error {
 
 // Token returns the lease's fencing token: strictly greater than every
 // token issued earlier for the same key by the same Mutex.
-func (l *lease[K]) Token() uint64 { return atomic.LoadUint64(&l.state) &^ unlockedBit }
+func (l *lease[K]) Token() uint64 { return l.tok }

@@ -316,6 +316,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 	if got := m.entriesLen(); got != len(keys) {
 		t.Fatalf("entries = %d while held; want %d", got, len(keys))
 	}
+	held := keyedtest.HeapAlloc()
 	for i, l := range leases {
 		if err := l.Unlock(); err != nil {
 			t.Fatal(err)
@@ -325,7 +326,12 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 	after := keyedtest.HeapAlloc()
 	checkEmpty(t, m) // internal/keylock checks that the shard maps go
 	keyedtest.CheckHeap(t, t.Name(), before, after)
-	t.Logf("HeapAlloc before %d, after %d", before, after)
+	// The slots keep some idle entries as a cache, within their bound.
+	if idle := m.t.Idle(); idle > 2048 {
+		t.Errorf("%d idle entries kept after the burst; want at most 2048", idle)
+	}
+	t.Logf("HeapAlloc before %d, while %d keys held %d (%d bytes per held key, its lease included), after %d",
+		before, len(keys), held, (held-before)/uint64(len(keys)), after)
 	runtime.KeepAlive(m)
 	runtime.KeepAlive(keys)
 }
@@ -564,6 +570,133 @@ func TestLockerAdapter(t *testing.T) {
 	if !panicked.Load() {
 		t.Error("Locker().Unlock() of an unlocked key did not panic")
 	}
+}
+
+// TestSharedLocker: one Locker value shared by goroutines, and leases of
+// the same key, exclude each other; Lock and Unlock through a Locker
+// allocate nothing; a Locker's Unlock of a key held by a lease panics
+// and leaves the lease holding it.
+func TestSharedLocker(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	l := m.Locker("k")
+	const goroutines, iters = 8, 300
+	var counter, inside atomic.Int64
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range iters {
+				var lease mutex.Lease
+				if (g+i)%3 == 0 {
+					var err error
+					if lease, err = m.Lock(ctx, "k"); err != nil {
+						t.Error(err)
+						return
+					}
+				} else {
+					l.Lock()
+				}
+				if inside.Add(1) != 1 {
+					t.Error("two holders of one key at once")
+				}
+				counter.Add(1)
+				inside.Add(-1)
+				if lease != nil {
+					lease.Unlock()
+				} else {
+					l.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got := counter.Load(); got != goroutines*iters {
+		t.Errorf("counter = %d; want %d", got, goroutines*iters)
+	}
+	checkEmpty(t, &m)
+
+	if allocs := testing.AllocsPerRun(100, func() { l.Lock(); l.Unlock() }); allocs != 0 {
+		t.Errorf("Locker Lock+Unlock: %v allocations; want 0", allocs)
+	}
+
+	lease, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Locker().Unlock() of a key held by a lease did not panic")
+			}
+		}()
+		l.Unlock()
+	}()
+	if _, err := m.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLock after the refused Locker Unlock = %v; want ErrLocked (the lease holds it)", err)
+	}
+	if err := lease.Unlock(); err != nil {
+		t.Errorf("lease Unlock = %v", err)
+	}
+	checkEmpty(t, &m)
+}
+
+// TestLeasesFromSlab: a key locked again and again gets its leases from
+// slabs, yet every lease is its own: a second Unlock of any of them, long
+// after, returns ErrUnlocked and leaves the key's current holder alone,
+// and tokens increase. A Lock+Unlock allocates at most one object.
+func TestLeasesFromSlab(t *testing.T) {
+	var m Mutex[string]
+	ctx := context.Background()
+	var leases []mutex.Lease
+	for i := range 3*16 + 5 {
+		l, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && l.Token() <= leases[i-1].Token() {
+			t.Errorf("lease %d: token %d after %d; want larger", i, l.Token(), leases[i-1].Token())
+		}
+		if err := l.Unlock(); err != nil {
+			t.Fatalf("lease %d: Unlock = %v", i, err)
+		}
+		leases = append(leases, l)
+	}
+	holder, err := m.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range leases {
+		if err := l.Unlock(); !errors.Is(err, mutex.ErrUnlocked) {
+			t.Errorf("lease %d: second Unlock = %v; want ErrUnlocked", i, err)
+		}
+		if err := l.Err(); !errors.Is(err, mutex.ErrUnlocked) {
+			t.Errorf("lease %d: Err = %v; want ErrUnlocked", i, err)
+		}
+		select {
+		case <-l.Done():
+		default:
+			t.Errorf("lease %d: Done not closed after Unlock", i)
+		}
+	}
+	if _, err := m.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Errorf("TryLock = %v; want ErrLocked (stale Unlocks must not free the key)", err)
+	}
+	if err := holder.Unlock(); err != nil {
+		t.Errorf("holder Unlock = %v", err)
+	}
+	allocs := testing.AllocsPerRun(1000, func() {
+		l, err := m.Lock(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock()
+	})
+	if allocs > 1 {
+		t.Errorf("Lock+Unlock: %v allocations; want at most 1", allocs)
+	}
+	checkEmpty(t, &m)
 }
 
 // TestDoneRacesUnlock calls Done concurrently with Unlock: the channel

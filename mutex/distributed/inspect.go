@@ -54,6 +54,9 @@ type Info struct {
 // <expiry-ms> <label>" (a trailing '*' says waiters were queued) and a
 // free one "~<last-token>".
 func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
+	if m.core == nil {
+		return Info{}, errNotNew
+	}
 	enc, err := m.encode(key)
 	if err == nil {
 		err = checkEncoded(enc)

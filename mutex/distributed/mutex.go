@@ -213,12 +213,18 @@ func reservation(l mutex.Lease, err error) (mutex.Reservation, error) {
 // [WithLogger]; it panics on errors that retrying cannot heal (an invalid
 // key, m closed).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
+	if m.core == nil {
+		panic(errNotNew)
+	}
 	return m.lockers.Locker(m, key, func(k K, err error) {
 		m.logger().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
 	})
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try bool) (mutex.Lease, error) {
+	if m.core == nil {
+		return nil, errNotNew
+	}
 	if n < 1 || n > MaxReserve {
 		return nil, fmt.Errorf("distributed: %s: n = %d; want 1 <= n <= %d", op, n, MaxReserve)
 	}
@@ -235,6 +241,9 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 	}
 	return l, nil
 }
+
+// errNotNew is the error of a Mutex that New did not make.
+var errNotNew = errors.New("distributed: Mutex not created by New (the zero value is not usable): use New")
 
 // opErr is the one error wrapper of this package: the operation and the
 // key, then the cause.
@@ -259,7 +268,12 @@ func newID(n int) string {
 // returns within the unlock timeout ([WithUnlockTimeout]) even if Redis
 // does not answer; releases that did not finish by then expire with
 // their TTL. Close is idempotent.
-func (m *Mutex[K]) Close() error { return m.core.close() }
+func (m *Mutex[K]) Close() error {
+	if m.core == nil {
+		return errNotNew
+	}
+	return m.core.close()
+}
 
 func (c *core) close() error {
 	c.closeOnce.Do(func() {

@@ -29,7 +29,8 @@ type Info struct {
 	// clock (its token is that clock in microseconds), or when it was
 	// handed the lock; zero if not held.
 	Acquired time.Time
-	// TTL is how long the lock has left unless renewed (-1: no expiry).
+	// TTL is how long the lock has left unless renewed (-1: no expiry);
+	// 0 when nobody holds it.
 	TTL time.Duration
 	// Waiters is the length of the key's queue in Redis (dead entries
 	// included until they reach its head).
@@ -37,6 +38,10 @@ type Info struct {
 	// LastToken is, for a lock that is free, the highest token issued
 	// for the key while its free marker lives; 0 if unknown.
 	LastToken uint64
+	// MarkerTTL is, for a lock that is free, how long its free marker
+	// (and so LastToken) still lives; 0 if there is none. It says
+	// nothing about a holder: nobody holds a free lock.
+	MarkerTTL time.Duration
 	// Foreign is set when the lock key holds a value this library did not
 	// write; Value is that value.
 	Foreign bool
@@ -96,8 +101,12 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	if errors.Is(gerr, redis.Nil) {
 		return info, nil
 	}
-	info.TTL = pttl.Val()
 	parseHolding(v, &info)
+	if info.Held || info.Foreign {
+		info.TTL = pttl.Val()
+	} else {
+		info.MarkerTTL = pttl.Val()
+	}
 	return info, nil
 }
 

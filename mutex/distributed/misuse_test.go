@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestZeroValue: a Mutex not made by New fails every call with a message
@@ -36,5 +38,20 @@ func TestZeroValue(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "New") {
 			t.Errorf("%s on a zero Mutex = %v; want an error or panic that says to use New", name, err)
 		}
+	}
+}
+
+// TestRingRefused: New refuses a *redis.Ring with an error that names it
+// and says what to use, instead of a panic at the first Lock that waits.
+func TestRingRefused(t *testing.T) {
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1", "b": "127.0.0.1:2"}})
+	defer ring.Close()
+	m, err := New[string](ring)
+	if err == nil {
+		m.Close()
+		t.Fatal("New(*redis.Ring) = nil error; want one")
+	}
+	if msg := err.Error(); !strings.Contains(msg, "Ring") || !strings.Contains(msg, "ClusterClient") {
+		t.Errorf("New(*redis.Ring) = %v; want an error naming the Ring and what to use", err)
 	}
 }

@@ -95,9 +95,10 @@ type core struct {
 
 // New returns a Mutex whose locks live in the Redis behind client: a
 // *redis.Client, a *redis.ClusterClient (every Redis name of one lock
-// shares one hash tag, so one slot), a *redis.Client from
-// redis.NewFailoverClient (Sentinel) or a *redis.Ring whose shards never
-// move. client must not be nil. A key type that the default encoding
+// shares one hash tag, so one slot) or a *redis.Client from
+// redis.NewFailoverClient (Sentinel). A *redis.Ring is refused (its
+// Pub/Sub cannot follow the shard of each grant channel): use a Mutex per
+// server, or a Redis Cluster. client must not be nil. A key type that the default encoding
 // cannot encode needs [WithKeyEncoder]. The Mutex does not own the
 // client: close the Mutex before the client.
 func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K], error) {
@@ -106,6 +107,9 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	}
 	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil, fmt.Errorf("distributed: New: nil Redis client (%T)", client)
+	}
+	if _, ok := client.(*redis.Ring); ok {
+		return nil, errors.New("distributed: New: a *redis.Ring is not supported (its Pub/Sub cannot follow the shard of each grant channel): use a *redis.Client per Redis server, or a Redis Cluster through a *redis.ClusterClient")
 	}
 	cfg := defaultConfig()
 	for _, opt := range opts {

@@ -3,6 +3,7 @@ package distributed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -285,6 +286,19 @@ func isMoving(err error) bool {
 	return false
 }
 
+// unfollowable returns, for a redirection (MOVED, ASK) that the client
+// cannot follow because it is not a *redis.ClusterClient, the error that
+// says so; nil otherwise.
+func (x *executor) unfollowable(err error) error {
+	if _, ok := x.client.(*redis.ClusterClient); ok {
+		return nil
+	}
+	if !redis.HasErrorPrefix(err, "MOVED") && !redis.HasErrorPrefix(err, "ASK") {
+		return nil
+	}
+	return fmt.Errorf("the server is a node of a Redis Cluster and redirected the call, which a plain client cannot follow: use a *redis.ClusterClient: %w", err)
+}
+
 // doRetrying is do, retried with a growing pause (1ms to 50ms) while the
 // Cluster answers that the slot is moving, until ctx or stop ends.
 func (x *executor) doRetrying(ctx context.Context, stop <-chan struct{}, mk func() *call) (any, error) {
@@ -293,6 +307,9 @@ func (x *executor) doRetrying(ctx context.Context, stop <-chan struct{}, mk func
 		res, err := x.do(ctx, stop, mk())
 		if !isMoving(err) {
 			return res, err
+		}
+		if err := x.unfollowable(err); err != nil {
+			return nil, err
 		}
 		t := time.NewTimer(pause)
 		select {

@@ -81,6 +81,7 @@ type core struct {
 	x       executor
 	renew   renewer
 	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
+	check   serverCheck  // the servers' settings, checked once
 
 	closeCtx    context.Context // cancelled by Close
 	cancelClose context.CancelFunc

@@ -122,8 +122,9 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 }
 
 // Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
-// Errors it retries go to the [WithLogger] logger; on errors retrying
-// cannot heal (an invalid key, m closed) its Lock panics.
+// Errors it retries go to the [WithLogger] logger. On an invalid key its
+// Lock panics; after Close it reports [mutex.ErrClosed] to the logger and
+// blocks until the process ends (use Lock with a ctx to get the error).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
 	if m.remote == nil {
 		panic(errNotNew)

@@ -61,7 +61,8 @@ type executor struct {
 	queued int              // calls queued, in all lanes
 	idle   chan struct{}    // made by wait; closed when nothing runs or waits
 
-	wg sync.WaitGroup // flights
+	wg       sync.WaitGroup // flights
+	lastDone atomic.Int64   // unix ns when a batch last finished
 }
 
 // lane is the queue and flights of one server.
@@ -196,6 +197,7 @@ func (x *executor) run(batch []*call) {
 	} else {
 		x.pipeline(ctx, batch)
 	}
+	x.lastDone.Store(time.Now().UnixNano())
 	for _, c := range batch {
 		if c.err != nil && !isReply(c.err) {
 			x.failed(c.err)
@@ -263,6 +265,29 @@ func (x *executor) wait() <-chan struct{} {
 		x.idle = make(chan struct{})
 	}
 	return x.idle
+}
+
+// drain waits until no call runs or is queued, deadline passes, or no
+// batch has finished for stall (Redis does not answer: the calls then
+// finish in the background, within the client's own timeouts).
+func (x *executor) drain(deadline <-chan struct{}, stall time.Duration) {
+	idle := x.wait()
+	t := time.NewTimer(stall)
+	defer t.Stop()
+	for {
+		select {
+		case <-idle:
+			return
+		case <-deadline:
+			return
+		case <-t.C:
+			quiet := time.Since(time.Unix(0, x.lastDone.Load()))
+			if quiet >= stall {
+				return
+			}
+			t.Reset(stall - quiet)
+		}
+	}
 }
 
 // isReply reports whether err is an error reply from a live server

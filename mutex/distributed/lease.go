@@ -151,7 +151,8 @@ func (l *lease) lostErr(reason error) error {
 // Unlock releases the lock in Redis, handing it to the first waiter of the
 // queue if there is one, bounded by the unlock timeout. It returns an
 // error satisfying errors.Is(err, mutex.ErrLost) if the lease was lost
-// (it still asks Redis to release the key if it is somehow ours), and one
+// (it still asks Redis, in the background and without waiting, to release
+// the key if it is somehow ours), and one
 // satisfying errors.Is(err, mutex.ErrUnlocked) on a second call. If Redis
 // cannot be reached, the lease ends anyway and the key expires when its
 // TTL runs out; the error says so.
@@ -193,8 +194,10 @@ func (l *lease) unlock() error {
 	}
 	if lost != nil {
 		// Compare-and-release: if a renewal Redis ran late made the key
-		// ours again, others need not wait out its TTL.
-		_, _ = l.release("abort")
+		// ours again, others need not wait out its TTL. In the
+		// background: the lease is lost whatever Redis answers, and
+		// Unlock does not wait on a Redis that may be dead.
+		l.c.abort(l.nm, l.owner, "")
 		return lost
 	}
 	ok, err := l.release("unlock")

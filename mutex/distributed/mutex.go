@@ -82,6 +82,9 @@ type core struct {
 	renew   renewer
 	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
 	check   serverCheck  // the servers' settings, checked once
+	// lastFail is the last transport error a command or the Pub/Sub
+	// connection met, named by a loss whose renewal got no reply.
+	lastFail atomic.Pointer[failure]
 
 	closeCtx    context.Context // cancelled by Close
 	cancelClose context.CancelFunc
@@ -140,19 +143,17 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	}
 	c.closeCtx, c.cancelClose = context.WithCancel(context.Background())
 	c.closing = c.closeCtx.Done()
-	hubOpts := []notify.Option{notify.WithOrphanHandler(c.orphan)}
-	if cfg.obs != nil {
-		hubOpts = append(hubOpts, notify.WithReconnectHandler(func(cause error) {
-			c.observe(context.Background(), mutex.Reconnect, "", mutex.Event{Err: cause})
-		}))
-	}
+	hubOpts := []notify.Option{notify.WithOrphanHandler(c.orphan), notify.WithReconnectHandler(func(cause error) {
+		c.lastFail.Store(&failure{err: cause, at: time.Now()})
+		c.observe(context.Background(), mutex.Reconnect, "", mutex.Event{Err: cause})
+	})}
 	if cfg.logger != nil {
 		hubOpts = append(hubOpts, notify.WithLogger(cfg.logger))
 	}
 	if c.hub, err = notify.Open(client, hubOpts...); err != nil {
 		return nil, err
 	}
-	c.x = executor{client: client, failed: c.reloadSlotsOn}
+	c.x = executor{client: client, failed: c.transportFailed}
 	c.renew = renewer{c: c, tick: max(cfg.ttl/12, time.Millisecond)}
 	return &Mutex[K]{core: c, encode: encode}, nil
 }
@@ -215,8 +216,9 @@ func reservation(l mutex.Lease, err error) (mutex.Reservation, error) {
 // Locker returns a [sync.Locker] for key, sharing state with every other
 // Locker of m for the same key (see [mutex.LockerSet]). Its Lock retries
 // Redis errors until it holds the lock, reporting each through
-// [WithLogger]; it panics on errors that retrying cannot heal (an invalid
-// key, m closed).
+// [WithLogger]. On an invalid key it panics; after Close it reports
+// [mutex.ErrClosed] to the logger and blocks until the process ends (see
+// [mutex.LockerSet.Locker] for why; use Lock with a ctx to get the error).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
 	if m.core == nil {
 		panic(errNotNew)
@@ -272,7 +274,11 @@ func newID(n int) string {
 // shared Pub/Sub connection. It does not close the Redis client. Close
 // returns within the unlock timeout ([WithUnlockTimeout]) even if Redis
 // does not answer; releases that did not finish by then expire with
-// their TTL. Close is idempotent.
+// their TTL. Other calls still in flight (a waiter that gave up leaving
+// the queue) are waited for only while Redis answers: with nothing held
+// and a Redis that does not answer, Close returns within a quarter
+// second, and those calls end in the background within the client's
+// timeouts. Close is idempotent.
 func (m *Mutex[K]) Close() error {
 	if m.core == nil {
 		return errNotNew
@@ -303,13 +309,18 @@ func (c *core) close() error {
 		// No orphan releases after this; Redis stalled, it may end
 		// after Close returned (within notify's grace, a second).
 		waitOr(deadline, func() { _ = c.hub.Close() })
-		select {
-		case <-c.x.wait():
-		case <-deadline:
-		}
+		// The calls still in flight (a waiter leaving the queue, say)
+		// are waited for while Redis answers them; with nothing held,
+		// a Redis that does not answer costs Close no more than
+		// closeStall.
+		c.x.drain(deadline, min(closeStall, c.cfg.unlockTimeout))
 	})
 	return nil
 }
+
+// closeStall is how long Close waits for background calls in flight while
+// none of them finishes: Redis is then taken not to answer.
+const closeStall = 250 * time.Millisecond
 
 // releaseAll releases the leases for Close, all at once (the executor
 // pipelines the calls), waiting for them until deadline.
@@ -410,6 +421,29 @@ func (c *core) publishSharded(ctx context.Context) (string, error) {
 	}
 	c.sharded.Store(1)
 	return "0", nil
+}
+
+// failure is a transport error and when it was seen.
+type failure struct {
+	err error
+	at  time.Time
+}
+
+// transportFailed is told about every transport error of a command.
+func (c *core) transportFailed(err error) {
+	c.lastFail.Store(&failure{err: err, at: time.Now()})
+	c.reloadSlotsOn(err)
+}
+
+// noReply is the error of a renewal sent at sent that got no reply before
+// its lease's validity ended: it names the last transport error seen
+// since a TTL before it, if any (the client may still be retrying a
+// refused connection, say).
+func (c *core) noReply(sent time.Time) error {
+	if f := c.lastFail.Load(); f != nil && !f.at.Before(sent.Add(-c.cfg.ttl)) {
+		return fmt.Errorf("no reply from Redis before the lease's validity ended (%w); the last transport error seen: %w", context.DeadlineExceeded, f.err)
+	}
+	return fmt.Errorf("no reply from Redis before the lease's validity ended: %w", context.DeadlineExceeded)
 }
 
 // reloadSlotsOn is told about every transport error of a command. On a

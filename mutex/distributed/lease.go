@@ -151,8 +151,8 @@ func (l *lease) lostErr(reason error) error {
 // Unlock releases the lock in Redis, handing it to the first waiter of the
 // queue if there is one, bounded by the unlock timeout. It returns an
 // error satisfying errors.Is(err, mutex.ErrLost) if the lease was lost
-// (it still asks Redis, in the background and without waiting, to release
-// the key if it is somehow ours), and one
+// (it still asks Redis to release the key if it is somehow ours, waiting
+// for that a quarter second at most), and one
 // satisfying errors.Is(err, mutex.ErrUnlocked) on a second call. If Redis
 // cannot be reached, the lease ends anyway and the key expires when its
 // TTL runs out; the error says so.
@@ -194,13 +194,15 @@ func (l *lease) unlock() error {
 	}
 	if lost != nil {
 		// Compare-and-release: if a renewal Redis ran late made the key
-		// ours again, others need not wait out its TTL. In the
-		// background: the lease is lost whatever Redis answers, and
-		// Unlock does not wait on a Redis that may be dead.
-		l.c.abort(l.nm, l.owner, "")
+		// ours again, others need not wait out its TTL. The lease is
+		// lost whatever Redis answers, so Unlock waits for the release
+		// only briefly: a Redis that does not answer (dead, stalled)
+		// costs it lostReleaseWait, and the release goes on in the
+		// background.
+		_, _ = l.release("abort", min(l.c.cfg.unlockTimeout, lostReleaseWait))
 		return lost
 	}
-	ok, err := l.release("unlock")
+	ok, err := l.release("unlock", l.c.cfg.unlockTimeout)
 	switch {
 	case err != nil && isWrongType(err):
 		// The queue key was overwritten by something else: the release
@@ -219,11 +221,16 @@ func (l *lease) unlock() error {
 	return nil
 }
 
+// lostReleaseWait bounds how long Unlock of a lost lease waits for its
+// release.
+const lostReleaseWait = 250 * time.Millisecond
+
 // release runs release.lua for the lease, in mode "unlock" (by value) or
-// "abort" (by owner), bounded by the unlock timeout; it reports whether
-// the lock was the lease's.
-func (l *lease) release(mode string) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.c.cfg.unlockTimeout)
+// "abort" (by owner), waiting for it at most timeout (the call then
+// finishes in the background); it reports whether the lock was the
+// lease's.
+func (l *lease) release(mode string, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if _, err := l.c.publishSharded(ctx); err != nil {
 		return false, err

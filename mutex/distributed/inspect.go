@@ -87,6 +87,8 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
+		} else if uerr := m.x.unfollowable(err); uerr != nil {
+			err = uerr
 		}
 		return Info{}, opErr("Inspect", enc, err)
 	}

@@ -58,6 +58,9 @@ func plainClientAtNode(t *testing.T, c *redistest.Cluster) {
 		}
 		cancel()
 	}
+	if _, err := m.Inspect(context.Background(), key); err == nil || !strings.Contains(err.Error(), "ClusterClient") {
+		t.Errorf("Inspect(key of another node) = %v; want an error that says to use a *redis.ClusterClient", err)
+	}
 	found := false
 	for _, r := range logged.All() {
 		found = found || (r.Level == slog.LevelWarn && strings.Contains(r.Text, "ClusterClient") && strings.Contains(r.Text, node))

@@ -153,7 +153,8 @@ func WithKeyEncoder[K comparable](encode func(K) (string, error)) Option {
 // WithLogger sets the logger that receives what nobody else can be told:
 // failed lease renewals and leases found lost in the background (Warn),
 // releases that failed at Close, the errors the [sync.Locker] adapter
-// retries, and the shared Pub/Sub connection's losses. Errors a call
+// retries, the shared Pub/Sub connection's losses, and what the one-time
+// server check found (see [WithoutEvictionCheck]). Errors a call
 // returns are never logged too. l must not be nil: to discard, pass
 // slog.New(slog.DiscardHandler). The default is [slog.Default], looked
 // up at each report.

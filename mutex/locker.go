@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -26,9 +27,18 @@ type LockerSet[K comparable] struct {
 //
 // Its Lock blocks until it holds the lock: it retries errors from m
 // that can heal (Redis unreachable, say) with a capped exponential
-// backoff, reporting each to onError, which may be nil. It panics, with
-// the error, if m returns [ErrClosed] or [ErrInvalidKey]: it cannot
-// return an error, and must neither block forever nor hide one.
+// backoff, reporting each to onError, which may be nil. It cannot return
+// an error, so for the two that retrying cannot heal:
+//
+//   - [ErrInvalidKey] (a programming error) panics, with the error;
+//   - [ErrClosed] (m was closed, as in a graceful shutdown that closes m
+//     while a goroutine still locks) is reported to onError once, and
+//     Lock then blocks until the process ends, as Lock of a sync.Mutex
+//     that nobody will unlock does: a panic there would crash the
+//     process in the middle of its shutdown, and returning would claim
+//     a lock that is not held. A shutdown that must hear about it, or
+//     that closes m while the process goes on, uses m.Lock with a ctx,
+//     which returns an error satisfying errors.Is(err, ErrClosed).
 //
 // Its Unlock panics if key is not locked through a Locker of this set,
 // like [sync.Mutex.Unlock]. Errors from the lease's Unlock, [ErrLost]
@@ -50,6 +60,10 @@ const (
 	lockerMaxBackoff = time.Second
 )
 
+// park blocks the goroutine of a Locker's Lock on a closed Keyed until the
+// process ends. Tests replace it.
+var park = func() { select {} }
+
 func (l *locker[K]) Lock() {
 	backoff := lockerMinBackoff
 	for {
@@ -63,8 +77,15 @@ func (l *locker[K]) Lock() {
 			l.set.mu.Unlock()
 			return
 		}
-		if errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidKey) {
+		if errors.Is(err, ErrInvalidKey) {
 			panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, err))
+		}
+		if errors.Is(err, ErrClosed) {
+			if l.onError != nil {
+				l.onError(l.key, fmt.Errorf("mutex: Locker(%v).Lock blocks until the process ends: %w", l.key, err))
+			}
+			park()
+			runtime.Goexit() // only if a test's park returned
 		}
 		if l.onError != nil {
 			l.onError(l.key, err)

@@ -3,6 +3,7 @@ package mutex_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -128,12 +129,48 @@ func (*closed) Lock(ctx context.Context, key string) (mutex.Lease, error) {
 	return nil, mutex.ErrClosed
 }
 
-func TestLockerPanicsOnClosed(t *testing.T) {
+// TestLockerBlocksOnClosed: a Locker's Lock on a closed Keyed (Close in
+// a graceful shutdown, say, while a goroutine still locks) neither
+// panics nor returns as if it held the lock: it reports ErrClosed to
+// onError once and blocks until the process ends.
+func TestLockerBlocksOnClosed(t *testing.T) {
+	release := make(chan struct{})
+	restore := mutex.SetParkForTest(func() { <-release })
+	defer restore()
 	var set mutex.LockerSet[string]
-	defer func() {
-		if r := recover(); r == nil {
-			t.Error("Lock on a closed Keyed did not panic")
-		}
+	reported := make(chan error, 10)
+	out := make(chan string, 1)
+	go func() {
+		ended := "parked" // runtime.Goexit: neither returned nor panicked
+		defer func() {
+			if r := recover(); r != nil {
+				ended = fmt.Sprintf("panicked: %v", r)
+			}
+			out <- ended
+		}()
+		set.Locker(&closed{}, "k", func(_ string, err error) { reported <- err }).Lock()
+		ended = "returned"
 	}()
-	set.Locker(&closed{}, "k", nil).Lock()
+	select {
+	case err := <-reported:
+		if !errors.Is(err, mutex.ErrClosed) {
+			t.Errorf("onError got %v; want ErrClosed", err)
+		}
+	case got := <-out:
+		t.Fatalf("Locker.Lock() on a closed Keyed %s; want it to block", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("onError not called after 10s; want ErrClosed reported")
+	}
+	select {
+	case got := <-out:
+		t.Fatalf("Locker.Lock() on a closed Keyed %s; want it to block", got)
+	default:
+	}
+	close(release)
+	if got := <-out; got != "parked" {
+		t.Errorf("Locker.Lock() on a closed Keyed %s after the test's park ended; want it to end the goroutine", got)
+	}
+	if len(reported) != 0 {
+		t.Errorf("onError called %d more times; want once", len(reported))
+	}
 }

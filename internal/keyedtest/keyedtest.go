@@ -77,6 +77,7 @@ func Run(t *testing.T, c Config) {
 	t.Run("Locker", func(t *testing.T) { testLocker(t, c) })
 	t.Run("WithLease", func(t *testing.T) { testWithLease(t, c) })
 	t.Run("NilContext", func(t *testing.T) { testNilContext(t, c) })
+	t.Run("EmptyKey", func(t *testing.T) { testEmptyKey(t, c) })
 	t.Run("Observer", func(t *testing.T) { testObserver(t, c) })
 	t.Run("Do", func(t *testing.T) { testDo(t, c) })
 }
@@ -233,6 +234,28 @@ func testNilContext(t *testing.T, c Config) {
 		}
 		if !strings.Contains(err.Error(), "nil context") {
 			t.Errorf("%s(nil ctx) = %v; want an error naming the nil context", op.name, err)
+		}
+	}
+}
+
+// testEmptyKey: the empty key is refused by every implementation with
+// mutex.ErrInvalidKey (Redis cannot name it), so swapping one Keyed for
+// another never changes what "" does.
+func testEmptyKey(t *testing.T, c Config) {
+	m := c.New(t)
+	ctx := ctxT(t, c.Wait)
+	for _, op := range []struct {
+		name string
+		f    func(context.Context, string) (mutex.Lease, error)
+	}{{"Lock", m.Lock}, {"TryLock", m.TryLock}} {
+		l, err := op.f(ctx, "")
+		if err == nil {
+			l.Unlock()
+			t.Errorf("%s(\"\") = a lease; want an error satisfying errors.Is(err, mutex.ErrInvalidKey)", op.name)
+			continue
+		}
+		if !errors.Is(err, mutex.ErrInvalidKey) {
+			t.Errorf("%s(\"\") = %v; want an error satisfying errors.Is(err, mutex.ErrInvalidKey)", op.name, err)
 		}
 	}
 }

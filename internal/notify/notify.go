@@ -93,6 +93,11 @@ func WithReconnectHandler(f func(cause error)) Option {
 	}
 }
 
+// errRing refuses a *redis.Ring: its Pub/Sub picks a shard by the first
+// channel of a Subscribe call, so one connection cannot carry channels of
+// several shards (and a Subscribe without channels panics).
+var errRing = errors.New("notify: a *redis.Ring is not supported (one Pub/Sub connection cannot follow the shard of each channel): use a *redis.Client per server or a *redis.ClusterClient")
+
 // registry maps clients to their shared hubs.
 var registry struct {
 	mu   sync.Mutex // guards hubs and every hub's users
@@ -135,6 +140,9 @@ type hub struct {
 // subscriptions. Each Open needs one Close. Open does no I/O: the
 // connections are opened on first Subscribe.
 func Open(client redis.UniversalClient, opts ...Option) (*Hub, error) {
+	if _, ok := client.(*redis.Ring); ok {
+		return nil, errRing
+	}
 	cfg := config{health: DefaultHealthCheckInterval}
 	for _, o := range opts {
 		if o == nil {
@@ -259,41 +267,10 @@ func (u *Hub) Subscribe(ctx context.Context, channel, id string) (*Subscription,
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	if h.closed || u.isClosed() {
-		h.mu.Unlock()
-		return nil, fmt.Errorf("notify: subscribe %q: %w", channel, ErrClosed)
+	s, att, send, ps, err := h.register(u, channel, id, sharded, node)
+	if err != nil || att == nil {
+		return s, err
 	}
-	e := h.entries[channel]
-	if e == nil {
-		e = &entry{name: channel, sh: h.shardLocked(sharded, node), subs: map[string]*Subscription{}}
-		h.entries[channel] = e
-	}
-	s, err := e.add(u, id)
-	if err != nil {
-		h.mu.Unlock()
-		return nil, err
-	}
-	var (
-		send *shard
-		ps   *redis.PubSub
-	)
-	switch {
-	case e.state == stSubscribed && e.att == nil:
-		h.mu.Unlock()
-		return s, nil
-	case e.state == stNone:
-		e.state = stSubscribing
-		send, ps = e.sh, e.sh.ps
-		fallthrough
-	default:
-		if e.att == nil {
-			e.att = newAttempt()
-		}
-	}
-	att := e.att
-	h.mu.Unlock()
-
 	if send != nil {
 		_ = send.write(ps, func(ctx context.Context) error { return send.subscribe(ctx, ps, channel) })
 		if testHookSent != nil {
@@ -314,6 +291,41 @@ func (u *Hub) Subscribe(ctx context.Context, channel, id string) (*Subscription,
 		return nil, fmt.Errorf("notify: subscribe %q: %w", channel, att.err)
 	}
 	return s, nil
+}
+
+// register adds the subscription of u for id to channel's entry: it
+// returns att nil if the channel is subscribed and confirmed already,
+// else the confirmation to wait for, and the shard and connection to send
+// a SUBSCRIBE on if this call must send it. It holds hub.mu, released by
+// a deferred call so that a panic of a callee (the client's) cannot leave
+// the hub locked.
+func (h *hub) register(u *Hub, channel, id string, sharded bool, node *redis.Client) (s *Subscription, att *attempt, send *shard, ps *redis.PubSub, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || u.isClosed() {
+		return nil, nil, nil, nil, fmt.Errorf("notify: subscribe %q: %w", channel, ErrClosed)
+	}
+	e := h.entries[channel]
+	if e == nil {
+		e = &entry{name: channel, sh: h.shardLocked(sharded, node), subs: map[string]*Subscription{}}
+		h.entries[channel] = e
+	}
+	if s, err = e.add(u, id); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	switch {
+	case e.state == stSubscribed && e.att == nil:
+		return s, nil, nil, nil, nil
+	case e.state == stNone:
+		e.state = stSubscribing
+		send, ps = e.sh, e.sh.ps
+		fallthrough
+	default:
+		if e.att == nil {
+			e.att = newAttempt()
+		}
+	}
+	return s, e.att, send, ps, nil
 }
 
 // route finds the shard master that owns channel on a cluster with

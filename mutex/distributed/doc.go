@@ -177,8 +177,10 @@
 // how to replace it; [New] refuses a key type the default cannot
 // encode); the empty string and strings longer than [MaxKeyLen] are
 // rejected with an error satisfying errors.Is(err, [mutex.ErrInvalidKey]),
-// and so is a nil ctx. Any other bytes are fine, braces, glob characters
-// and invalid UTF-8 included.
+// as every implementation of [mutex.Keyed] rejects the empty key. Any
+// other bytes are fine, braces, glob characters and invalid UTF-8
+// included. A nil ctx is a programming error of another kind: it gets
+// an error that names it (not [mutex.ErrInvalidKey]).
 //
 // # Compatibility
 //

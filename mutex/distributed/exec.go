@@ -3,6 +3,7 @@ package distributed
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -65,7 +66,8 @@ type executor struct {
 	queued int              // calls queued, in all lanes
 	idle   chan struct{}    // made by wait; closed when nothing runs or waits
 
-	wg sync.WaitGroup // flights
+	wg       sync.WaitGroup // flights
+	lastDone atomic.Int64   // unix ns when a batch last finished
 }
 
 // lane is the queue and flights of one server.
@@ -199,6 +201,7 @@ func (x *executor) run(batch []*call) {
 	} else {
 		x.pipeline(ctx, batch)
 	}
+	x.lastDone.Store(time.Now().UnixNano())
 	for _, c := range batch {
 		if c.err != nil && !isReply(c.err) {
 			x.failed(c.err)
@@ -277,6 +280,29 @@ func (x *executor) wait() <-chan struct{} {
 	return x.idle
 }
 
+// drain waits until no call runs or is queued, deadline passes, or no
+// batch has finished for stall (Redis does not answer: the calls then
+// finish in the background, within the client's own timeouts).
+func (x *executor) drain(deadline <-chan struct{}, stall time.Duration) {
+	idle := x.wait()
+	t := time.NewTimer(stall)
+	defer t.Stop()
+	for {
+		select {
+		case <-idle:
+			return
+		case <-deadline:
+			return
+		case <-t.C:
+			quiet := time.Since(time.Unix(0, x.lastDone.Load()))
+			if quiet >= stall {
+				return
+			}
+			t.Reset(stall - quiet)
+		}
+	}
+}
+
 // isReply reports whether err is an error reply from a live server
 // (WRONGTYPE, NOSCRIPT, ...), as opposed to a transport failure.
 func isReply(err error) bool {
@@ -304,6 +330,19 @@ func isMoving(err error) bool {
 	return false
 }
 
+// unfollowable returns, for a redirection (MOVED, ASK) that the client
+// cannot follow because it is not a *redis.ClusterClient, the error that
+// says so; nil otherwise.
+func (x *executor) unfollowable(err error) error {
+	if _, ok := x.client.(*redis.ClusterClient); ok {
+		return nil
+	}
+	if !redis.HasErrorPrefix(err, "MOVED") && !redis.HasErrorPrefix(err, "ASK") {
+		return nil
+	}
+	return fmt.Errorf("the server is a node of a Redis Cluster and redirected the call, which a plain client cannot follow: use a *redis.ClusterClient: %w", err)
+}
+
 // doRetrying is do, retried with a growing pause (1ms to 50ms) while the
 // Cluster answers that the slot is moving, until ctx or stop ends.
 func (x *executor) doRetrying(ctx context.Context, stop <-chan struct{}, mk func() *call) (any, error) {
@@ -312,6 +351,9 @@ func (x *executor) doRetrying(ctx context.Context, stop <-chan struct{}, mk func
 		res, err := x.do(ctx, stop, mk())
 		if !isMoving(err) {
 			return res, err
+		}
+		if err := x.unfollowable(err); err != nil {
+			return nil, err
 		}
 		t := time.NewTimer(pause)
 		select {

@@ -22,7 +22,8 @@ type Info struct {
 	// Label names the holder's process ([WithLabel]; by default
 	// "host:pid").
 	Label string
-	// TTL is how long the lock has left unless renewed (-1: no expiry).
+	// TTL is how long the lock has left unless renewed (-1: no expiry);
+	// 0 when nobody holds it.
 	TTL time.Duration
 	// Waiters is the length of the key's queue in Redis (dead entries
 	// included until they reach its head).
@@ -30,6 +31,10 @@ type Info struct {
 	// LastToken is, for a lock that is free, the highest token issued
 	// for the key while its free marker lives; 0 if unknown.
 	LastToken uint64
+	// MarkerTTL is, for a lock that is free, how long its free marker
+	// (and so LastToken) still lives; 0 if there is none. It says
+	// nothing about a holder: nobody holds a free lock.
+	MarkerTTL time.Duration
 	// Foreign is set when the lock key holds a value this library did not
 	// write; Value is that value.
 	Foreign bool
@@ -48,6 +53,9 @@ type Info struct {
 // waiting is absent, or for a few milliseconds "~<last-token>" (see
 // the package doc).
 func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
+	if m.core == nil {
+		return Info{}, errNotNew
+	}
 	enc, err := m.encode(key)
 	if err == nil {
 		err = checkEncoded(enc)
@@ -73,6 +81,8 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
+		} else if uerr := m.x.unfollowable(err); uerr != nil {
+			err = uerr
 		}
 		return Info{}, opErr("Inspect", enc, err)
 	}
@@ -87,8 +97,12 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	if errors.Is(gerr, redis.Nil) {
 		return info, nil
 	}
-	info.TTL = pttl.Val()
 	parseHolding(v, &info)
+	if info.Held || info.Foreign {
+		info.TTL = pttl.Val()
+	} else {
+		info.MarkerTTL = pttl.Val()
+	}
 	return info, nil
 }
 

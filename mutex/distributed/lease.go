@@ -152,7 +152,8 @@ func (l *lease) lostErr(reason error) error {
 // Unlock releases the lock in Redis, handing it to the first waiter of the
 // queue if there is one, bounded by the unlock timeout. It returns an
 // error satisfying errors.Is(err, mutex.ErrLost) if the lease was lost
-// (it still asks Redis to release the key if it is somehow ours), and one
+// (it still asks Redis to release the key if it is somehow ours, waiting
+// for that a quarter second at most), and one
 // satisfying errors.Is(err, mutex.ErrUnlocked) on a second call. If Redis
 // cannot be reached, the lease ends anyway and the key expires when its
 // TTL runs out; the error says so.
@@ -194,11 +195,15 @@ func (l *lease) unlock() error {
 	}
 	if lost != nil {
 		// Compare-and-release: if a renewal Redis ran late made the key
-		// ours again, others need not wait out its TTL.
-		_, _ = l.release("abort")
+		// ours again, others need not wait out its TTL. The lease is
+		// lost whatever Redis answers, so Unlock waits for the release
+		// only briefly: a Redis that does not answer (dead, stalled)
+		// costs it lostReleaseWait, and the release goes on in the
+		// background.
+		_, _ = l.release("abort", min(l.c.cfg.unlockTimeout, lostReleaseWait))
 		return lost
 	}
-	n, err := l.release("unlock")
+	n, err := l.release("unlock", l.c.cfg.unlockTimeout)
 	switch {
 	case err != nil && isWrongType(err):
 		// The queue key was overwritten by something else: the release
@@ -221,12 +226,17 @@ func (l *lease) unlock() error {
 	return nil
 }
 
+// lostReleaseWait bounds how long Unlock of a lost lease waits for its
+// release.
+const lostReleaseWait = 250 * time.Millisecond
+
 // release runs release.lua for the lease, in mode "unlock" (by value) or
-// "abort" (by owner), bounded by the unlock timeout; it reports what it
-// found: 1 the lock was the lease's and is released, 0 another owner
-// held it, 2 the key was absent.
-func (l *lease) release(mode string) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), l.c.cfg.unlockTimeout)
+// "abort" (by owner), waiting for it at most timeout (the call then
+// finishes in the background); it reports what it found: 1 the lock was
+// the lease's and is released, 0 another owner held it, 2 the key was
+// absent.
+func (l *lease) release(mode string, timeout time.Duration) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	res, err := l.c.x.doRetrying(ctx, nil, func() *call {
 		if mode == "abort" {

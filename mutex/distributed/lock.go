@@ -26,6 +26,7 @@ func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bo
 		return nil, opErr(op, enc, mutex.ErrClosed)
 	}
 	defer c.calls.Done()
+	c.checkServers(ctx)
 
 	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
 	if c.cfg.obs == nil {

@@ -84,6 +84,10 @@ type core struct {
 	x       executor
 	renew   renewer
 	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
+	check   serverCheck  // the servers' settings, checked once
+	// lastFail is the last transport error a command or the Pub/Sub
+	// connection met, named by a loss whose renewal got no reply.
+	lastFail atomic.Pointer[failure]
 
 	closeCtx    context.Context // cancelled by Close
 	cancelClose context.CancelFunc
@@ -98,9 +102,10 @@ type core struct {
 
 // New returns a Mutex whose locks live in the Redis behind client: a
 // *redis.Client, a *redis.ClusterClient (every Redis name of one lock
-// shares one hash tag, so one slot), a *redis.Client from
-// redis.NewFailoverClient (Sentinel) or a *redis.Ring whose shards never
-// move. client must not be nil. A key type that the default encoding
+// shares one hash tag, so one slot) or a *redis.Client from
+// redis.NewFailoverClient (Sentinel). A *redis.Ring is refused (its
+// Pub/Sub cannot follow the shard of each grant channel): use a Mutex per
+// server, or a Redis Cluster. client must not be nil. A key type that the default encoding
 // cannot encode needs [WithKeyEncoder]. The Mutex does not own the
 // client: close the Mutex before the client.
 func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K], error) {
@@ -109,6 +114,9 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	}
 	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
 		return nil, fmt.Errorf("distributed: New: nil Redis client (%T)", client)
+	}
+	if _, ok := client.(*redis.Ring); ok {
+		return nil, errors.New("distributed: New: a *redis.Ring is not supported (its Pub/Sub cannot follow the shard of each grant channel): use a *redis.Client per Redis server, or a Redis Cluster through a *redis.ClusterClient")
 	}
 	cfg := defaultConfig()
 	for _, opt := range opts {
@@ -140,19 +148,17 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	}
 	c.closeCtx, c.cancelClose = context.WithCancel(context.Background())
 	c.closing = c.closeCtx.Done()
-	hubOpts := []notify.Option{notify.WithOrphanHandler(c.orphan)}
-	if cfg.obs != nil {
-		hubOpts = append(hubOpts, notify.WithReconnectHandler(func(cause error) {
-			c.observe(context.Background(), mutex.Reconnect, "", mutex.Event{Err: cause})
-		}))
-	}
+	hubOpts := []notify.Option{notify.WithOrphanHandler(c.orphan), notify.WithReconnectHandler(func(cause error) {
+		c.lastFail.Store(&failure{err: cause, at: time.Now()})
+		c.observe(context.Background(), mutex.Reconnect, "", mutex.Event{Err: cause})
+	})}
 	if cfg.logger != nil {
 		hubOpts = append(hubOpts, notify.WithLogger(cfg.logger))
 	}
 	if c.hub, err = notify.Open(client, hubOpts...); err != nil {
 		return nil, err
 	}
-	c.x = executor{client: client, failed: c.reloadSlotsOn}
+	c.x = executor{client: client, failed: c.transportFailed}
 	c.renew = renewer{c: c, tick: max(cfg.ttl/12, time.Millisecond)}
 	return &Mutex[K]{core: c, encode: encode}, nil
 }
@@ -234,15 +240,22 @@ func reservation(l mutex.Lease, err error) (mutex.Reservation, error) {
 // Locker returns a [sync.Locker] for key, sharing state with every other
 // Locker of m for the same key (see [mutex.LockerSet]). Its Lock retries
 // Redis errors until it holds the lock, reporting each through
-// [WithLogger]; it panics on errors that retrying cannot heal (an invalid
-// key, m closed).
+// [WithLogger]. On an invalid key it panics; after Close it reports
+// [mutex.ErrClosed] to the logger and blocks until the process ends (see
+// [mutex.LockerSet.Locker] for why; use Lock with a ctx to get the error).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
+	if m.core == nil {
+		panic(errNotNew)
+	}
 	return m.lockers.Locker(m, key, func(k K, err error) {
 		m.logger().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
 	})
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try bool) (mutex.Lease, error) {
+	if m.core == nil {
+		return nil, errNotNew
+	}
 	if n < 1 || n > MaxReserve {
 		return nil, fmt.Errorf("distributed: %s: n = %d; want 1 <= n <= %d", op, n, MaxReserve)
 	}
@@ -259,6 +272,9 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 	}
 	return l, nil
 }
+
+// errNotNew is the error of a Mutex that New did not make.
+var errNotNew = errors.New("distributed: Mutex not created by New (the zero value is not usable): use New")
 
 // opErr is the one error wrapper of this package: the operation and the
 // key, then the cause.
@@ -282,8 +298,17 @@ func newID(n int) string {
 // shared Pub/Sub connection. It does not close the Redis client. Close
 // returns within the unlock timeout ([WithUnlockTimeout]) even if Redis
 // does not answer; releases that did not finish by then expire with
-// their TTL. Close is idempotent.
-func (m *Mutex[K]) Close() error { return m.core.close() }
+// their TTL. Other calls still in flight (a waiter that gave up leaving
+// the queue) are waited for only while Redis answers: with nothing held
+// and a Redis that does not answer, Close returns within a quarter
+// second, and those calls end in the background within the client's
+// timeouts. Close is idempotent.
+func (m *Mutex[K]) Close() error {
+	if m.core == nil {
+		return errNotNew
+	}
+	return m.core.close()
+}
 
 func (c *core) close() error {
 	c.closeOnce.Do(func() {
@@ -308,13 +333,18 @@ func (c *core) close() error {
 		// No orphan releases after this; Redis stalled, it may end
 		// after Close returned (within notify's grace, a second).
 		waitOr(deadline, func() { _ = c.hub.Close() })
-		select {
-		case <-c.x.wait():
-		case <-deadline:
-		}
+		// The calls still in flight (a waiter leaving the queue, say)
+		// are waited for while Redis answers them; with nothing held,
+		// a Redis that does not answer costs Close no more than
+		// closeStall.
+		c.x.drain(deadline, min(closeStall, c.cfg.unlockTimeout))
 	})
 	return nil
 }
+
+// closeStall is how long Close waits for background calls in flight while
+// none of them finishes: Redis is then taken not to answer.
+const closeStall = 250 * time.Millisecond
 
 // releaseAll releases the leases for Close, all at once (the executor
 // pipelines the calls), waiting for them until deadline.
@@ -415,6 +445,29 @@ func (c *core) publishSharded(ctx context.Context) (bool, error) {
 		c.sharded.Store(1)
 	}
 	return sharded, nil
+}
+
+// failure is a transport error and when it was seen.
+type failure struct {
+	err error
+	at  time.Time
+}
+
+// transportFailed is told about every transport error of a command.
+func (c *core) transportFailed(err error) {
+	c.lastFail.Store(&failure{err: err, at: time.Now()})
+	c.reloadSlotsOn(err)
+}
+
+// noReply is the error of a renewal sent at sent that got no reply before
+// its lease's validity ended: it names the last transport error seen
+// since a TTL before it, if any (the client may still be retrying a
+// refused connection, say).
+func (c *core) noReply(sent time.Time) error {
+	if f := c.lastFail.Load(); f != nil && !f.at.Before(sent.Add(-c.cfg.ttl)) {
+		return fmt.Errorf("no reply from Redis before the lease's validity ended (%w); the last transport error seen: %w", context.DeadlineExceeded, f.err)
+	}
+	return fmt.Errorf("no reply from Redis before the lease's validity ended: %w", context.DeadlineExceeded)
 }
 
 // reloadSlotsOn is told about every transport error of a command. On a

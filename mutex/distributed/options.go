@@ -27,6 +27,7 @@ type config struct {
 	obs           mutex.Observer
 	label         string
 	unlockTimeout time.Duration
+	serverCheck   bool // the one-time check of the servers' settings
 }
 
 // Defaults.
@@ -45,6 +46,7 @@ func defaultConfig() config {
 		pollInterval:  DefaultPollInterval,
 		label:         defaultLabel(),
 		unlockTimeout: DefaultUnlockTimeout,
+		serverCheck:   true,
 	}
 }
 
@@ -151,7 +153,8 @@ func WithKeyEncoder[K comparable](encode func(K) (string, error)) Option {
 // WithLogger sets the logger that receives what nobody else can be told:
 // failed lease renewals and leases found lost in the background (Warn),
 // releases that failed at Close, the errors the [sync.Locker] adapter
-// retries, and the shared Pub/Sub connection's losses. Errors a call
+// retries, the shared Pub/Sub connection's losses, and what the one-time
+// server check found (see [WithoutEvictionCheck]). Errors a call
 // returns are never logged too. l must not be nil: to discard, pass
 // slog.New(slog.DiscardHandler). The default is [slog.Default], looked
 // up at each report.
@@ -239,6 +242,26 @@ func WithUnlockTimeout(d time.Duration) Option {
 			return fmt.Errorf("distributed: WithUnlockTimeout(%v): the timeout must be positive", d)
 		}
 		c.unlockTimeout = d
+		return nil
+	}
+}
+
+// WithoutEvictionCheck skips the check that a Mutex makes once, at its
+// first Lock or TryLock (one round trip of INFO, to every master of a
+// Cluster): that no server can evict the library's keys. A server with a
+// memory limit (maxmemory) and any maxmemory-policy but noeviction may
+// evict a held lock, and another process then takes it while the first
+// still holds it: mutual exclusion breaks, and nothing tells either
+// holder in time. Every key of the library has a TTL, so the volatile-*
+// policies evict them first. The check logs a warning through
+// [WithLogger], once per server, naming the server and its policy; it
+// does not refuse the server (a managed service may not let you change
+// the policy). Through a plain client it also warns when the server is a
+// node of a Redis Cluster. Use this option to accept the risk, or where
+// INFO is refused. The default is to check.
+func WithoutEvictionCheck() Option {
+	return func(c *config) error {
+		c.serverCheck = false
 		return nil
 	}
 }

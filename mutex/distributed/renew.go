@@ -164,7 +164,7 @@ func (r *renewer) renew(batch []*lease) {
 			l.renewed(sent, c.res, c.err)
 		case <-ctx.Done():
 			cancel()
-			l.renewed(sent, nil, context.DeadlineExceeded)
+			l.renewed(sent, nil, r.c.noReply(sent))
 		}
 	}
 }

@@ -115,14 +115,20 @@ func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 // TryLock takes the lock for key only if no goroutine of this process
 // holds, waits for or contends for it and the remote grants it at once;
 // otherwise it returns an error satisfying errors.Is(err, [mutex.ErrLocked]).
+// Like Lock, it refuses the empty key of a string kind with an error
+// satisfying errors.Is(err, [mutex.ErrInvalidKey]), whatever the remote.
 func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, "trylock", key, true)
 }
 
 // Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
-// Errors it retries go to the [WithLogger] logger; on errors retrying
-// cannot heal (an invalid key, m closed) its Lock panics.
+// Errors it retries go to the [WithLogger] logger. On an invalid key its
+// Lock panics; after Close it reports [mutex.ErrClosed] to the logger and
+// blocks until the process ends (use Lock with a ctx to get the error).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
+	if m.remote == nil {
+		panic(errNotNew)
+	}
 	return m.lockers.Locker(m, key, func(key K, err error) {
 		m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
 	})
@@ -144,6 +150,12 @@ func (m *Mutex[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e m
 	m.obs.Observe(ctx, e)
 }
 
+// errNotNew is the error of a Mutex that New did not make.
+var errNotNew = errors.New("hybrid: Mutex not created by New (the zero value is not usable): use New")
+
+// errEmptyKey refuses the empty key, whatever the remote would do.
+var errEmptyKey = fmt.Errorf("%w: the empty key (refused by every implementation: Redis cannot name it)", mutex.ErrInvalidKey)
+
 // errClosed is what local waiters and later Locks get after Close.
 var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
 
@@ -154,8 +166,14 @@ func lockErr(op string, key any, err error) error {
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
+	if m.remote == nil {
+		return nil, errNotNew
+	}
 	if ctx == nil {
 		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
+	}
+	if keylock.EmptyKey(key) {
+		return nil, lockErr(op, key, errEmptyKey)
 	}
 	if m.obs == nil {
 		return m.lockLocal(ctx, op, key, try, nil)

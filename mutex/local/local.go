@@ -167,7 +167,9 @@ var unlocked = func() chan struct{} {
 
 // Lock blocks until the caller holds the lock for key or ctx is done. On
 // ctx end it returns an error satisfying errors.Is(err, ctx.Err()) and
-// does not hold the lock. The returned [mutex.Lease] has Token() strictly
+// does not hold the lock. The empty key of a string kind is refused with
+// an error satisfying errors.Is(err, [mutex.ErrInvalidKey]), as by every
+// implementation of [mutex.Keyed]. The returned [mutex.Lease] has Token() strictly
 // greater than every earlier lease's for key.
 func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, key, 1, true)
@@ -261,6 +263,9 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 	if ctx == nil {
 		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
 	}
+	if keylock.EmptyKey(key) {
+		return nil, lockErr(key, errEmptyKey)
+	}
 	if m.obs != nil {
 		return m.observedLock(ctx, key, n, wait)
 	}
@@ -322,6 +327,9 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	e.Value.obs, e.Value.since = m.obs, now
 	return newLease(e, tok), nil
 }
+
+// errEmptyKey refuses the empty key, as every implementation does.
+var errEmptyKey = fmt.Errorf("%w: the empty key (refused by every implementation: Redis cannot name it)", mutex.ErrInvalidKey)
 
 // lockErr is the one error wrapper of this package.
 func lockErr[K comparable](key K, err error) error {

@@ -27,6 +27,7 @@ type config struct {
 	obs           mutex.Observer
 	label         string
 	unlockTimeout time.Duration
+	maxHold       time.Duration // 0: none; see WithMaxHold
 }
 
 // Defaults.

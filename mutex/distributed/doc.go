@@ -119,6 +119,11 @@
 // [mutex.ErrLost]). Unlock of a lost lease still asks Redis to release
 // the key if it is somehow the lease's (a renewal that ran late).
 //
+// Renewal keeps a lease alive for as long as its process runs, even if
+// the holder hangs. [WithMaxHold] caps it: no renewal is sent past the
+// maximum hold, and the lease is lost at its next validity end, with
+// cause [ErrMaxHold].
+//
 // # Fencing tokens
 //
 // Each lease carries a token strictly greater than every token issued

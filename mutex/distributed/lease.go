@@ -42,6 +42,8 @@ type lease struct {
 	ending     bool                 // Unlock or Close has begun: no background loss any more
 	err        error                // nil while held; set once, when done is closed
 	after      map[*func()]struct{} // AfterDone functions, run when done closes
+	holdEnd    time.Time            // WithMaxHold: no renewal is sent from then on; zero: none
+	capped     bool                 // a renewal was not scheduled for holdEnd: lost at validity end with ErrMaxHold
 }
 
 func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.Time) *lease {
@@ -68,8 +70,11 @@ func (l *lease) start() {
 		l.expiry = time.AfterFunc(time.Until(l.validUntil), l.expire)
 		return
 	}
+	if l.c.cfg.maxHold > 0 {
+		l.holdEnd = l.got.Add(l.c.cfg.maxHold)
+	}
 	ttl := time.Duration(l.g.ttlMs) * time.Millisecond
-	l.c.renew.schedule(l, l.validUntil.Add(-ttl+ttl/3))
+	l.scheduleRenewalLocked(l.validUntil.Add(-ttl + ttl/3))
 }
 
 // finish ends the lease with err, unless it already ended; it reports
@@ -187,10 +192,14 @@ func (l *lease) unlock() error {
 		return fmt.Errorf("distributed: Unlock of %s: %w", l.nm.lock, mutex.ErrUnlocked)
 	}
 	l.ending = true
-	lost, valid := l.err, l.validUntil
+	lost, valid, capped := l.err, l.validUntil, l.capped
 	l.mu.Unlock()
 	if lost == nil && !time.Now().Before(valid) {
-		lost = l.lostErr(errors.New("its validity ran out before Unlock"))
+		reason := errors.New("its validity ran out before Unlock")
+		if capped {
+			reason = l.maxHoldErr(nil)
+		}
+		lost = l.lostErr(reason)
 		l.finish(lost)
 	}
 	if lost != nil {
@@ -322,7 +331,7 @@ func (l *lease) renewed(sent time.Time, res any, err error) {
 			l.expiry.Stop()
 			l.expiry = nil
 		}
-		l.c.renew.schedule(l, sent.Add(l.c.cfg.ttl/3))
+		l.scheduleRenewalLocked(sent.Add(l.c.cfg.ttl / 3))
 	case err == nil:
 		lost = errors.New("the renewal's ownership check failed: the key expired or another owner took it")
 	case isWrongType(err):
@@ -353,7 +362,7 @@ func (l *lease) retryLocked(err error) {
 		l.expiry = time.AfterFunc(max(left, 0), l.expire)
 	}
 	if left > 0 {
-		l.c.renew.schedule(l, time.Now().Add(min(l.backoff, left)))
+		l.scheduleRenewalLocked(time.Now().Add(min(l.backoff, left)))
 	}
 }
 
@@ -363,10 +372,14 @@ func (l *lease) retryLocked(err error) {
 // pause).
 func (l *lease) expire() {
 	l.mu.Lock()
-	lastErr := l.lastErr
+	lastErr, capped := l.lastErr, l.capped
 	stale := time.Now().Before(l.validUntil) // renewed meanwhile
 	l.mu.Unlock()
 	if stale {
+		return
+	}
+	if capped {
+		l.lose(l.maxHoldErr(lastErr), true)
 		return
 	}
 	if !l.c.cfg.renew {

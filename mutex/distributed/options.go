@@ -27,7 +27,8 @@ type config struct {
 	obs           mutex.Observer
 	label         string
 	unlockTimeout time.Duration
-	serverCheck   bool // the one-time check of the servers' settings
+	serverCheck   bool          // the one-time check of the servers' settings
+	maxHold       time.Duration // 0: none; see WithMaxHold
 }
 
 // Defaults.

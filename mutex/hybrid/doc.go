@@ -51,6 +51,21 @@
 // does. A lease's Done starts a goroutine that watches the remote lease
 // only when called.
 //
+// # Maximum hold
+//
+// To bound how long a hung holder keeps a key from other processes, give
+// the remote its cap: [distributed.WithMaxHold] stops renewing the remote
+// lease at that age, so it is lost at its next validity end, and the
+// local holder's lease is lost with it, its error satisfying both
+// errors.Is(err, [mutex.ErrLost]) and errors.Is(err,
+// [distributed.ErrMaxHold]). The age counts from the remote acquisition,
+// across the local handoffs of one turn (up to bound+1 critical sections,
+// [WithMaxLocalHandoffs]): choose a maximum hold above bound+1 times the
+// longest critical section expected, or a local holder that took the
+// remote lease late in its turn loses it early. Local waiters of the
+// hung holder's own process still wait for its Unlock (local exclusion
+// never ends by itself); other processes get the key.
+//
 // # Close
 //
 // [Mutex.Close] makes later Locks fail with [mutex.ErrClosed], wakes every
@@ -59,4 +74,7 @@
 // the Mutex holds, in parallel; a local holder's lease ends then as lost
 // (Err satisfies both ErrLost and ErrClosed). Close closes the remote only
 // with [WithOwnedRemote]; otherwise the caller owns it.
+//
+// [distributed.WithMaxHold]: https://pkg.go.dev/github.com/keyedmutex/keyedmutex/mutex/distributed#WithMaxHold
+// [distributed.ErrMaxHold]: https://pkg.go.dev/github.com/keyedmutex/keyedmutex/mutex/distributed#ErrMaxHold
 package hybrid

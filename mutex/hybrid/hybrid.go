@@ -777,11 +777,11 @@ func (l *lease[K]) unlock() error {
 			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
 		}
 		return lost
-	case errors.Is(err, mutex.ErrLost):
+	case errors.Is(err, mutex.ErrLost): // with the remote's reason
 		l.mu.Lock()
-		l.err = lockErr("lease", key, mutex.ErrLost)
+		l.err = lockErr("lease", key, err)
 		l.mu.Unlock()
-		return lockErr("unlock", key, mutex.ErrLost)
+		return lockErr("unlock", key, err)
 	case err != nil:
 		return lockErr("unlock", key, fmt.Errorf("release remote lease: %w", err))
 	}

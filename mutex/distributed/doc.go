@@ -52,6 +52,11 @@
 // are defined only past the fast paths, so an uncontended call sends one
 // argument and runs a few lines.
 //
+// The first acquire of each Mutex runs acquire.lua instead, so a Redis
+// user that may not run scripts fails at its first Lock, not at Unlock.
+// (Rights revoked later are seen at the next script: an Unlock then
+// fails, and the key expires at its TTL.)
+//
 // When the plain SET does not take the lock, acquire.lua does the rest:
 // it takes the lock if it is free after all (a free marker, or a queue
 // left behind a lock that expired, which it serves first); if another
@@ -135,7 +140,8 @@
 // to hand a lease on locally) starts at the clock and runs at most 1ms
 // ahead of it; the release of such a lease, while its tokens are still
 // ahead of the clock, leaves the free marker "~<last>" until the clock
-// has passed them (2ms at most), and the next holder's tokens start
+// has passed them (a few ms: Redis counts expiry in whole ms, so up to
+// 4ms after Unlock returns), and the next holder's tokens start
 // above it. So after a restart of a Redis without persistence, or a
 // failover to a replica that missed the last writes (each takes far
 // longer than 1ms), the clock alone floors new tokens above every

@@ -480,6 +480,10 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 		t.pttl, _ = r[3].(int64)
 		w.anchor = sent
 	default:
+		// A retried call (the client resent it after a lost reply) finds
+		// its own work done: the new waiter may hold the lock, so release
+		// it, as on the error path.
+		w.leave()
 		w.closeSub()
 		err := l.lostErr(errors.New("at Requeue the key had expired or another owner held it"))
 		l.finish(err)

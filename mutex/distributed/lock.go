@@ -122,7 +122,8 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 			r   acquireReply
 			err error
 		)
-		if w.c.plain.Load() {
+		plain := w.c.plain.Load()
+		if plain {
 			r, err = w.attemptPlain(ctx)
 		} else {
 			r, err = w.attempt(ctx, "try")
@@ -130,7 +131,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 				w.c.plainOK()
 			}
 		}
-		if err == nil && !r.held && try && w.c.plain.Load() {
+		if err == nil && !r.held && try && plain {
 			// Not taken: the script says why (held, queued, a pending
 			// queue to serve, a foreign value), or takes it after all.
 			sent = time.Now()

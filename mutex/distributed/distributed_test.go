@@ -196,7 +196,7 @@ func TestLeaseLoss(t *testing.T) {
 }
 
 // checkNothingHeld fails t unless every key under prefix is a free marker
-// with an expiry: no lock held, no queue left.
+// with an expiry (they live a few ms): no lock held, no queue left.
 func checkNothingHeld(t *testing.T, admin *redis.Client, prefix string) {
 	t.Helper()
 	bg := context.Background()
@@ -205,10 +205,14 @@ func checkNothingHeld(t *testing.T, admin *redis.Client, prefix string) {
 		t.Fatal(err)
 	}
 	for _, k := range keys {
-		if v := admin.Get(bg, k).Val(); !strings.HasPrefix(k, prefix+"{") || !strings.HasPrefix(v, "~") {
+		v, err := admin.Get(bg, k).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			// A free marker that expired since KEYS: they live a few ms.
+		case !strings.HasPrefix(k, prefix+"{") || !strings.HasPrefix(v, "~"):
 			t.Errorf("key %q = %q left; want only free markers", k, v)
-		} else if ttl := admin.PTTL(bg, k).Val(); ttl <= 0 {
-			t.Errorf("free marker %q has PTTL %v; want an expiry", k, ttl)
+		case admin.PTTL(bg, k).Val() == -1:
+			t.Errorf("free marker %q has no expiry; want one", k)
 		}
 	}
 }

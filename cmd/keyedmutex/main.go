@@ -710,6 +710,9 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
 			key, labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL), next)
 		line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+		if !isTerminal(o.stdin) {
+			fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
+		}
 		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
 			fmt.Fprintln(o.stderr, "keyedmutex release: not confirmed; nothing released")
 			return exitDeclined, nil
@@ -741,6 +744,16 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 	}
 	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", key, labelOrDash(res.Before.Label), res.Before.Owner, now)
 	return exitOK, nil
+}
+
+// isTerminal reports whether r is a terminal (a character device).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // ---- JSON -------------------------------------------------------------

@@ -34,3 +34,27 @@ func ExampleForceRelease() {
 	// released: <nil>
 	// locked: false
 }
+
+// ListKeys finds every held or queued key under a prefix, longest wait
+// first, by SCAN on every master.
+func ExampleListKeys() {
+	rdb, stop := startRedis()
+	defer stop()
+	m, _ := distributed.New[string](rdb, distributed.WithLabel("worker-7"))
+	defer m.Close()
+	ctx := context.Background()
+	for _, k := range []string{"order-17", "order-18", "invoice-9"} {
+		l, _ := m.Lock(ctx, k)
+		defer l.Unlock()
+	}
+	rs, err := distributed.ListKeys(ctx, rdb, distributed.DefaultPrefix, "order-*")
+	if err != nil {
+		panic(err)
+	}
+	for _, r := range rs {
+		fmt.Println(r.Key, r.Label, len(r.Queue))
+	}
+	// Output:
+	// order-17 worker-7 0
+	// order-18 worker-7 0
+}

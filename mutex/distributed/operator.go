@@ -41,6 +41,8 @@ type KeyReport struct {
 	Info
 	// Queue is the queue in FIFO order.
 	Queue []QueuedWaiter
+
+	clockUs int64 // the server clock (µs) when it was read
 }
 
 // Locked reports whether the key is held or has waiters.
@@ -191,7 +193,7 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 	out := make([]KeyReport, len(keys))
 	for i, k := range keys {
 		nm := namesFor(prefix, k)
-		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue}
+		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue, clockUs: nowUs}
 		c := cs[i]
 		for _, e := range []error{c.get.Err(), c.queue.Err()} {
 			if e != nil && !errors.Is(e, redis.Nil) {
@@ -353,7 +355,11 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	}
 	nm := namesFor(prefix, key)
 	sc := newScripts(DefaultTTL.Milliseconds(), prefix)
-	n, err := sc.release.Run(ctx, client, []string{nm.lock, nm.queue}, before.Owner, "a", "").Int64()
+	// The holder's tokens (a block of LockN's, for hybrid) run at most
+	// maxAhead past the clock at its acquisition, which came before the
+	// read: tokens issued after the release start above them.
+	top := strconv.FormatInt(before.clockUs+maxAhead, 10)
+	n, err := sc.release.Run(ctx, client, []string{nm.lock, nm.queue}, before.Owner, "a", "", top).Int64()
 	if err != nil {
 		if isWrongType(err) {
 			err = wrongType(nm, err)

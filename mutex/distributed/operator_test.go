@@ -116,3 +116,35 @@ func TestInspectKeysWrongType(t *testing.T) {
 		}
 	})
 }
+
+// TestForceReleaseTokens: a lease whose block of tokens runs ahead of the
+// server clock, broken at once, leaves the next holder's token above the
+// whole block (the release floors it as an Unlock would).
+func TestForceReleaseTokens(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		e.real() // miniredis's clock is not the microsecond clock tokens need
+		ctx := ctxT(t, time.Minute)
+		m := e.newMutex(t, WithLabel("block"))
+		client := e.client(t)
+		for i := range 20 {
+			key := keyedtest.Key(t)
+			r, err := m.LockN(ctx, key, maxAhead)
+			if err != nil {
+				t.Fatal(err)
+			}
+			top := r.Token() + r.Reserved() - 1
+			if _, err := ForceRelease(ctx, client, DefaultPrefix, key, "block"); err != nil {
+				t.Fatal(err)
+			}
+			l, err := m.Lock(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Token() <= top {
+				t.Fatalf("round %d: token after the forced release %d <= %d, the top of the broken lease's block", i, l.Token(), top)
+			}
+			l.Unlock()
+			r.Unlock()
+		}
+	})
+}

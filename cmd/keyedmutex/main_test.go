@@ -488,3 +488,28 @@ func TestCluster(t *testing.T) {
 		l.Unlock()
 	}
 }
+
+// TestSentinel: -sentinel-master finds the master through the Sentinels
+// in -addr.
+func TestSentinel(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	c := s.Client(t)
+	ctx := ctxT(t)
+	m := newMutex(t, c, distributed.WithLabel("via-sentinel"))
+	l, err := m.Lock(ctx, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	r := km(t, "", "-sentinel-master", s.MasterName(), "-addr", strings.Join(s.SentinelAddrs(), ","), "inspect", "-json", "s1")
+	r.want(t, 0, "inspect -sentinel-master")
+	var keys []jsonKey
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || len(keys) != 1 || keys[0].Holder == nil || keys[0].Holder.Label != "via-sentinel" {
+		t.Errorf("inspect -sentinel-master = %+v, %v; want s1 held by via-sentinel\n%s", keys, err, r.stdout)
+	}
+	r = km(t, "", "-sentinel-master", "no-such-master", "-addr", strings.Join(s.SentinelAddrs(), ","), "-timeout=2s", "list")
+	r.want(t, 1, "an unknown Sentinel master")
+	if !strings.Contains(r.stderr, "cannot reach Sentinel master") {
+		t.Errorf("an unknown Sentinel master: stderr %q; want it to say it cannot reach it", r.stderr)
+	}
+}

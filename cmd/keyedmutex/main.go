@@ -46,6 +46,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -282,8 +283,8 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // connect makes the client the flags describe.
 func (o *options) connect() (redis.UniversalClient, error) {
-	var db int
-	if _, err := fmt.Sscan(o.db, &db); err != nil || db < 0 {
+	db, err := strconv.Atoi(o.db)
+	if err != nil || db < 0 {
 		return nil, fmt.Errorf("-db %q: want a database number", o.db)
 	}
 	addrs := strings.Split(o.addr, ",")
@@ -709,7 +710,18 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 		}
 		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
 			key, labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL), next)
-		line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+		answer := make(chan string, 1)
+		go func() { // abandoned at an interrupt: the process exits
+			line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+			answer <- line
+		}()
+		var line string
+		select {
+		case line = <-answer:
+		case <-ctx.Done():
+			fmt.Fprintln(o.stderr, "\nkeyedmutex release: interrupted; nothing released")
+			return exitDeclined, nil
+		}
 		if !isTerminal(o.stdin) {
 			fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -511,5 +512,57 @@ func TestSentinel(t *testing.T) {
 	r.want(t, 1, "an unknown Sentinel master")
 	if !strings.Contains(r.stderr, "cannot reach Sentinel master") {
 		t.Errorf("an unknown Sentinel master: stderr %q; want it to say it cannot reach it", r.stderr)
+	}
+}
+
+// TestReleaseInterrupted: an interrupt at the prompt releases nothing and
+// exits 4 at once (the unanswered read does not hold the process).
+func TestReleaseInterrupted(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	m := newMutex(t, c, distributed.WithLabel("kept"))
+	l, err := m.Lock(ctx, "i")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+
+	cmd := exec.CommandContext(ctx, binary(t), "-addr="+srv.Addr(), "release", "i", "-holder", "kept")
+	stdin, err := cmd.StdinPipe() // never answered
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []byte
+	buf := make([]byte, 512)
+	for !bytes.Contains(seen, []byte("[y/N]")) {
+		n, err := stderr.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if err != nil {
+			t.Fatalf("no prompt before %v; stderr: %s", err, seen)
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(stderr)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+		t.Errorf("release interrupted at the prompt: %v; want exit code 4 (stderr: %s%s)", err, seen, rest)
+	}
+	if !strings.Contains(string(rest), "nothing released") {
+		t.Errorf("release interrupted at the prompt: stderr %q; want it to say nothing was released", rest)
+	}
+	if rs, err := distributed.InspectKeys(ctx, c, distributed.DefaultPrefix, "i"); err != nil || rs[0].Label != "kept" {
+		t.Errorf("after the interrupt: %+v, %v; want i still held by kept", rs, err)
 	}
 }

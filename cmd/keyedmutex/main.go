@@ -401,6 +401,43 @@ func (o *options) notLockedNote(ctx context.Context, client redis.UniversalClien
 	if t, err := client.Type(ctx, arg).Result(); err == nil && t != "none" {
 		return fmt.Sprintf("a Redis key %q exists (a %s): it is not a lock key; KEY is the key a Mutex locks, whose lock is %s{KEY}", arg, t, o.prefix)
 	}
+	if p := o.lockElsewhere(ctx, client, o.keyArg(arg)); p != "" {
+		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
+	}
+	return ""
+}
+
+// lockElsewhere looks, with a bounded SCAN of the server that serves the
+// key's hash tag, for a lock of key under another prefix, and returns
+// that prefix.
+func (o *options) lockElsewhere(ctx context.Context, client redis.UniversalClient, key string) string {
+	tag := strings.NewReplacer("%", "%25", "}", "%7D").Replace(key)
+	var node redis.Cmdable = client
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		n, err := cc.MasterForKey(ctx, o.prefix+"{"+tag+"}")
+		if err != nil {
+			return ""
+		}
+		node = n
+	}
+	suffix := "{" + tag + "}"
+	pattern := "*{" + strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(tag) + "}"
+	var cursor uint64
+	for range 10 {
+		page, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return ""
+		}
+		for _, name := range page {
+			p := strings.TrimSuffix(strings.TrimSuffix(name, suffix), "q:")
+			if k, _, _, ok := distributed.ParseKeyName(p, name); ok && k == key && p != o.prefix {
+				return p
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
 	return ""
 }
 

@@ -334,6 +334,18 @@ func TestErrors(t *testing.T) {
 	if !strings.Contains(r.stdout, "not a lock key") {
 		t.Errorf("inspect of a plain Redis key: stdout %q; want it to say it is not a lock key", r.stdout)
 	}
+	app := newMutex(t, c, distributed.WithPrefix("app:"))
+	la, err := app.Lock(ctx, "order-5*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer la.Unlock()
+	r = km(t, "", addr, "inspect", "order-5*")
+	r.want(t, 3, "inspect of a key locked under another prefix")
+	if !strings.Contains(r.stdout, `locked under prefix "app:"`) {
+		t.Errorf("inspect of a key locked under another prefix: stdout %q; want it to suggest -prefix app:", r.stdout)
+	}
+	km(t, "", addr, "-prefix=app:", "inspect", "order-5*").want(t, 0, "inspect under the right prefix")
 	r = km(t, "", addr, "inspect", "app:{order-1}")
 	r.want(t, 3, "inspect of a lock name under another prefix")
 	if !strings.Contains(r.stdout, `try -prefix "app:"`) {

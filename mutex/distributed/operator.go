@@ -83,7 +83,9 @@ type keyName struct {
 	head string
 }
 
-// keyNames are the forms of every kind the operator API knows.
+// keyNames are the forms of every kind the operator API knows. A kind is
+// added here (and to InspectKeys, which reads a kind's keys); ListKeys's
+// SCAN pattern, prefix*{match}, finds every form that ends with the tag.
 var keyNames = []keyName{
 	{KindMutex, "lock", "{"},
 	{KindMutex, "queue", "q:{"},
@@ -237,8 +239,8 @@ func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 // ListKeys finds, by SCAN (never KEYS) on every master of a Cluster, the
 // keys under prefix that are held or have waiters, and reports them
 // sorted by the wait of their queue's head, longest first (then by key).
-// match, if not empty, is a Redis glob pattern the key must match (the
-// encoded key; its '%' and '}' as the hash tag writes them: "%25", "%7D").
+// match, if not empty, is a Redis glob pattern the encoded key must match
+// ('%' and '}' in it stand for themselves, as in keys).
 func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match string) ([]KeyReport, error) {
 	if client == nil {
 		return nil, errors.New("distributed: ListKeys: nil Redis client")

@@ -193,6 +193,12 @@
 // included. A nil ctx is a programming error of another kind: it gets
 // an error that names it (not [mutex.ErrInvalidKey]).
 //
+// # Operators
+//
+// [InspectKeys], [ListKeys] and [ForceRelease] show and break the locks
+// of every process from a bare client and the prefix, by encoded key;
+// the keyedmutex command (cmd/keyedmutex) is built on them.
+//
 // # Compatibility
 //
 // Protocol v3 does not interoperate with v2 or v1 (v2 kept tokens and

@@ -1,0 +1,880 @@
+// Command keyedmutex shows and breaks the locks that
+// github.com/keyedmutex/keyedmutex/mutex/distributed keeps in Redis: who
+// holds a key, for how long still, who waits and since when; and it
+// releases a stuck holder's lock, handing it to the next waiter as an
+// Unlock would.
+//
+// Install it with
+//
+//	go install github.com/keyedmutex/keyedmutex/cmd/keyedmutex@latest
+//
+// Usage:
+//
+//	keyedmutex [connection flags] inspect KEY...
+//	keyedmutex [connection flags] list [-match PATTERN]
+//	keyedmutex [connection flags] watch [-interval D] KEY
+//	keyedmutex [connection flags] release [-yes] KEY -holder LABEL
+//
+// It connects like redis-cli: -addr host:port (several, comma-separated,
+// with -cluster or -sentinel-master), -user and -pass (or the
+// REDISCLI_AUTH environment variable), -db, -tls with -cacert and
+// -insecure. -prefix is the Mutexes' key prefix (distributed.WithPrefix;
+// "keyedmutex:" by default). KEY is the key as the Mutex encodes it (for
+// string keys, the key itself); a lock's Redis name is accepted too.
+// Every command takes -json, and flags may follow the command.
+//
+// Exit codes: 0 success; 1 an error (no server, WRONGTYPE, ...); 2 bad
+// usage; 3 nothing to do: a key not locked, nothing listed, or a lock not
+// held by the holder named; 4 a release not confirmed at the prompt.
+//
+// Protocol v3 stores no fencing token and no acquisition time (tokens
+// are the server's clock read while the lock is held), so neither can be
+// shown, and release cannot select a holder by token: name its label
+// (distributed.WithLabel; "host:pid" by default) or its owner id.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/mutex/distributed"
+	"github.com/redis/go-redis/v9"
+)
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitError    = 1
+	exitUsage    = 2
+	exitNothing  = 3 // not locked, nothing listed, held by another holder
+	exitDeclined = 4
+)
+
+func main() {
+	redis.SetLogger(quiet{}) // errors are reported once, with a hint
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// quiet drops go-redis's log lines (its dial retries).
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+const usageText = `keyedmutex shows and breaks the locks of keyedmutex/mutex/distributed in Redis.
+
+Usage:
+  keyedmutex [flags] inspect KEY...           holder, TTL and waiters of each key
+  keyedmutex [flags] list [-match PATTERN]    every held or queued key (SCAN), longest wait first
+  keyedmutex [flags] watch [-interval D] KEY  print each change of holder and queue until interrupted
+  keyedmutex [flags] release [-yes] KEY -holder LABEL
+                                              break the lock if LABEL (or owner id) holds it and
+                                              hand it to the next waiter; asks unless -yes
+
+KEY is the key as the Mutex encodes it (for string keys, the key itself);
+a lock's Redis name (PREFIX{KEY}) is accepted too. Flags may follow the
+command. Every command takes -json.
+
+Not stored, so not shown: fencing tokens and acquisition times (protocol
+v3 issues tokens from the server clock), so release has no -token: name
+the holder's label (WithLabel; "host:pid" by default) or owner id.
+
+Exit codes: 0 ok; 1 error (no server, WRONGTYPE, ...); 2 usage; 3 nothing
+to do (a key not locked, nothing listed, a lock not held by that holder);
+4 release not confirmed.
+
+Flags:
+`
+
+// options are the flags every command takes.
+type options struct {
+	addr, user, pass, db         string
+	tls, insecure                bool
+	cacert                       string
+	cluster                      bool
+	sentinelMaster, sentinelPass string
+	prefix                       string
+	timeout                      time.Duration
+	json                         bool
+
+	match    string        // list
+	interval time.Duration // watch
+	holder   string        // release
+	yes      bool          // release
+	token    string        // release: refused
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// register adds the connection flags to fs, with o's values as defaults
+// (so flags given before the command stay set).
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "addr", o.addr, "Redis `host:port`; comma-separated seeds with -cluster, Sentinel addresses with -sentinel-master")
+	fs.StringVar(&o.user, "user", o.user, "ACL `user` name")
+	fs.StringVar(&o.pass, "pass", o.pass, "`password` (default: $REDISCLI_AUTH)")
+	fs.StringVar(&o.db, "db", o.db, "database `number` (not with -cluster)")
+	fs.BoolVar(&o.tls, "tls", o.tls, "connect with TLS")
+	fs.StringVar(&o.cacert, "cacert", o.cacert, "CA certificate `file` for -tls (default: the system's)")
+	fs.BoolVar(&o.insecure, "insecure", o.insecure, "with -tls, do not verify the server's certificate")
+	fs.BoolVar(&o.cluster, "cluster", o.cluster, "Redis Cluster: -addr lists seed nodes; list scans every master")
+	fs.StringVar(&o.sentinelMaster, "sentinel-master", o.sentinelMaster, "Sentinel master `name`: -addr lists the Sentinels")
+	fs.StringVar(&o.sentinelPass, "sentinel-pass", o.sentinelPass, "Sentinel `password`, if the Sentinels need one")
+	fs.StringVar(&o.prefix, "prefix", o.prefix, "the Mutexes' key `prefix` (distributed.WithPrefix)")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "`timeout` of each round trip to Redis")
+	fs.BoolVar(&o.json, "json", o.json, "print JSON")
+}
+
+// run runs the command with args and returns its exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o := &options{
+		addr:     "127.0.0.1:6379",
+		db:       "0",
+		prefix:   distributed.DefaultPrefix,
+		timeout:  5 * time.Second,
+		interval: 250 * time.Millisecond,
+		stdin:    stdin, stdout: stdout, stderr: stderr,
+	}
+	top := flag.NewFlagSet("keyedmutex", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	o.register(top)
+	top.Usage = func() {
+		fmt.Fprint(stderr, usageText)
+		top.PrintDefaults()
+	}
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if top.NArg() == 0 {
+		top.Usage()
+		return exitUsage
+	}
+	cmd, rest := top.Arg(0), top.Args()[1:]
+	if cmd == "help" {
+		top.SetOutput(stdout)
+		fmt.Fprint(stdout, usageText)
+		top.PrintDefaults()
+		return exitOK
+	}
+	fs := flag.NewFlagSet("keyedmutex "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var synopsis string
+	switch cmd {
+	case "inspect":
+		synopsis = "inspect KEY..."
+	case "list":
+		synopsis = "list [-match PATTERN]"
+		fs.StringVar(&o.match, "match", "", "Redis glob `pattern` the keys must match (default: all)")
+	case "watch":
+		synopsis = "watch [-interval D] KEY"
+		fs.DurationVar(&o.interval, "interval", o.interval, "polling `interval`")
+	case "release":
+		synopsis = "release [-yes] KEY -holder LABEL"
+		fs.StringVar(&o.holder, "holder", "", "release only if this holder `label` (or owner id) holds the lock")
+		fs.BoolVar(&o.yes, "yes", false, "do not ask for confirmation")
+		fs.StringVar(&o.token, "token", "", "not supported: protocol v3 stores no fencing tokens; use -holder")
+	default:
+		fmt.Fprintf(stderr, "keyedmutex: unknown command %q (commands: inspect, list, watch, release; keyedmutex -h for help)\n", cmd)
+		return exitUsage
+	}
+	o.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: keyedmutex %s\n\nFlags (also accepted before the command):\n", synopsis)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, rest)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if o.pass == "" {
+		o.pass = os.Getenv("REDISCLI_AUTH")
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "keyedmutex %s: %s\nUsage: keyedmutex %s (keyedmutex %s -h for flags)\n", cmd, fmt.Sprintf(format, a...), synopsis, cmd)
+		return exitUsage
+	}
+	switch {
+	case cmd == "inspect" && len(pos) == 0:
+		return usage("no KEY given")
+	case cmd == "list" && len(pos) != 0:
+		return usage("unexpected arguments %q", pos)
+	case (cmd == "watch" || cmd == "release") && len(pos) != 1:
+		return usage("want exactly one KEY, got %d arguments", len(pos))
+	case cmd == "release" && o.token != "":
+		return usage("-token is not supported: protocol v3 stores no fencing tokens (they are the server's clock read at acquisition); name the holder with -holder LABEL")
+	case cmd == "release" && o.holder == "":
+		return usage("-holder LABEL is required: the lock is released only if that holder (its label or owner id) holds it")
+	case cmd == "watch" && o.interval <= 0:
+		return usage("-interval must be positive")
+	case o.timeout <= 0:
+		return usage("-timeout must be positive")
+	case strings.ContainsAny(o.prefix, "{}"):
+		return usage("-prefix %q: a prefix may not contain '{' or '}'", o.prefix)
+	case o.cluster && o.sentinelMaster != "":
+		return usage("-cluster and -sentinel-master exclude each other")
+	}
+	client, err := o.connect()
+	if err != nil {
+		return usage("%v", err)
+	}
+	defer client.Close()
+	if err := o.ping(ctx, client); err != nil {
+		fmt.Fprintf(stderr, "keyedmutex: %v\n", err)
+		return exitError
+	}
+	var code int
+	switch cmd {
+	case "inspect":
+		code, err = o.inspect(ctx, client, pos)
+	case "list":
+		code, err = o.list(ctx, client)
+	case "watch":
+		code, err = o.watch(ctx, client, pos[0])
+	case "release":
+		code, err = o.release(ctx, client, pos[0])
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "keyedmutex %s: %v\n", cmd, o.explain(err))
+	}
+	return code
+}
+
+// parseInterleaved parses fs's flags wherever they stand among args and
+// returns the other arguments; after "--" everything is an argument.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// connect makes the client the flags describe.
+func (o *options) connect() (redis.UniversalClient, error) {
+	db, err := strconv.Atoi(o.db)
+	if err != nil || db < 0 {
+		return nil, fmt.Errorf("-db %q: want a database number", o.db)
+	}
+	addrs := strings.Split(o.addr, ",")
+	for i := range addrs {
+		addrs[i] = strings.TrimSpace(addrs[i])
+		if addrs[i] == "" {
+			return nil, fmt.Errorf("-addr %q: an empty address", o.addr)
+		}
+	}
+	var tc *tls.Config
+	if o.tls {
+		tc = &tls.Config{InsecureSkipVerify: o.insecure}
+		if o.cacert != "" {
+			pem, err := os.ReadFile(o.cacert)
+			if err != nil {
+				return nil, fmt.Errorf("-cacert: %v", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-cacert %s: no PEM certificate in it", o.cacert)
+			}
+		}
+	} else if o.cacert != "" || o.insecure {
+		return nil, errors.New("-cacert and -insecure need -tls")
+	}
+	switch {
+	case o.cluster:
+		if db != 0 {
+			return nil, errors.New("-db: a Redis Cluster has database 0 only")
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: addrs, Username: o.user, Password: o.pass, TLSConfig: tc,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+		}), nil
+	case o.sentinelMaster != "":
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: o.sentinelMaster, SentinelAddrs: addrs, SentinelPassword: o.sentinelPass,
+			Username: o.user, Password: o.pass, DB: db, TLSConfig: tc,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+		}), nil
+	case len(addrs) > 1:
+		return nil, fmt.Errorf("-addr %q: several addresses need -cluster or -sentinel-master", o.addr)
+	}
+	return redis.NewClient(&redis.Options{
+		Addr: addrs[0], Username: o.user, Password: o.pass, DB: db, TLSConfig: tc,
+		DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+	}), nil
+}
+
+// where names the server(s) the flags point at.
+func (o *options) where() string {
+	switch {
+	case o.cluster:
+		return "the Redis Cluster at " + o.addr
+	case o.sentinelMaster != "":
+		return fmt.Sprintf("Sentinel master %q via %s", o.sentinelMaster, o.addr)
+	}
+	return "Redis at " + o.addr
+}
+
+// ping checks that the server answers, and with a plain client that it is
+// not a Cluster node.
+func (o *options) ping(ctx context.Context, client redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("cannot reach %s: %w", o.where(), o.explain(err))
+	}
+	if !o.cluster {
+		if info, err := client.Info(ctx, "cluster").Result(); err == nil && strings.Contains(info, "cluster_enabled:1") {
+			return fmt.Errorf("%s is a Redis Cluster node: add -cluster", o.where())
+		}
+	}
+	return nil
+}
+
+// explain adds a hint to the errors whose cause a person may not guess.
+func (o *options) explain(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") || strings.Contains(msg, "i/o timeout"):
+		return fmt.Errorf("%w (is the server running? -addr sets its address)", err)
+	case strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "WRONGPASS"):
+		return fmt.Errorf("%w (-user and -pass, or REDISCLI_AUTH, set the credentials)", err)
+	case strings.Contains(msg, "MOVED") || strings.Contains(msg, "CROSSSLOT"):
+		return fmt.Errorf("%w (the server is a Redis Cluster node: add -cluster)", err)
+	case errors.Is(err, distributed.ErrWrongType):
+		return fmt.Errorf("%w (something other than keyedmutex wrote these keys: -prefix may be wrong, or another program shares it)", err)
+	}
+	return err
+}
+
+// keyArg returns the encoded key of a command-line KEY: the key itself,
+// or the key of a lock's Redis name under the prefix.
+func (o *options) keyArg(arg string) string {
+	if k, kind, _, ok := distributed.ParseKeyName(o.prefix, arg); ok && kind == distributed.KindMutex {
+		return k
+	}
+	return arg
+}
+
+// notLockedNote explains a KEY that is not locked, when the argument
+// looks like something else: a Redis key of its own, or a lock's Redis
+// name under another prefix.
+func (o *options) notLockedNote(ctx context.Context, client redis.UniversalClient, arg string) string {
+	if i := strings.IndexByte(arg, '{'); i >= 0 && strings.HasSuffix(arg, "}") {
+		p := strings.TrimSuffix(arg[:i], "q:")
+		if k, _, _, ok := distributed.ParseKeyName(p, arg); ok && p != o.prefix {
+			return fmt.Sprintf("%q reads as the Redis name of key %q under prefix %q, not %q: try -prefix %q", arg, k, p, o.prefix, p)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if t, err := client.Type(ctx, arg).Result(); err == nil && t != "none" {
+		return fmt.Sprintf("a Redis key %q exists (a %s): it is not a lock key; KEY is the key a Mutex locks, whose lock is %s{KEY}", arg, t, o.prefix)
+	}
+	if p := o.lockElsewhere(ctx, client, o.keyArg(arg)); p != "" {
+		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
+	}
+	return ""
+}
+
+// lockElsewhere looks, with a bounded SCAN of the server that serves the
+// key's hash tag, for a lock of key under another prefix, and returns
+// that prefix.
+func (o *options) lockElsewhere(ctx context.Context, client redis.UniversalClient, key string) string {
+	tag := strings.NewReplacer("%", "%25", "}", "%7D").Replace(key)
+	var node redis.Cmdable = client
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		n, err := cc.MasterForKey(ctx, o.prefix+"{"+tag+"}")
+		if err != nil {
+			return ""
+		}
+		node = n
+	}
+	suffix := "{" + tag + "}"
+	pattern := "*{" + strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`, "]", `\]`).Replace(tag) + "}"
+	var cursor uint64
+	for range 10 {
+		page, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+		if err != nil {
+			return ""
+		}
+		for _, name := range page {
+			p := strings.TrimSuffix(strings.TrimSuffix(name, suffix), "q:")
+			if k, _, _, ok := distributed.ParseKeyName(p, name); ok && k == key && p != o.prefix {
+				return p
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	return ""
+}
+
+// ---- inspect ---------------------------------------------------------
+
+func (o *options) inspect(ctx context.Context, client redis.UniversalClient, args []string) (int, error) {
+	keys := make([]string, len(args))
+	for i, a := range args {
+		keys[i] = o.keyArg(a)
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.timeout)
+	rs, err := distributed.InspectKeys(cctx, client, o.prefix, keys...)
+	cancel()
+	if err != nil {
+		return exitError, err
+	}
+	code := exitOK
+	notes := make([]string, len(rs))
+	for i, r := range rs {
+		if !r.Locked() {
+			code = exitNothing
+			notes[i] = o.notLockedNote(ctx, client, args[i])
+		}
+	}
+	if o.json {
+		out := make([]jsonKey, len(rs))
+		for i, r := range rs {
+			out[i] = toJSON(r)
+			out[i].Note = notes[i]
+		}
+		return code, o.printJSON(out)
+	}
+	for i, r := range rs {
+		if i > 0 {
+			fmt.Fprintln(o.stdout)
+		}
+		o.printReport(r)
+		if notes[i] != "" {
+			fmt.Fprintf(o.stdout, "  note      %s\n", notes[i])
+		}
+	}
+	return code, nil
+}
+
+// printReport prints one key's lock, for a person.
+func (o *options) printReport(r distributed.KeyReport) {
+	w := o.stdout
+	fmt.Fprintf(w, "%s\n", r.Key)
+	fmt.Fprintf(w, "  lock      %s\n", r.LockKey)
+	switch {
+	case r.Held:
+		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
+	case r.Foreign:
+		fmt.Fprintf(w, "  holder    none: the lock key holds %q, a value keyedmutex did not write (ttl %s)\n", r.Value, fmtTTL(r.TTL))
+	case r.Waiters > 0:
+		fmt.Fprintf(w, "  holder    none (the holder's lock expired; the next waiter's poll serves the queue)\n")
+	default:
+		fmt.Fprintf(w, "  holder    none: not locked\n")
+	}
+	fmt.Fprintf(w, "  waiters   %d\n", len(r.Queue))
+	for i, q := range r.Queue {
+		dead := ""
+		if q.Dead {
+			dead = "  (dead: its waiter stopped refreshing it)"
+		}
+		fmt.Fprintf(w, "    %d  %s  waited %s  owner %s%s\n", i+1, labelOrDash(q.Label), fmtDur(q.Waited), q.Owner, dead)
+	}
+}
+
+func labelOrDash(l string) string {
+	if l == "" {
+		return "-"
+	}
+	return l
+}
+
+func fmtDur(d time.Duration) string {
+	if d >= 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func fmtTTL(d time.Duration) string {
+	if d < 0 {
+		return "none (never expires)"
+	}
+	return fmtDur(d)
+}
+
+// ---- list -------------------------------------------------------------
+
+func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, error) {
+	cctx, cancel := context.WithTimeout(ctx, 10*o.timeout)
+	rs, err := distributed.ListKeys(cctx, client, o.prefix, o.match)
+	cancel()
+	if err != nil {
+		return exitError, err
+	}
+	if o.json {
+		out := make([]jsonKey, len(rs))
+		for i, r := range rs {
+			out[i] = toJSON(r)
+		}
+		if err := o.printJSON(out); err != nil {
+			return exitError, err
+		}
+	} else if len(rs) > 0 {
+		tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY\tHOLDER\tTTL\tWAITERS\tLONGEST WAIT")
+		for _, r := range rs {
+			holder, ttl := "-", "-"
+			switch {
+			case r.Held:
+				holder, ttl = labelOrDash(r.Label), fmtTTL(r.TTL)
+			case r.Foreign:
+				holder, ttl = "(not keyedmutex's)", fmtTTL(r.TTL)
+			}
+			wait := "-"
+			if len(r.Queue) > 0 {
+				wait = fmtDur(r.LongestWait())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Key, holder, ttl, len(r.Queue), wait)
+		}
+		tw.Flush()
+	}
+	if len(rs) == 0 {
+		what := "no key held or waited for"
+		if o.match != "" {
+			what += fmt.Sprintf(" matching %q", o.match)
+		}
+		msg := fmt.Sprintf("%s under prefix %q in %s", what, o.prefix, o.where())
+		if hint := o.otherPrefixes(ctx, client); hint != "" {
+			msg += "; " + hint
+		}
+		fmt.Fprintln(o.stderr, "keyedmutex list: "+msg)
+		return exitNothing, nil
+	}
+	return exitOK, nil
+}
+
+// otherPrefixes looks, in a bounded SCAN of the first server, for lock
+// names under other prefixes, and suggests them.
+func (o *options) otherPrefixes(ctx context.Context, client redis.UniversalClient) string {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		var first redis.UniversalClient
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			if first == nil {
+				first = n
+			}
+			return nil
+		})
+		if first == nil {
+			return ""
+		}
+		client = first
+	}
+	found := map[string]bool{}
+	var cursor uint64
+	for range 10 {
+		page, next, err := client.Scan(ctx, cursor, "*{*}", 1000).Result()
+		if err != nil {
+			return ""
+		}
+		for _, name := range page {
+			i := strings.IndexByte(name, '{')
+			p := strings.TrimSuffix(name[:i], "q:")
+			if _, _, _, ok := distributed.ParseKeyName(p, name); ok && p != o.prefix {
+				found[p] = true
+			}
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	if len(found) == 0 {
+		return ""
+	}
+	ps := make([]string, 0, len(found))
+	for p := range found {
+		ps = append(ps, fmt.Sprintf("%q", p))
+	}
+	sort.Strings(ps)
+	return "keys named like locks exist under " + strings.Join(ps, ", ") + ": is -prefix right?"
+}
+
+// ---- watch ------------------------------------------------------------
+
+func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg string) (int, error) {
+	key := o.keyArg(arg)
+	if !o.json {
+		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", key, o.prefix+"{"+key+"}", o.interval)
+	}
+	last, lastErr := "", ""
+	t := time.NewTicker(o.interval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, o.timeout)
+		rs, err := distributed.InspectKeys(cctx, client, o.prefix, key)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return exitOK, nil
+		case err != nil:
+			if e := o.explain(err).Error(); e != lastErr {
+				fmt.Fprintf(o.stderr, "%s  keyedmutex watch: %s (retrying)\n", time.Now().Format("15:04:05.000"), e)
+				lastErr = e
+			}
+		default:
+			lastErr = ""
+			if s := signature(rs[0]); s != last {
+				last = s
+				if err := o.printChange(rs[0]); err != nil {
+					return exitError, err
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return exitOK, nil
+		case <-t.C:
+		}
+	}
+}
+
+// signature is what a change of which watch prints: holder and queue.
+func signature(r distributed.KeyReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %s %s %v %q|", r.Held, r.Owner, r.Label, r.Foreign, r.Value)
+	for _, q := range r.Queue {
+		fmt.Fprintf(&b, "%s %v,", q.Owner, q.Dead)
+	}
+	return b.String()
+}
+
+func (o *options) printChange(r distributed.KeyReport) error {
+	now := time.Now()
+	if o.json {
+		j := toJSON(r)
+		j.Time = now.UTC().Format(time.RFC3339Nano)
+		return o.printJSONLine(j)
+	}
+	var b strings.Builder
+	switch {
+	case r.Held:
+		fmt.Fprintf(&b, "held by %s (owner %s, ttl %s)", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
+	case r.Foreign:
+		fmt.Fprintf(&b, "not keyedmutex's: the lock key holds %q", r.Value)
+	case len(r.Queue) > 0:
+		b.WriteString("no holder")
+	default:
+		b.WriteString("free")
+	}
+	if len(r.Queue) > 0 {
+		labels := make([]string, len(r.Queue))
+		for i, q := range r.Queue {
+			labels[i] = labelOrDash(q.Label)
+			if q.Dead {
+				labels[i] += "(dead)"
+			}
+		}
+		fmt.Fprintf(&b, "; waiting: %s", strings.Join(labels, ", "))
+	}
+	_, err := fmt.Fprintf(o.stdout, "%s  %s\n", now.Format("15:04:05.000"), b.String())
+	return err
+}
+
+// ---- release ----------------------------------------------------------
+
+func (o *options) release(ctx context.Context, client redis.UniversalClient, arg string) (int, error) {
+	key := o.keyArg(arg)
+	cctx, cancel := context.WithTimeout(ctx, o.timeout)
+	rs, err := distributed.InspectKeys(cctx, client, o.prefix, key)
+	cancel()
+	if err != nil {
+		return exitError, err
+	}
+	r := rs[0]
+	if !r.Held || (r.Label != o.holder && r.Owner != o.holder) {
+		// Refused before asking (ForceRelease checks again, atomically).
+		var err error
+		switch {
+		case r.Foreign:
+			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q; nothing released", key, r.LockKey, r.Value)
+		case !r.Held:
+			err = fmt.Errorf("%q is not locked (no holder in %s); nothing released", key, r.LockKey)
+			if n := o.notLockedNote(ctx, client, arg); n != "" && !r.Locked() {
+				err = fmt.Errorf("%w; %s", err, n)
+			}
+		default:
+			err = fmt.Errorf("%q is held by %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), r.Owner, o.holder)
+		}
+		if o.json {
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: toJSON(r)})
+		}
+		return exitNothing, err
+	}
+	if !o.yes {
+		next := "nobody waits: the key becomes free"
+		for _, q := range r.Queue {
+			if !q.Dead {
+				next = "the next waiter, " + labelOrDash(q.Label) + ", gets it"
+				break
+			}
+		}
+		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
+			key, labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL), next)
+		answer := make(chan string, 1)
+		go func() { // abandoned at an interrupt: the process exits
+			line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+			answer <- line
+		}()
+		var line string
+		select {
+		case line = <-answer:
+		case <-ctx.Done():
+			fmt.Fprintln(o.stderr, "\nkeyedmutex release: interrupted; nothing released")
+			return exitDeclined, nil
+		}
+		if !isTerminal(o.stdin) {
+			fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
+		}
+		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+			fmt.Fprintln(o.stderr, "keyedmutex release: not confirmed; nothing released")
+			return exitDeclined, nil
+		}
+	}
+	cctx, cancel = context.WithTimeout(ctx, o.timeout)
+	res, err := distributed.ForceRelease(cctx, client, o.prefix, key, o.holder)
+	cancel()
+	if err != nil {
+		code := exitError
+		if errors.Is(err, distributed.ErrNotLocked) || errors.Is(err, distributed.ErrHeldByOther) {
+			code = exitNothing
+		}
+		if o.json {
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: toJSON(res.Before)})
+		}
+		return code, err
+	}
+	if o.json {
+		after := toJSON(res.After)
+		return exitOK, o.printJSON(jsonRelease{Key: key, Released: true, Before: toJSON(res.Before), After: &after})
+	}
+	now := "now free"
+	switch a := res.After; {
+	case a.Held:
+		now = "now held by " + labelOrDash(a.Label) + " (owner " + a.Owner + ")"
+	case a.Locked():
+		now = fmt.Sprintf("now without holder, %d waiting", len(a.Queue))
+	}
+	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", key, labelOrDash(res.Before.Label), res.Before.Owner, now)
+	return exitOK, nil
+}
+
+// isTerminal reports whether r is a terminal (a character device).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// ---- JSON -------------------------------------------------------------
+
+type jsonHolder struct {
+	Owner string `json:"owner"`
+	Label string `json:"label"`
+	TTLMs int64  `json:"ttl_ms"` // -1: no expiry
+}
+
+type jsonWaiter struct {
+	Owner    string `json:"owner"`
+	Label    string `json:"label"`
+	Mutex    string `json:"mutex"`
+	WaitedMs int64  `json:"waited_ms"`
+	Dead     bool   `json:"dead,omitempty"`
+}
+
+type jsonKey struct {
+	Time     string       `json:"time,omitempty"` // watch only
+	Key      string       `json:"key"`
+	Kind     string       `json:"kind"`
+	LockKey  string       `json:"lock_key"`
+	QueueKey string       `json:"queue_key"`
+	State    string       `json:"state"` // held, queued (waiters, no holder), free, foreign
+	Holder   *jsonHolder  `json:"holder"`
+	Waiters  []jsonWaiter `json:"waiters"`
+	Value    string       `json:"value,omitempty"` // foreign only
+	Note     string       `json:"note,omitempty"`
+}
+
+type jsonRelease struct {
+	Key      string   `json:"key"`
+	Released bool     `json:"released"`
+	Reason   string   `json:"reason,omitempty"`
+	Before   jsonKey  `json:"before"`
+	After    *jsonKey `json:"after,omitempty"`
+}
+
+func toJSON(r distributed.KeyReport) jsonKey {
+	j := jsonKey{Key: r.Key, Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
+	switch {
+	case r.Held:
+		j.State = "held"
+		j.Holder = &jsonHolder{Owner: r.Owner, Label: r.Label, TTLMs: ttlMs(r.TTL)}
+	case r.Foreign:
+		j.State, j.Value = "foreign", r.Value
+	case r.Waiters > 0:
+		j.State = "queued"
+	default:
+		j.State = "free"
+	}
+	for _, q := range r.Queue {
+		j.Waiters = append(j.Waiters, jsonWaiter{Owner: q.Owner, Label: q.Label, Mutex: q.MutexID, WaitedMs: q.Waited.Milliseconds(), Dead: q.Dead})
+	}
+	return j
+}
+
+func ttlMs(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return d.Milliseconds()
+}
+
+func (o *options) printJSON(v any) error {
+	enc := json.NewEncoder(o.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printJSONLine prints v on one line (watch: one line per change).
+func (o *options) printJSONLine(v any) error {
+	return json.NewEncoder(o.stdout).Encode(v)
+}

@@ -1,0 +1,390 @@
+package distributed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The operator API: what a person on call (or the keyedmutex command)
+// needs to see and break the locks of any process, without a Mutex and
+// without knowing the key layout. Its functions take a client, the prefix
+// the Mutexes use ([WithPrefix]; [DefaultPrefix] by default) and keys as
+// encoded strings (what [WithKeyEncoder] makes of them; for string keys,
+// the keys themselves).
+
+// Kind names a kind of lock whose Redis names the operator API knows.
+type Kind string
+
+// KindMutex is the kind of a [Mutex]'s locks: a lock key (a string) and
+// a queue key (a sorted set). Other kinds (a reader/writer lock) may be
+// added; [ListKeys] reports only the kinds it knows.
+const KindMutex Kind = "mutex"
+
+// KeyReport is an operator's view of one key's lock.
+type KeyReport struct {
+	// Key is the encoded key; Kind the kind of lock.
+	Key  string
+	Kind Kind
+	// LockKey and QueueKey are its Redis names.
+	LockKey, QueueKey string
+	// Info is what [Mutex.Inspect] reports (Waiters: the queue's length).
+	// No fencing token and no acquisition time is stored (protocol v3:
+	// tokens are the server clock read while the lock is held).
+	Info
+	// Queue is the queue in FIFO order.
+	Queue []QueuedWaiter
+
+	clockUs int64 // the server clock (µs) when it was read
+}
+
+// Locked reports whether the key is held or has waiters.
+func (r KeyReport) Locked() bool { return r.Held || r.Waiters > 0 }
+
+// LongestWait is how long the head of the queue has waited; 0 without
+// waiters.
+func (r KeyReport) LongestWait() time.Duration {
+	if len(r.Queue) == 0 {
+		return 0
+	}
+	return r.Queue[0].Waited
+}
+
+// QueuedWaiter is one entry of a key's queue.
+type QueuedWaiter struct {
+	// Owner is the waiter's owner id (one per Lock call); Label names its
+	// process ([WithLabel]); MutexID names its Mutex.
+	Owner, Label, MutexID string
+	// Waited is how long it has been queued, by the server's clock.
+	Waited time.Duration
+	// Dead reports an entry its waiter stopped refreshing (a crashed or
+	// partitioned process): it is skipped when it reaches the head.
+	Dead bool
+}
+
+// ErrNotLocked is returned by [ForceRelease] for a key nobody holds.
+var ErrNotLocked = errors.New("distributed: the key is not locked")
+
+// ErrHeldByOther is returned by [ForceRelease] for a key held by a holder
+// other than the one named.
+var ErrHeldByOther = errors.New("distributed: the key is held by another holder")
+
+// keyName is one Redis name form of a kind of lock: prefix + head + tag + "}".
+type keyName struct {
+	kind Kind
+	part string // "lock", "queue"
+	head string
+}
+
+// keyNames are the forms of every kind the operator API knows. A kind is
+// added here (and to InspectKeys, which reads a kind's keys); ListKeys's
+// SCAN pattern, prefix*{match}, finds every form that ends with the tag.
+var keyNames = []keyName{
+	{KindMutex, "lock", "{"},
+	{KindMutex, "queue", "q:{"},
+}
+
+// ParseKeyName returns the encoded key, the kind of lock and the part
+// ("lock", "queue") of the Redis name name under prefix, or ok false if
+// name is not the name of a lock of a known kind under prefix.
+func ParseKeyName(prefix, name string) (key string, kind Kind, part string, ok bool) {
+	rest, found := strings.CutPrefix(name, prefix)
+	if !found || !strings.HasSuffix(rest, "}") {
+		return "", "", "", false
+	}
+	for _, f := range keyNames {
+		if tag, found := strings.CutPrefix(rest, f.head); found {
+			key, err := unescapeTag(tag[:len(tag)-1])
+			if err != nil || key == "" {
+				return "", "", "", false
+			}
+			return key, f.kind, f.part, true
+		}
+	}
+	return "", "", "", false
+}
+
+// unescapeTag inverts escapeTag.
+func unescapeTag(tag string) (string, error) {
+	if strings.ContainsRune(tag, '}') {
+		return "", errors.New("'}' in a hash tag")
+	}
+	if !strings.Contains(tag, "%") {
+		return tag, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(tag); i++ {
+		if tag[i] != '%' {
+			b.WriteByte(tag[i])
+			continue
+		}
+		switch {
+		case strings.HasPrefix(tag[i:], "%25"):
+			b.WriteByte('%')
+		case strings.HasPrefix(tag[i:], "%7D"):
+			b.WriteByte('}')
+		default:
+			return "", errors.New("bad escape in a hash tag")
+		}
+		i += 2
+	}
+	return b.String(), nil
+}
+
+// InspectKeys reports the locks of keys under prefix, in one pipeline of
+// read-only commands (GET, PTTL, ZRANGE, TIME). A key nobody holds or
+// waits for reports Locked false. A key whose lock or queue holds a value
+// of another type gets an error satisfying errors.Is(err, [ErrWrongType]),
+// naming both.
+func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix string, keys ...string) ([]KeyReport, error) {
+	if client == nil {
+		return nil, errors.New("distributed: InspectKeys: nil Redis client")
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("distributed: InspectKeys: prefix %q: a prefix may not contain '{' or '}'", prefix)
+	}
+	for _, k := range keys {
+		if err := checkEncoded(k); err != nil {
+			return nil, fmt.Errorf("distributed: InspectKeys: key %q: %w", k, err)
+		}
+	}
+	out := make([]KeyReport, 0, len(keys))
+	const chunk = 256
+	for len(keys) > 0 {
+		n := min(len(keys), chunk)
+		rs, err := inspectChunk(ctx, client, prefix, keys[:n])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+		keys = keys[n:]
+	}
+	return out, nil
+}
+
+func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix string, keys []string) ([]KeyReport, error) {
+	type cmds struct {
+		get   *redis.StringCmd
+		pttl  *redis.DurationCmd
+		queue *redis.ZSliceCmd
+	}
+	cs := make([]cmds, len(keys))
+	var now *redis.TimeCmd
+	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			nm := namesFor(prefix, k)
+			cs[i] = cmds{p.Get(ctx, nm.lock), p.PTTL(ctx, nm.lock), p.ZRangeWithScores(ctx, nm.queue, 0, -1)}
+		}
+		now = p.Time(ctx)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+		return nil, fmt.Errorf("distributed: inspect: %w", err)
+	}
+	if err := now.Err(); err != nil {
+		return nil, fmt.Errorf("distributed: inspect: TIME: %w", err)
+	}
+	nowUs := now.Val().UnixMicro()
+	out := make([]KeyReport, len(keys))
+	for i, k := range keys {
+		nm := namesFor(prefix, k)
+		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue, clockUs: nowUs}
+		c := cs[i]
+		for _, e := range []error{c.get.Err(), c.queue.Err()} {
+			if e != nil && !errors.Is(e, redis.Nil) {
+				if isWrongType(e) {
+					return nil, fmt.Errorf("distributed: inspect %q: %w", k, wrongType(nm, e))
+				}
+				return nil, fmt.Errorf("distributed: inspect %q: %w", k, e)
+			}
+		}
+		for _, z := range c.queue.Val() {
+			member, _ := z.Member.(string)
+			r.Queue = append(r.Queue, parseEntry(member, int64(z.Score), nowUs))
+		}
+		r.Waiters = int64(len(r.Queue))
+		if v, err := c.get.Result(); err == nil {
+			parseHolding(v, &r.Info)
+			if r.Held || r.Foreign {
+				r.TTL = c.pttl.Val()
+			} else {
+				r.MarkerTTL = c.pttl.Val()
+			}
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// parseEntry parses a queue member joined at score (server µs), at now.
+func parseEntry(member string, score, nowUs int64) QueuedWaiter {
+	f := strings.Split(member, " ")
+	w := QueuedWaiter{Owner: get(f, 0), MutexID: get(f, 1), Label: get(f, 5)}
+	if score > 0 && nowUs > score {
+		w.Waited = time.Duration(nowUs-score) * time.Microsecond
+	}
+	if dl, err := strconv.ParseInt(get(f, 6), 10, 64); err == nil && dl < nowUs/1000 {
+		w.Dead = true
+	}
+	return w
+}
+
+// ListKeys finds, by SCAN (never KEYS) on every master of a Cluster, the
+// keys under prefix that are held or have waiters, and reports them
+// sorted by the wait of their queue's head, longest first (then by key).
+// match, if not empty, is a Redis glob pattern the encoded key must match
+// ('%' and '}' in it stand for themselves, as in keys).
+func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match string) ([]KeyReport, error) {
+	if client == nil {
+		return nil, errors.New("distributed: ListKeys: nil Redis client")
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("distributed: ListKeys: prefix %q: a prefix may not contain '{' or '}'", prefix)
+	}
+	if match == "" {
+		match = "*"
+	}
+	pattern := globEscape(prefix) + "*{" + escapeTag(match) + "}"
+	seen := map[string]bool{}
+	var keys []string
+	var mu sync.Mutex // ForEachMaster scans the masters concurrently
+	scan := func(ctx context.Context, node redis.Cmdable) error {
+		var cursor uint64
+		for {
+			page, next, err := node.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for _, name := range page {
+				if k, kind, _, ok := ParseKeyName(prefix, name); ok && kind == KindMutex && !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+			mu.Unlock()
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	}
+	var err error
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, client)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("distributed: ListKeys: SCAN: %w", err)
+	}
+	rs, err := InspectKeys(ctx, client, prefix, keys...)
+	if err != nil {
+		return nil, err
+	}
+	out := rs[:0]
+	for _, r := range rs {
+		if r.Locked() {
+			out = append(out, r) // a key released since the SCAN is left out
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := out[i].LongestWait(), out[j].LongestWait(); a != b {
+			return a > b
+		}
+		return out[i].Key < out[j].Key
+	})
+	return out, nil
+}
+
+// globEscape escapes the glob characters of s for a SCAN MATCH pattern.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(`*?[]\`, s[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// ReleaseResult is what [ForceRelease] did.
+type ReleaseResult struct {
+	// Before is the key as found; After as left (held by the next waiter,
+	// or free), read after the release: zero if that read failed.
+	Before, After KeyReport
+}
+
+// ForceRelease breaks key's lock if its holder is holder (the holder's
+// label, [WithLabel], or its owner id), and hands it to the first live
+// waiter exactly as an Unlock would (release.lua in its abort mode, by
+// owner id, so a lock that changed hands meanwhile is left alone). The
+// old holder's lease finds its loss at its next renewal (within a third
+// of its TTL) or at its Unlock: errors.Is(err, [mutex.ErrLost]).
+//
+// A key nobody holds gets an error satisfying errors.Is(err,
+// [ErrNotLocked]); one held by another holder, errors.Is(err,
+// [ErrHeldByOther]), naming it. Protocol v3 stores no fencing tokens, so
+// a holder cannot be named by token.
+func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key, holder string) (ReleaseResult, error) {
+	if holder == "" {
+		return ReleaseResult{}, errors.New("distributed: ForceRelease: empty holder: name the holder's label or owner id")
+	}
+	rs, err := InspectKeys(ctx, client, prefix, key)
+	if err != nil {
+		return ReleaseResult{}, err
+	}
+	before := rs[0]
+	res := ReleaseResult{Before: before, After: before}
+	switch {
+	case before.Foreign:
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w: %s holds %q, a value this library did not write", key, ErrNotLocked, before.LockKey, before.Value)
+	case !before.Held:
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w (%s: no holder)", key, ErrNotLocked, before.LockKey)
+	case before.Label != holder && before.Owner != holder:
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w: held by %s, not %s", key, ErrHeldByOther, holderName(before.Info), holder)
+	}
+	nm := namesFor(prefix, key)
+	sc := newScripts(DefaultTTL.Milliseconds(), prefix)
+	// The holder's tokens (a block of LockN's, for hybrid) run at most
+	// maxAhead past the clock at its acquisition, which came before the
+	// read: tokens issued after the release start above them.
+	top := strconv.FormatInt(before.clockUs+maxAhead, 10)
+	n, err := sc.release.Run(ctx, client, []string{nm.lock, nm.queue}, before.Owner, "a", "", top).Int64()
+	if err != nil {
+		if isWrongType(err) {
+			err = wrongType(nm, err)
+		}
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w", key, err)
+	}
+	switch n {
+	case 0:
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w: the lock changed hands before the release", key, ErrHeldByOther)
+	case 2:
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w: the lock expired before the release", key, ErrNotLocked)
+	}
+	res.After = KeyReport{}
+	if rs, err = InspectKeys(ctx, client, prefix, key); err == nil {
+		res.After = rs[0]
+	}
+	return res, nil
+}
+
+// holderName names the holder of info: its label and owner id.
+func holderName(info Info) string {
+	if info.Label == "" {
+		return "owner " + info.Owner
+	}
+	return info.Label + " (owner " + info.Owner + ")"
+}

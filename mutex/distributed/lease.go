@@ -436,6 +436,9 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	if n < 1 || n > MaxReserve {
 		return nil, fmt.Errorf("distributed: Requeue: n = %d; want 1 <= n <= %d", n, MaxReserve)
 	}
+	if l.nm.readers != "" {
+		return nil, remote.ErrUnavailable // an RWMutex's lease: unlock, then lock
+	}
 	c := l.c
 	w := &waiter{c: c, enc: l.enc, nm: l.nm, owner: newID(16), n: n}
 	if w.sub = c.hub.Join(w.nm.channel(c.id), w.owner); w.sub == nil {

@@ -28,7 +28,7 @@ func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bo
 	defer c.calls.Done()
 	c.checkServers(ctx)
 
-	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
+	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: c.namesFor(enc), owner: newID(16), n: n}
 	if c.cfg.obs == nil {
 		l, err := w.lock(ctx, try)
 		return c.settle(ctx, op, w, l, err)
@@ -439,7 +439,7 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
 		return &call{
 			script:  w.c.sc.acquire,
-			keys:    []string{w.nm.lock, w.nm.queue},
+			keys:    w.nm.keys(),
 			args:    args,
 			abandon: w.abandoned,
 		}
@@ -531,7 +531,7 @@ func (c *core) orphan(channel, owner, payload string) {
 	if closed {
 		return // Close's own release pass handles what is left
 	}
-	nm, ok := namesOfChannel(c.cfg.prefix, channel, c.id)
+	nm, ok := c.namesOfChannel(channel)
 	if !ok {
 		return
 	}
@@ -552,7 +552,7 @@ func (c *core) unlockCall(nm names, g grant, id string, behind bool) *call {
 func (c *core) releaseCall(nm names, args ...any) *call {
 	return &call{
 		script: c.sc.release,
-		keys:   []string{nm.lock, nm.queue},
+		keys:   nm.keys(),
 		args:   args,
 	}
 }

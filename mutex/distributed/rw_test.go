@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -169,4 +169,328 @@ func TestRWAndMutexAreDifferentLocks(t *testing.T) {
 	mustUnlock(t, "rw", w)
 }
 
-var _ = sync.Mutex{}
+// FIFO: a writer that queues holds back every reader that comes after
+// it (no writer starvation), and those readers are admitted together
+// once it unlocks.
+func TestRWFIFONoWriterStarvation(t *testing.T) {
+	srv, admin := rwEnv(t)
+	a, b := rwProcess(t, srv), rwProcess(t, srv)
+	ctx := ctxT(t, 20*time.Second)
+	r0, err := a.RLock(ctx, "k")
+	r0 = mustLease(t, "RLock", r0, err)
+	w := acquireAsync(func() (mutex.Lease, error) { return b.Lock(ctx, "k") })
+	waitQueued(t, admin, "k", 1)
+	if _, err := a.TryRLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Fatalf("TryRLock behind a queued writer = %v; want ErrLocked", err)
+	}
+	var readers []<-chan leaseResult
+	for i := range 4 {
+		m := a
+		if i%2 == 1 {
+			m = b
+		}
+		readers = append(readers, acquireAsync(func() (mutex.Lease, error) { return m.RLock(ctx, "k") }))
+		waitQueued(t, admin, "k", int64(2+i))
+	}
+	for i, r := range readers {
+		notYet(t, r, fmt.Sprintf("reader %d behind a queued writer", i))
+	}
+	notYet(t, w, "writer behind a reader")
+	mustUnlock(t, "r0", r0)
+	wl := await(t, w, "writer once the reader left")
+	for i, r := range readers {
+		notYet(t, r, fmt.Sprintf("reader %d while the writer holds", i))
+	}
+	mustUnlock(t, "writer", wl)
+	var held []mutex.Lease
+	for i, r := range readers {
+		held = append(held, await(t, r, fmt.Sprintf("reader %d after the writer", i)))
+	}
+	// All four hold at once.
+	for i, l := range held {
+		if err := l.Err(); err != nil {
+			t.Errorf("reader %d: Err() = %v while all should hold", i, err)
+		}
+	}
+	for i, l := range held {
+		mustUnlock(t, fmt.Sprintf("reader %d", i), l)
+	}
+	if n := queueLen(t, admin, "k"); n != 0 {
+		t.Errorf("queue has %d entries after every waiter was served", n)
+	}
+	if keys := admin.Keys(context.Background(), "*").Val(); len(keys) != 0 {
+		t.Errorf("keys left after every lease was released: %v", keys)
+	}
+}
+
+// A release that admits a run of readers sends one grant message per
+// waiting Mutex, not per reader.
+func TestRWOneGrantPerMutex(t *testing.T) {
+	srv, admin := rwEnv(t)
+	x, a, b := rwProcess(t, srv), rwProcess(t, srv), rwProcess(t, srv)
+	ctx := ctxT(t, 20*time.Second)
+	w, err := x.Lock(ctx, "k")
+	w = mustLease(t, "Lock", w, err)
+	var readers []<-chan leaseResult
+	for i := range 8 {
+		m := a
+		if i%3 == 2 {
+			m = b
+		}
+		readers = append(readers, acquireAsync(func() (mutex.Lease, error) { return m.RLock(ctx, "k") }))
+	}
+	waitQueued(t, admin, "k", 8)
+	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mustUnlock(t, "writer", w)
+	var held []mutex.Lease
+	for i, r := range readers {
+		held = append(held, await(t, r, fmt.Sprintf("reader %d", i)))
+	}
+	stats, err := redistest.CommandStats(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stats["publish"] + stats["spublish"]; got != 2 {
+		t.Errorf("grant messages for 8 readers of 2 Mutexes = %d; want 2 (stats %v)", got, stats)
+	}
+	toks := map[uint64]bool{}
+	for _, l := range held {
+		toks[l.Token()] = true
+		mustUnlock(t, "reader", l)
+	}
+	if len(toks) != 1 {
+		t.Errorf("readers admitted in one run have tokens %v; want one token", toks)
+	}
+}
+
+// Cancelling a waiter at any point of the queue leaves no entry, and
+// gives its turn to whoever is next: readers held back by a cancelled
+// writer are admitted.
+func TestRWCancelGivesTurnBack(t *testing.T) {
+	srv, admin := rwEnv(t)
+	a, b := rwProcess(t, srv), rwProcess(t, srv)
+	ctx := ctxT(t, 20*time.Second)
+	r0, err := a.RLock(ctx, "k")
+	r0 = mustLease(t, "RLock", r0, err)
+
+	wctx, cancelW := context.WithCancel(ctx)
+	w := acquireAsync(func() (mutex.Lease, error) { return b.Lock(wctx, "k") })
+	waitQueued(t, admin, "k", 1)
+	rctx, cancelR := context.WithCancel(ctx)
+	r1 := acquireAsync(func() (mutex.Lease, error) { return a.RLock(rctx, "k") })
+	waitQueued(t, admin, "k", 2)
+	r2 := acquireAsync(func() (mutex.Lease, error) { return b.RLock(ctx, "k") })
+	waitQueued(t, admin, "k", 3)
+
+	// A reader in the middle leaves.
+	cancelR()
+	if r := <-r1; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled RLock = %v, %v; want context.Canceled", r.l, r.err)
+	}
+	waitQueued(t, admin, "k", 2)
+	notYet(t, r2, "reader behind a queued writer")
+	// The writer at the head leaves: the reader behind it joins r0.
+	cancelW()
+	if r := <-w; !errors.Is(r.err, context.Canceled) {
+		t.Fatalf("cancelled Lock = %v, %v; want context.Canceled", r.l, r.err)
+	}
+	l2 := await(t, r2, "reader once the writer ahead of it left")
+	waitQueued(t, admin, "k", 0)
+	mustUnlock(t, "r0", r0)
+	mustUnlock(t, "r2", l2)
+
+	// A writer granted as its ctx ends releases the lock.
+	for i := range 20 {
+		hold, err := a.Lock(ctx, "k")
+		hold = mustLease(t, "Lock", hold, err)
+		cctx, cancel := context.WithCancel(ctx)
+		got := acquireAsync(func() (mutex.Lease, error) { return b.RLock(cctx, "k") })
+		waitQueued(t, admin, "k", 1)
+		go mustUnlock(t, "holder", hold)
+		time.Sleep(time.Duration(i) * 50 * time.Microsecond) // vary the race; not a synchronisation
+		cancel()
+		if r := <-got; r.err == nil {
+			mustUnlock(t, "granted reader", r.l)
+		}
+		eventually(t, "the key free after a cancel", func() bool {
+			l, err := a.TryLock(ctx, "k")
+			if err != nil {
+				return false
+			}
+			mustUnlock(t, "probe", l)
+			return true
+		})
+		if n := queueLen(t, admin, "k"); n != 0 {
+			t.Fatalf("round %d: %d queue entries left after a cancel", i, n)
+		}
+	}
+}
+
+// A reader or writer that dies holding the lock, or queued, blocks the
+// key no longer than the liveness rules say; a dead reader's share ends
+// without ending the others'.
+func TestRWDeadHolders(t *testing.T) {
+	srv, admin := rwEnv(t)
+	opts := []Option{WithTTL(600 * time.Millisecond), WithPollInterval(100 * time.Millisecond)}
+	b := rwProcess(t, srv, opts...)
+	ctx := ctxT(t, 20*time.Second)
+
+	// A reader whose process dies (its client goes away: no renewal, no
+	// release): its share expires at its TTL, and a writer gets in.
+	for _, write := range []bool{false, true} {
+		dc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		dead := newRWOn(t, dc, append(opts, WithLogger(slog.New(slog.DiscardHandler)))...)
+		lock := dead.RLock
+		if write {
+			lock = dead.Lock
+		}
+		l, err := lock(ctx, "k")
+		l = mustLease(t, "lock of the process that dies", l, err)
+		live, err := b.TryRLock(ctx, "k") // another reader
+		if write {
+			if !errors.Is(err, mutex.ErrLocked) {
+				t.Fatalf("TryRLock while a writer holds = %v; want ErrLocked", err)
+			}
+			live = nil
+		} else {
+			live = mustLease(t, "second reader", live, err)
+		}
+		dc.Close() // the process is gone: its lease cannot be renewed
+		start := time.Now()
+		w := acquireAsync(func() (mutex.Lease, error) { return b.Lock(ctx, "k") })
+		if live != nil {
+			notYet(t, w, "writer while a live reader holds")
+			eventually(t, "the dead reader's share expired", func() bool {
+				return admin.ZCard(ctx, rwNamesFor(defaultPrefix(), "k").readers).Val() == 1
+			})
+			if err := live.Err(); err != nil {
+				t.Fatalf("the live reader's lease ended with the dead one's: %v", err)
+			}
+			mustUnlock(t, "live reader", live)
+		}
+		wl := await(t, w, "writer after the dead holder")
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("dead holder (write=%v) blocked the key %v", write, d)
+		}
+		mustUnlock(t, "writer", wl)
+		<-l.Done()
+	}
+}
+
+// Planted dead waiters at the head of the queue (a Mutex that no longer
+// listens, an entry past its deadline) are skipped.
+func TestRWDeadWaitersSkipped(t *testing.T) {
+	srv, admin := rwEnv(t)
+	a, b := rwProcess(t, srv), rwProcess(t, srv, WithPollInterval(30*time.Second))
+	ctx := ctxT(t, 20*time.Second)
+	nm := rwNamesFor(defaultPrefix(), "k")
+	hold, err := a.Lock(ctx, "k")
+	hold = mustLease(t, "Lock", hold, err)
+	now := serverNow(t, admin)
+	for i, e := range []string{
+		fmt.Sprintf("%032x gone 0 600 P dead %d", 1, now.Add(time.Minute).UnixMilli()), // reader of a Mutex that no longer listens
+		fmt.Sprintf("%032x gone 1 600 P dead %d", 2, now.Add(time.Minute).UnixMilli()), // writer of it
+		fmt.Sprintf("%032x %s 0 600 P dead %d", 3, b.id, now.Add(-time.Second).UnixMilli()), // past its deadline
+	} {
+		if err := admin.ZAdd(ctx, nm.queue, redis.Z{Score: float64(i + 1), Member: e}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := acquireAsync(func() (mutex.Lease, error) { return b.Lock(ctx, "k") })
+	waitQueued(t, admin, "k", 4)
+	mustUnlock(t, "holder", hold)
+	l := await(t, w, "writer behind dead waiters")
+	mustUnlock(t, "writer", l)
+	if n := queueLen(t, admin, "k"); n != 0 {
+		t.Errorf("%d entries left", n)
+	}
+}
+
+// A read lease whose share is gone in Redis is lost, and says so.
+func TestRWReadLeaseLoss(t *testing.T) {
+	srv, admin := rwEnv(t)
+	a := rwProcess(t, srv, WithTTL(300*time.Millisecond))
+	ctx := ctxT(t, 20*time.Second)
+	r1, err := a.RLock(ctx, "k")
+	r1 = mustLease(t, "RLock", r1, err)
+	r2, err := a.RLock(ctx, "k")
+	r2 = mustLease(t, "RLock", r2, err)
+	owner := r1.(*lease).owner
+	if n := admin.ZRem(ctx, rwNamesFor(defaultPrefix(), "k").readers, owner).Val(); n != 1 {
+		t.Fatalf("ZREM of the share = %d", n)
+	}
+	waitDone(t, r1.Done(), "read lease whose share was removed")
+	if err := r1.Err(); !errors.Is(err, mutex.ErrLost) {
+		t.Fatalf("Err() = %v; want ErrLost", err)
+	}
+	if err := r1.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Fatalf("Unlock() = %v; want ErrLost", err)
+	}
+	// Renewals of the other go on.
+	time.Sleep(400 * time.Millisecond) // more than a TTL: a renewal had to succeed
+	if err := r2.Err(); err != nil {
+		t.Fatalf("the other reader: Err() = %v; want nil", err)
+	}
+	mustUnlock(t, "r2", r2)
+}
+
+// Fencing: a writer's token is above every earlier token, readers', and
+// a reader's is between the writers around it, blocks of tokens
+// (LockN) included.
+func TestRWTokens(t *testing.T) {
+	srv, _ := rwEnv(t)
+	a, b := rwProcess(t, srv), rwProcess(t, srv)
+	ctx := ctxT(t, 20*time.Second)
+	var last uint64 // the greatest token so far
+	write := func(m *RWMutex[string], n uint64) {
+		t.Helper()
+		l, err := m.LockN(ctx, "k", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Token() <= last {
+			t.Fatalf("writer token %d not above %d", l.Token(), last)
+		}
+		last = l.Token() + l.Reserved() - 1
+		mustUnlock(t, "writer", l)
+	}
+	read := func(k int) {
+		t.Helper()
+		var ls []mutex.Lease
+		max := last
+		for i := range k {
+			m := a
+			if i%2 == 1 {
+				m = b
+			}
+			l, err := m.RLock(ctx, "k")
+			l = mustLease(t, "RLock", l, err)
+			if l.Token() <= last {
+				t.Fatalf("reader token %d not above the last writer's %d", l.Token(), last)
+			}
+			max = maxU(max, l.Token())
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			mustUnlock(t, "reader", l)
+		}
+		last = max
+	}
+	for range 20 {
+		write(a, 1)
+		read(3)
+		write(b, 1000) // a block that runs ahead of the clock
+		read(2)
+		write(a, 500)
+		write(b, 1)
+	}
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}

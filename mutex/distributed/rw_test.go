@@ -390,8 +390,8 @@ func TestRWDeadWaitersSkipped(t *testing.T) {
 	hold = mustLease(t, "Lock", hold, err)
 	now := serverNow(t, admin)
 	for i, e := range []string{
-		fmt.Sprintf("%032x gone 0 600 P dead %d", 1, now.Add(time.Minute).UnixMilli()), // reader of a Mutex that no longer listens
-		fmt.Sprintf("%032x gone 1 600 P dead %d", 2, now.Add(time.Minute).UnixMilli()), // writer of it
+		fmt.Sprintf("%032x gone 0 600 P dead %d", 1, now.Add(time.Minute).UnixMilli()),      // reader of a Mutex that no longer listens
+		fmt.Sprintf("%032x gone 1 600 P dead %d", 2, now.Add(time.Minute).UnixMilli()),      // writer of it
 		fmt.Sprintf("%032x %s 0 600 P dead %d", 3, b.id, now.Add(-time.Second).UnixMilli()), // past its deadline
 	} {
 		if err := admin.ZAdd(ctx, nm.queue, redis.Z{Score: float64(i + 1), Member: e}).Err(); err != nil {

@@ -308,9 +308,13 @@ func TestRWCancelGivesTurnBack(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		got := acquireAsync(func() (mutex.Lease, error) { return b.RLock(cctx, "k") })
 		waitQueued(t, admin, "k", 1)
-		go mustUnlock(t, "holder", hold)
+		unlocked := make(chan error, 1)
+		go func() { unlocked <- hold.Unlock() }()
 		time.Sleep(time.Duration(i) * 50 * time.Microsecond) // vary the race; not a synchronisation
 		cancel()
+		if err := <-unlocked; err != nil {
+			t.Fatalf("holder: Unlock() = %v", err)
+		}
 		if r := <-got; r.err == nil {
 			mustUnlock(t, "granted reader", r.l)
 		}

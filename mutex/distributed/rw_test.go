@@ -115,7 +115,7 @@ func await(t *testing.T, ch <-chan leaseResult, what string) mutex.Lease {
 }
 
 func TestRWReadersShareWriterExcludes(t *testing.T) {
-	srv, _ := rwEnv(t)
+	srv, admin := rwEnv(t)
 	a, b := rwProcess(t, srv), rwProcess(t, srv)
 	ctx := ctxT(t, 10*time.Second)
 
@@ -143,8 +143,9 @@ func TestRWReadersShareWriterExcludes(t *testing.T) {
 		t.Fatalf("TryLock while a writer holds = %v; want ErrLocked", err)
 	}
 	rd := acquireAsync(func() (mutex.Lease, error) { return a.RLock(ctx, "k") })
+	waitQueued(t, admin, "k", 1)
 	wr := acquireAsync(func() (mutex.Lease, error) { return a.Lock(ctx, "k") })
-	_ = wr
+	waitQueued(t, admin, "k", 2)
 	mustUnlock(t, "w", w)
 	l := await(t, rd, "RLock queued behind a writer")
 	mustUnlock(t, "reader after writer", l)

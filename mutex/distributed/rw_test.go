@@ -499,3 +499,61 @@ func maxU(a, b uint64) uint64 {
 	}
 	return b
 }
+
+// A waiter granted the lock that never claims it (its process paused
+// just after its grant) holds the key no longer than its grant TTL: a
+// reader's share, or a writer's holding, then expires, and the next
+// waiter's poll serves the queue.
+func TestRWGrantedButStalled(t *testing.T) {
+	for _, reader := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reader=%v", reader), func(t *testing.T) {
+			srv, admin := rwEnv(t)
+			// The holder's lease is a minute long, the live waiter polls
+			// every 200ms and gives up after 10s: when it gets the lock,
+			// the rule served it, not the holder's expiry.
+			a, b := rwProcess(t, srv, WithTTL(time.Minute)), rwProcess(t, srv, WithPollInterval(200*time.Millisecond))
+			ctx := ctxT(t, 20*time.Second)
+			nm := rwNamesFor(defaultPrefix(), "k")
+			hold, err := a.Lock(ctx, "k")
+			hold = mustLease(t, "Lock", hold, err)
+			// A Mutex "stalled" listens on its channel (so the grant
+			// reaches a subscriber) but never claims what it is granted.
+			ps := admin.Subscribe(ctx, nm.channel("stalled"))
+			defer ps.Close()
+			if _, err := ps.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			n := 1
+			if reader {
+				n = 0
+			}
+			e := fmt.Sprintf("%032x stalled %d 300 P paused %d", 7, n, serverNow(t, admin).Add(time.Minute).UnixMilli())
+			if err := admin.ZAdd(ctx, nm.queue, redis.Z{Score: 1, Member: e}).Err(); err != nil {
+				t.Fatal(err)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			w := acquireAsync(func() (mutex.Lease, error) { return b.Lock(wctx, "k") })
+			waitQueued(t, admin, "k", 2)
+			mustUnlock(t, "holder", hold)
+			msg, err := ps.ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("%032x ", 7); msg.Payload[:len(want)] != want {
+				t.Fatalf("grant %q; want one for the stalled waiter", msg.Payload)
+			}
+			owner := fmt.Sprintf("%032x", 7)
+			if reader {
+				if s, err := admin.ZScore(ctx, nm.readers, owner).Result(); err != nil || int64(s)-serverNow(t, admin).UnixMilli() > 300 {
+					t.Errorf("the stalled reader's share: %v, %v; want one expiring within its grant TTL of 300ms", s, err)
+				}
+			} else if v, pttl := admin.Get(ctx, nm.lock).Val(), admin.PTTL(ctx, nm.lock).Val(); v != owner+" paused" || pttl > 300*time.Millisecond {
+				t.Errorf("the writer key %q, TTL %v; want the stalled writer's for at most its grant TTL of 300ms", v, pttl)
+			}
+			notYet(t, w, "writer behind a granted waiter")
+			l := await(t, w, "writer once the stalled grant expired")
+			mustUnlock(t, "writer", l)
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -555,5 +556,80 @@ func TestRWGrantedButStalled(t *testing.T) {
 			l := await(t, w, "writer once the stalled grant expired")
 			mustUnlock(t, "writer", l)
 		})
+	}
+}
+
+// Lockers, Close, and the errors of bad input.
+func TestRWLockersCloseAndMisuse(t *testing.T) {
+	srv, admin := rwEnv(t)
+	a, b := rwProcess(t, srv), rwProcess(t, srv)
+	ctx := ctxT(t, 20*time.Second)
+
+	ra, rb := a.RLocker("k"), b.RLocker("k")
+	ra.Lock()
+	rb.Lock() // readers share
+	if _, err := a.TryLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Fatalf("TryLock while RLockers hold = %v; want ErrLocked", err)
+	}
+	ra.Unlock()
+	rb.Unlock()
+	wl := a.Locker("k")
+	wl.Lock()
+	if _, err := b.TryRLock(ctx, "k"); !errors.Is(err, mutex.ErrLocked) {
+		t.Fatalf("TryRLock while a Locker holds = %v; want ErrLocked", err)
+	}
+	wl.Unlock()
+
+	if _, err := a.RLock(ctx, ""); !errors.Is(err, mutex.ErrInvalidKey) {
+		t.Errorf("RLock of the empty key = %v; want ErrInvalidKey", err)
+	}
+	var nilCtx context.Context // the misuse under test
+	if _, err := a.RLock(nilCtx, "k"); err == nil || !strings.Contains(err.Error(), "nil context") {
+		t.Errorf("RLock(nil ctx) = %v; want an error naming the nil context", err)
+	}
+	for _, n := range []uint64{0, MaxReserve + 1} {
+		if _, err := a.LockN(ctx, "k", n); err == nil || !strings.Contains(err.Error(), "n = ") {
+			t.Errorf("LockN(n=%d) = %v; want an error naming n", n, err)
+		}
+	}
+	if _, err := NewRW[string](nil); err == nil || !strings.Contains(err.Error(), "NewRW: nil Redis client") {
+		t.Errorf("NewRW(nil) = %v; want an error naming the nil client", err)
+	}
+	var zero RWMutex[string]
+	if _, err := zero.RLock(ctx, "k"); err == nil {
+		t.Error("RLock of a zero RWMutex succeeded")
+	}
+
+	// LockN reserves a block; the writer lease watches its end.
+	res, err := a.LockN(ctx, "k", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reserved() != 10 {
+		t.Errorf("LockN(10).Reserved() = %d", res.Reserved())
+	}
+	ended := make(chan struct{})
+	res.(interface{ AfterDone(func()) func() bool }).AfterDone(func() { close(ended) })
+	mustUnlock(t, "LockN", res)
+	waitDone(t, ended, "AfterDone of a write lease")
+
+	// Close releases read and write leases and ends them as closed.
+	r1, err := b.RLock(ctx, "k")
+	r1 = mustLease(t, "RLock", r1, err)
+	w1, err := b.Lock(ctx, "other")
+	w1 = mustLease(t, "Lock", w1, err)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []mutex.Lease{r1, w1} {
+		if err := l.Err(); !errors.Is(err, mutex.ErrLost) || !errors.Is(err, mutex.ErrClosed) {
+			t.Errorf("lease after Close: Err() = %v; want ErrLost and ErrClosed", err)
+		}
+	}
+	if _, err := b.RLock(ctx, "k"); !errors.Is(err, mutex.ErrClosed) {
+		t.Errorf("RLock after Close = %v; want ErrClosed", err)
+	}
+	if keys := admin.Keys(ctx, "*").Val(); len(keys) != 0 {
+		t.Errorf("keys left after Close released every lease: %v", keys)
 	}
 }

@@ -209,10 +209,11 @@
 // Hand-offs and queueing cost what a Mutex's do, plus one ZREM per
 // expired reader share.
 //
-// The write leases reserve tokens ([mutex.TokenReserver]) and run a
-// function when they end (AfterDone), as a Mutex's do, and so do read
-// leases; they do not requeue in one step (hybrid then unlocks and
-// locks).
+// The write leases reserve tokens ([mutex.TokenReserver]), run a
+// function when they end (AfterDone) and requeue in one step (release,
+// and queue a new writer at the back, in one script), as a Mutex's do,
+// for hybrid. Read leases run a function when they end; they do not
+// requeue (hybrid then unlocks and locks).
 //
 // # Batching
 //

@@ -256,6 +256,7 @@ var errLate = errors.New("acquire: the reply came after the lease's validity ran
 // one can never touch a later holding of its own.
 func (w *waiter) take(g grant, anchor time.Time) *lease {
 	l := newLease(w.c, w.enc, w.nm, w.owner, g, anchor)
+	l.read = w.n == 0
 	if l.got.Before(l.validUntil) {
 		return l
 	}

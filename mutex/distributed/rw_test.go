@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
@@ -631,5 +632,67 @@ func TestRWLockersCloseAndMisuse(t *testing.T) {
 	}
 	if keys := admin.Keys(ctx, "*").Val(); len(keys) != 0 {
 		t.Errorf("keys left after Close released every lease: %v", keys)
+	}
+}
+
+// A write lease requeues in one step: it hands the lock to the readers
+// queued behind it and takes its place at the back; a read lease cannot
+// (remote.ErrUnavailable, still held).
+func TestRWRequeue(t *testing.T) {
+	srv, admin := rwEnv(t)
+	a, b := rwProcess(t, srv), rwProcess(t, srv)
+	ctx := ctxT(t, 20*time.Second)
+
+	// A Lock that waited: a's grant channel of the key is subscribed
+	// (Requeue needs it; without, it is unavailable).
+	r0, err := b.RLock(ctx, "k")
+	r0 = mustLease(t, "RLock", r0, err)
+	wa := acquireAsync(func() (mutex.Lease, error) { return a.Lock(ctx, "k") })
+	waitQueued(t, admin, "k", 1)
+	mustUnlock(t, "r0", r0)
+	w := await(t, wa, "Lock")
+
+	// Nobody queued: the new writer holds at once.
+	tk, err := w.(remote.Lease).Requeue(1)
+	if err != nil {
+		t.Fatalf("Requeue with nobody queued = %v", err)
+	}
+	if !errors.Is(w.Err(), mutex.ErrUnlocked) {
+		t.Errorf("requeued lease: Err() = %v; want ErrUnlocked", w.Err())
+	}
+	w2, err := tk.Wait(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w2.Token() <= w.Token() {
+		t.Errorf("requeued writer token %d not above %d", w2.Token(), w.Token())
+	}
+
+	// Readers queued: they get the lock, the new writer waits for them.
+	r := acquireAsync(func() (mutex.Lease, error) { return b.RLock(ctx, "k") })
+	waitQueued(t, admin, "k", 1)
+	tk, err = w2.(remote.Lease).Requeue(1)
+	if err != nil {
+		t.Fatalf("Requeue with a reader queued = %v", err)
+	}
+	rl := await(t, r, "reader behind the requeued writer")
+	waitQueued(t, admin, "k", 1) // the new writer
+	got := make(chan leaseResult, 1)
+	go func() {
+		l, err := tk.Wait(ctx)
+		got <- leaseResult{l, err}
+	}()
+	notYet(t, got, "requeued writer while a reader holds")
+	if _, err := rl.(remote.Lease).Requeue(1); !errors.Is(err, remote.ErrUnavailable) {
+		t.Errorf("Requeue of a read lease = %v; want ErrUnavailable", err)
+	}
+	if err := rl.Err(); err != nil {
+		t.Errorf("read lease after a refused Requeue: Err() = %v; want nil", err)
+	}
+	mustUnlock(t, "reader", rl)
+	l := await(t, got, "requeued writer once the reader left")
+	mustUnlock(t, "requeued writer", l)
+	if keys := admin.Keys(ctx, "*").Val(); len(keys) != 0 {
+		t.Errorf("keys left: %v", keys)
 	}
 }

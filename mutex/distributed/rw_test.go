@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -695,4 +696,90 @@ func TestRWRequeue(t *testing.T) {
 	if keys := admin.Keys(ctx, "*").Val(); len(keys) != 0 {
 		t.Errorf("keys left: %v", keys)
 	}
+}
+
+// Three processes of four goroutines take read and write locks of two
+// keys at random, some with a ctx that ends while they wait: a writer is
+// always alone, a reader never beside a writer, and a fenced store
+// accepts every holder (a writer's token above every token it has seen,
+// a reader's above the last writer's).
+func TestRWStress(t *testing.T) {
+	srv, admin := rwEnv(t)
+	procs := []*RWMutex[string]{rwProcess(t, srv), rwProcess(t, srv), rwProcess(t, srv)}
+	ctx := ctxT(t, time.Minute)
+	type store struct {
+		mu              sync.Mutex
+		readers, writer int
+		lastWrite, max  uint64
+	}
+	stores := map[string]*store{"x": {}, "y": {}}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for p, m := range procs {
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 60 {
+					key := []string{"x", "y"}[(p+g+i)%2]
+					read := (p*7+g*3+i)%3 != 0
+					lctx, cancel := ctx, context.CancelFunc(func() {})
+					if i%10 == 9 {
+						lctx, cancel = context.WithTimeout(ctx, time.Duration(i%4)*time.Millisecond)
+					}
+					var l mutex.Lease
+					var err error
+					if read {
+						l, err = m.RLock(lctx, key)
+					} else {
+						l, err = m.Lock(lctx, key)
+					}
+					cancel()
+					if err != nil {
+						if lctx.Err() != nil && errors.Is(err, lctx.Err()) {
+							continue
+						}
+						errs <- err
+						return
+					}
+					s := stores[key]
+					s.mu.Lock()
+					switch {
+					case read && s.writer > 0, !read && (s.writer > 0 || s.readers > 0):
+						errs <- fmt.Errorf("%s: exclusion broken (read=%v, readers %d, writer %d)", key, read, s.readers, s.writer)
+					case read && l.Token() <= s.lastWrite:
+						errs <- fmt.Errorf("%s: reader token %d not above the last writer's %d", key, l.Token(), s.lastWrite)
+					case !read && l.Token() <= s.max:
+						errs <- fmt.Errorf("%s: writer token %d not above %d", key, l.Token(), s.max)
+					}
+					if read {
+						s.readers++
+					} else {
+						s.writer++
+						s.lastWrite = l.Token()
+					}
+					s.max = maxU(s.max, l.Token())
+					s.mu.Unlock()
+					time.Sleep(100 * time.Microsecond) // a critical section, so that holders overlap
+					s.mu.Lock()
+					if read {
+						s.readers--
+					} else {
+						s.writer--
+					}
+					s.mu.Unlock()
+					if err := l.Unlock(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	eventually(t, "no key left", func() bool { return len(admin.Keys(context.Background(), "*").Val()) == 0 })
 }

@@ -99,3 +99,39 @@ func rwScenario(b *testing.B, reads float64) {
 		})
 	}
 }
+
+// TestRWStrategiesSmoke drives every row of the read-write scenarios for
+// a few acquisitions, half of them reads, on miniredis: every
+// acquisition counted once, and no holder beside a writer.
+func TestRWStrategiesSmoke(t *testing.T) {
+	tg := miniTarget(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, st := range rwStrategies {
+		t.Run(st.name, func(t *testing.T) {
+			lockers, closeAll, err := st.procs(tg, rowPrefix(), 2)
+			if err != nil {
+				t.Fatalf("procs() = %v", err)
+			}
+			defer closeAll()
+			const n = 60
+			res, err := drive(ctx, lockers, scenario{procs: 2, goroutines: 3, keys: 2, reads: 0.5, work: 100 * time.Microsecond, idle: true}, n)
+			if err != nil {
+				t.Fatalf("drive() = %v", err)
+			}
+			if res.total != n || res.violations != 0 {
+				t.Errorf("drive(%d): total %d, %d violations; want %d, 0", n, res.total, res.violations, n)
+			}
+		})
+	}
+	// The check itself: a reader beside a writer, or a writer beside
+	// anyone, is a violation; readers together are not.
+	for _, c := range []struct {
+		prev, weight int32
+		want         bool
+	}{{0, 1, false}, {3, 1, false}, {writer, 1, true}, {0, writer, false}, {2, writer, true}, {writer, writer, true}} {
+		if got := excluded(c.prev, c.weight); got != c.want {
+			t.Errorf("excluded(%d, %d) = %v; want %v", c.prev, c.weight, got, c.want)
+		}
+	}
+}

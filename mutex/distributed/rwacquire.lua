@@ -54,7 +54,7 @@ local us, ms = now()
 local function mine(wv, floor)
 	if read then
 		local s = redis.call('ZSCORE', R, owner)
-		if s then
+		if s and tonumber(s) > ms then
 			local tok = readTok(floor, us)
 			return {1, tok, tok, math.max(tonumber(s) - ms, 1), us}
 		end
@@ -65,8 +65,11 @@ local function mine(wv, floor)
 	return nil
 end
 
-local nreaders = pruneReaders(ms)
 local wv, floor, marked = writerOf(us)
+local nreaders = 0
+if not wv then
+	nreaders = pruneReaders(ms) -- no reader holds beside a writer
+end
 local reply = mine(wv, floor)
 if reply then
 	return reply

@@ -204,8 +204,12 @@
 //
 // Costs inside Redis, uncontended: RLock and Lock of a free key are one
 // EVALSHA each (no plain-command fast path as the Mutex's); a read
-// release is a ZREM and an EXISTS of the queue, a write release a GET,
-// a DEL and the same EXISTS; a renewal one EVALSHA per lease, batched.
+// release is a ZREM and an EXISTS of the queue, a write release a ZREM
+// that finds nothing, a GET, a DEL and the same EXISTS; a renewal one
+// EVALSHA per lease, batched. Inside Redis an uncontended RLock costs
+// about 1.5 times a Lock (it adds the reader to a sorted set and keeps
+// the set's expiry), and a read or write release about what a Mutex's
+// Unlock costs.
 // Hand-offs and queueing cost what a Mutex's do, plus one ZREM per
 // expired reader share.
 //

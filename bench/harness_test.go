@@ -20,6 +20,12 @@ type scenario struct {
 	procs, goroutines, keys int
 	work                    time.Duration
 	fresh                   bool
+	// reads is the fraction of acquisitions that are reads: RLock of a
+	// row whose lockers are rwLockers, Lock of the others (see rw_test.go).
+	reads float64
+	// idle makes the critical section wait for work (time.Sleep, as I/O
+	// under a lock does) instead of spinning.
+	idle bool
 }
 
 // result is what one run of a row measured.
@@ -82,18 +88,26 @@ func drive(ctx context.Context, lockers []locker, sc scenario, n int64) (*result
 					}
 					t0 := time.Now()
 					var unlock func() error
-					unlock, err = l.Lock(ctx, key)
+					weight, lock := int32(writer), l.Lock // what the holding adds to held
+					if rl, ok := l.(rwLocker); ok && sc.reads > 0 && r.Float64() < sc.reads {
+						weight, lock = 1, rl.RLock
+					}
+					unlock, err = lock(ctx, key)
 					if err != nil {
 						err = fmt.Errorf("Lock(%q): %w", key, err)
 						break
 					}
 					h.Record(int64(time.Since(t0)))
-					if held != nil && held.Add(1) != 1 {
+					if held != nil && excluded(held.Add(weight)-weight, weight) {
 						violations.Add(1)
 					}
-					busy(sc.work)
+					if sc.idle {
+						time.Sleep(sc.work)
+					} else {
+						busy(sc.work)
+					}
 					if held != nil {
-						held.Add(-1)
+						held.Add(-weight)
 					}
 					perProc[p].Add(1)
 					if err = unlock(); err != nil {

@@ -97,6 +97,10 @@ BenchmarkManyKeysCluster/pubsub-2 100 1 ns/op 16000 acq/s
 BenchmarkManyKeysCluster/rueidislock-2 100 1 ns/op 15000 acq/s
 BenchmarkHandoff/notice-2 100 1 ns/op 450 acq/s 80000 p50-handoff-ns
 BenchmarkHandoff/pubsub-2 100 1 ns/op 440 acq/s 100000 p50-handoff-ns 4 handoff/rtt 1.25 handoff/notice
+BenchmarkReadMostly/pubsub-2 100 1 ns/op 500 acq/s 1 jain
+BenchmarkReadMostly/distributed-rw-2 100 1 ns/op 1750 acq/s 0.999 jain
+BenchmarkWriteHeavy/pubsub-2 100 1 ns/op 520 acq/s
+BenchmarkWriteHeavy/distributed-rw-2 100 1 ns/op 500 acq/s 0.98 jain
 `
 
 func TestChecks(t *testing.T) {
@@ -125,6 +129,10 @@ func TestChecks(t *testing.T) {
 		"HotKey/empty | HotKey/empty: pubsub jain 0.995 true",
 		"HotKey/empty | HotKey/empty: hybrid acq/s ÷ best peer's (rueidislock) 15.4 true",
 		"HotKey/empty | HotKey/empty: hybrid redis-cmds/op 0.25 true",
+		"ReadMostly | ReadMostly: distributed-rw acq/s ÷ pubsub's 3.5 true",
+		"ReadMostly | ReadMostly: distributed-rw jain 0.999 true",
+		"WriteHeavy | WriteHeavy: distributed-rw acq/s ÷ pubsub's 0.962 true",
+		"WriteHeavy | WriteHeavy: distributed-rw jain 0.98 false",
 		"Handoff | Handoff: pubsub p50 handoff ÷ notice p50 1.25 true",
 		"earlier targets, against one PING round trip | HotKey/empty: pubsub acq/s ÷ bound 1/(2·RTT) 0.5 false",
 		"earlier targets, against one PING round trip | HotKey/empty: pubsub redis-cmds/op 4 true",

@@ -100,6 +100,14 @@ func Checks(rows []Row) []Check {
 	vsPeer(hot, "hybrid", "acq/s", false, ">=", 15)
 	value(hot, "hybrid", "redis-cmds/op", "<=", 0.5)
 
+	// Read-write: the RW mutex against the plain mutex of the same
+	// implementation, on one hot key with a 1 ms critical section.
+	readMostly, writeHeavy := []string{"ReadMostly"}, []string{"WriteHeavy"}
+	vsRow(readMostly, "distributed-rw", "pubsub", "acq/s", ">=", 3)
+	value(readMostly, "distributed-rw", "jain", ">=", 0.99)
+	vsRow(writeHeavy, "distributed-rw", "pubsub", "acq/s", ">=", 0.9)
+	value(writeHeavy, "distributed-rw", "jain", ">=", 0.99)
+
 	add("Handoff", "Handoff: pubsub p50 handoff ÷ notice p50",
 		get(rows, "p50-handoff-ns", "Handoff", "pubsub")/get(rows, "p50-handoff-ns", "Handoff", "notice"), "<=", 1.5)
 

@@ -16,7 +16,8 @@
 // waiter) and wakes it with a non-blocking send, so the reader never
 // waits for a waiter. A message for an id that has no subscription (a
 // waiter that left) goes to the orphan handler of the handle that owns
-// the channel. Channel names are exact names: patterns (PSUBSCRIBE) are
+// the channel. A message may name several ids, separated by commas
+// ("a,b,c payload"): each of them gets the payload. Channel names are exact names: patterns (PSUBSCRIBE) are
 // never used, so a name containing * ? or [ matches only itself.
 //
 // Subscriptions are reference-counted per channel: the first sends

@@ -346,8 +346,8 @@ func (h *hub) route(ctx context.Context, channel string) (node *redis.Client, sh
 }
 
 func checkID(id string) error {
-	if id == "" || strings.ContainsAny(id, " ") {
-		return fmt.Errorf("notify: subscription id %q: want a non-empty id without spaces", id)
+	if id == "" || strings.ContainsAny(id, " ,") {
+		return fmt.Errorf("notify: subscription id %q: want a non-empty id without spaces or commas", id)
 	}
 	return nil
 }
@@ -636,6 +636,16 @@ func (s *Subscription) wake() {
 // or to the orphan handler. hub.mu must not be held.
 func (h *hub) deliver(sh *shard, channel, msg string) {
 	id, payload, _ := strings.Cut(msg, " ")
+	if strings.Contains(id, ",") {
+		// One message for several ids of the channel ("a,b,c payload"):
+		// each gets the payload, as if sent to it alone.
+		for _, one := range strings.Split(id, ",") {
+			if one != "" {
+				h.deliver(sh, channel, one+" "+payload)
+			}
+		}
+		return
+	}
 	h.mu.Lock()
 	e := h.entries[channel]
 	if e == nil || e.sh != sh {

@@ -148,6 +148,77 @@
 // earlier one, provided the server clock does not step back. No state is
 // kept per key once it is released.
 //
+// # Read-write locks
+//
+// [RWMutex] ([NewRW]) is the keyed form of sync.RWMutex on the same
+// queue-and-grant protocol: readers of a key hold it together, a writer
+// holds it alone. Its Redis names are its own, so a Mutex and an RWMutex
+// of the same key are different locks (they never exclude each other).
+// The names of one key share the hash tag of the Mutex's (one Cluster
+// slot):
+//
+//   - the writer key, prefix + "rw:{" + tag + "}", a string: "<owner>
+//     <label>" while a writer holds (as a Mutex's lock key), or, for a
+//     few milliseconds after the release of a writer whose block of
+//     tokens ran ahead of the server clock, the free marker "~<last>";
+//   - the readers, prefix + "rwr:{" + tag + "}", a sorted set of the
+//     owner ids of the readers that hold, each scored by the server time
+//     (ms) at which its share expires unless renewed;
+//   - the queue, prefix + "rwq:{" + tag + "}", a sorted set as a Mutex's,
+//     whose entries ask for n = 0 tokens for a reader;
+//   - the grant channel of each RWMutex, prefix + "rwgrant:{" + tag +
+//     "}:" + id.
+//
+// RLock and TryRLock are admitted at once (one script call) if no writer
+// holds and nobody queues, so while readers hold and nobody waits, more
+// readers join them; behind a queued writer, a reader queues (TryRLock
+// fails). Lock and TryLock are admitted at once if nobody holds and
+// nobody queues. Waiters queue in arrival order, readers and writers
+// alike. A release that leaves the key without holders (the writer's, or
+// the last reader's) hands it on in the same script: to the first live
+// writer of the queue, or to the whole run of live readers at its head,
+// which then hold together. The run's grant is one message per RWMutex
+// that has readers in it, naming all of them, not one per reader. A
+// release with nobody queued publishes nothing and leaves no key behind
+// (the readers' set is removed with its last member).
+//
+// Liveness is the Mutex's: dead queue entries (not refreshed for three
+// poll intervals, or whose grant reached no subscriber) are skipped, and
+// a granted lock lives min(TTL, 3 poll intervals) until its first
+// renewal. A reader's share expires on its own: a reader that dies
+// (without Unlock) stops renewing its share, which is dropped at its
+// expiry by the next script that looks (a queued writer's poll looks no
+// later than that expiry), while the other readers hold on. Read leases
+// are renewed in the same batched renewals as write leases, each
+// renewal checking the reader's own share, and are lost, and report it,
+// as a Mutex's lease is.
+//
+// Fencing tokens follow [mutex.RWKeyed]: none is stored. A writer's
+// token is the server clock read while it holds alone, so above every
+// earlier token, readers' included; a reader's is the clock read while
+// no writer holds, so above the writers before it and below the writers
+// after it. Readers admitted in one run share one token. A writer's
+// block of tokens ([RWMutex.LockN]) may run ahead of the clock, as a
+// Mutex's; the free marker "~last" left by its release then floors
+// readers' tokens at last+1 and the next writer's at last+2.
+//
+// Costs inside Redis, uncontended: RLock and Lock of a free key are one
+// EVALSHA each (no plain-command fast path as the Mutex's); a read
+// release is a ZREM and an EXISTS of the queue, a write release a ZREM
+// that finds nothing, a GET, a DEL and the same EXISTS; a renewal one
+// EVALSHA per lease, batched. Inside Redis an uncontended RLock costs
+// about 1.5 times a Lock (it adds the reader to a sorted set and keeps
+// the set's expiry), and a read or write release about what a Mutex's
+// Unlock costs.
+// Hand-offs and queueing cost what a Mutex's do, plus one ZREM per
+// expired reader share.
+//
+// The write leases reserve tokens ([mutex.TokenReserver]), run a
+// function when they end (AfterDone) and requeue in one step (release,
+// and queue a new writer at the back, in one script), as a Mutex's do,
+// for hybrid. Read leases run a function when they end; they do not
+// requeue (hybrid then unlocks and locks).
+//
 // # Batching
 //
 // Every command of a Mutex goes through one executor: a call that finds a

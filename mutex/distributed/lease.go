@@ -32,6 +32,7 @@ type lease struct {
 	got   time.Time     // when the reply or grant that made it arrived
 	done  chan struct{} // closed when the lease ends, with err set
 	since time.Time     // when Lock returned it (observed Mutexes only)
+	read  bool          // a read lease of an RWMutex
 
 	mu         sync.Mutex           // guards the fields below
 	validUntil time.Time            //
@@ -435,6 +436,9 @@ func (l *lease) Reserved() uint64 { return l.g.top - l.g.first + 1 }
 func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	if n < 1 || n > MaxReserve {
 		return nil, fmt.Errorf("distributed: Requeue: n = %d; want 1 <= n <= %d", n, MaxReserve)
+	}
+	if l.read {
+		return nil, remote.ErrUnavailable // an RWMutex's read lease: unlock, then lock
 	}
 	c := l.c
 	w := &waiter{c: c, enc: l.enc, nm: l.nm, owner: newID(16), n: n}

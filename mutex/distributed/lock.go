@@ -28,7 +28,7 @@ func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bo
 	defer c.calls.Done()
 	c.checkServers(ctx)
 
-	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: n}
+	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: c.namesFor(enc), owner: newID(16), n: n}
 	if c.cfg.obs == nil {
 		l, err := w.lock(ctx, try)
 		return c.settle(ctx, op, w, l, err)
@@ -256,6 +256,7 @@ var errLate = errors.New("acquire: the reply came after the lease's validity ran
 // one can never touch a later holding of its own.
 func (w *waiter) take(g grant, anchor time.Time) *lease {
 	l := newLease(w.c, w.enc, w.nm, w.owner, g, anchor)
+	l.read = w.n == 0
 	if l.got.Before(l.validUntil) {
 		return l
 	}
@@ -439,7 +440,7 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
 		return &call{
 			script:  w.c.sc.acquire,
-			keys:    []string{w.nm.lock, w.nm.queue},
+			keys:    w.nm.keys(),
 			args:    args,
 			abandon: w.abandoned,
 		}
@@ -531,7 +532,7 @@ func (c *core) orphan(channel, owner, payload string) {
 	if closed {
 		return // Close's own release pass handles what is left
 	}
-	nm, ok := namesOfChannel(c.cfg.prefix, channel, c.id)
+	nm, ok := c.namesOfChannel(channel)
 	if !ok {
 		return
 	}
@@ -552,7 +553,7 @@ func (c *core) unlockCall(nm names, g grant, id string, behind bool) *call {
 func (c *core) releaseCall(nm names, args ...any) *call {
 	return &call{
 		script: c.sc.release,
-		keys:   []string{nm.lock, nm.queue},
+		keys:   nm.keys(),
 		args:   args,
 	}
 }

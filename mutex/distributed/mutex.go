@@ -80,6 +80,7 @@ type core struct {
 	hub     *notify.Hub
 	sc      scripts     // this Mutex's scripts (its TTL is written in them)
 	single  bool        // client is a *redis.Client: one server, one connection per pipeline
+	rw      bool        // the core of an RWMutex: its names and scripts (see rw.go)
 	plain   atomic.Bool // single, and a script call succeeded: uncontended tries go plain
 	x       executor
 	renew   renewer
@@ -109,14 +110,29 @@ type core struct {
 // cannot encode needs [WithKeyEncoder]. The Mutex does not own the
 // client: close the Mutex before the client.
 func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K], error) {
+	var encode func(K) (string, error)
+	c, err := newCore("New", client, opts, false, func(cfg *config) (err error) {
+		encode, err = encoderFor[K](cfg.encoder)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Mutex[K]{core: c, encode: encode}, nil
+}
+
+// newCore is New without the key type: ctor names the constructor in
+// errors; rw makes the core of an RWMutex (its names and scripts); check
+// vets the configuration before anything is opened.
+func newCore(ctor string, client redis.UniversalClient, opts []Option, rw bool, check func(*config) error) (*core, error) {
 	if client == nil {
-		return nil, errors.New("distributed: New: nil Redis client")
+		return nil, fmt.Errorf("distributed: %s: nil Redis client", ctor)
 	}
 	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
-		return nil, fmt.Errorf("distributed: New: nil Redis client (%T)", client)
+		return nil, fmt.Errorf("distributed: %s: nil Redis client (%T)", ctor, client)
 	}
 	if _, ok := client.(*redis.Ring); ok {
-		return nil, errors.New("distributed: New: a *redis.Ring is not supported (its Pub/Sub cannot follow the shard of each grant channel): use a *redis.Client per Redis server, or a Redis Cluster through a *redis.ClusterClient")
+		return nil, fmt.Errorf("distributed: %s: a *redis.Ring is not supported (its Pub/Sub cannot follow the shard of each grant channel): use a *redis.Client per Redis server, or a Redis Cluster through a *redis.ClusterClient", ctor)
 	}
 	cfg := defaultConfig()
 	for _, opt := range opts {
@@ -127,8 +143,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 			return nil, err
 		}
 	}
-	encode, err := encoderFor[K](cfg.encoder)
-	if err != nil {
+	if err := check(&cfg); err != nil {
 		return nil, err
 	}
 	// Redis takes whole milliseconds; validity must not outlast Redis's TTL.
@@ -143,6 +158,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 		liveMs:  liveMs,
 		sc:      newScripts(ttlMs, cfg.prefix),
 		single:  isSingle(client),
+		rw:      rw,
 		id:      newID(8),
 		leases:  make(map[string]*lease),
 	}
@@ -155,12 +171,16 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	if cfg.logger != nil {
 		hubOpts = append(hubOpts, notify.WithLogger(cfg.logger))
 	}
+	if rw {
+		c.sc, c.single = newRWScripts(ttlMs, cfg.prefix), false
+	}
+	var err error
 	if c.hub, err = notify.Open(client, hubOpts...); err != nil {
 		return nil, err
 	}
 	c.x = executor{client: client, failed: c.transportFailed}
 	c.renew = renewer{c: c, tick: max(cfg.ttl/12, time.Millisecond)}
-	return &Mutex[K]{core: c, encode: encode}, nil
+	return c, nil
 }
 
 // isSingle reports whether client talks to one server: a *redis.Client

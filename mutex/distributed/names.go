@@ -19,9 +19,10 @@ const MaxKeyLen = 64 << 10
 // same hash tag, so in Redis Cluster they live in one slot and every
 // script touches one slot.
 type names struct {
-	lock   string // prefix + "{" + tag + "}"
-	queue  string // prefix + "q:{" + tag + "}"
-	grants string // prefix + "grant:{" + tag + "}:"; + a Mutex id is its grant channel
+	lock    string // prefix + "{" + tag + "}"
+	queue   string // prefix + "q:{" + tag + "}"
+	grants  string // prefix + "grant:{" + tag + "}:"; + a Mutex id is its grant channel
+	readers string // an RWMutex's only: its readers (see rw.go); "" for a Mutex
 }
 
 // channel is the grant channel of the Mutex with id mid for this key.

@@ -140,7 +140,7 @@ func (r *renewer) renew(batch []*lease) {
 		}
 		calls = append(calls, &call{
 			script: r.c.sc.renew,
-			keys:   []string{l.nm.lock},
+			keys:   l.nm.renewKeys(),
 			args:   []any{l.val},
 		})
 		owners = append(owners, l)

@@ -38,14 +38,8 @@ const (
 // every later admission; the end of a read holding synchronizes before
 // the next write admission.
 type RWTable[K comparable, V any] struct {
-	// MaxRun, if positive, bounds how many readers one run of read
-	// holdings admits: a run that has admitted MaxRun readers is sealed
-	// and later readers queue until it ends. Set it before first use.
-	// 0 (the default): readers join a run as long as nobody waits.
-	MaxRun int
-
 	closed atomic.Pointer[error] // set once by Close
-	_      [cacheLine - 16]byte
+	_      [cacheLine - 8]byte
 	shards [numShards]rwShard[K, V]
 }
 
@@ -68,10 +62,7 @@ type RWEntry[K comparable, V any] struct {
 	key     K
 	sh      *rwShard[K, V]
 	readers int  // read holdings
-	alone   bool // held by a writer, or by a last reader (Leave)
-	sealed  bool // this run of readers admits no more
-	run     int  // readers admitted in this run
-	maxRun  int  // the table's MaxRun
+	writer  bool // held by a writer
 	last    uint64
 	q       queue
 }
@@ -88,7 +79,7 @@ func (t *RWTable[K, V]) shard(h uint64) *rwShard[K, V] {
 // consecutive tokens (n == 0: none, and 0 is returned) and call waiting,
 // if not nil, once queued. As with [Table.Lock], a grant that comes in
 // the same instant as ctx's end returns the entry AND the error: the
-// caller holds it and must release it (Unlock, RUnlock or Leave) before
+// caller holds it and must release it (Unlock or RUnlock) before
 // it returns the error. After Close they return the error given to
 // Close.
 func (t *RWTable[K, V]) Lock(ctx context.Context, key K, n uint64, waiting func()) (*RWEntry[K, V], uint64, error) {
@@ -106,7 +97,7 @@ func (t *RWTable[K, V]) RLock(ctx context.Context, key K, n uint64, waiting func
 }
 
 // TryRLock takes key's read lock only if no writer holds it and nobody
-// waits for it (and its run of readers is not sealed).
+// waits for it.
 func (t *RWTable[K, V]) TryRLock(ctx context.Context, key K, n uint64) (*RWEntry[K, V], uint64, error) {
 	return t.lock(ctx, key, n, rwRead, false, nil)
 }
@@ -129,7 +120,7 @@ func (t *RWTable[K, V]) lock(ctx context.Context, key K, n uint64, hold uint64, 
 	}
 	e := sh.m[key]
 	if e == nil {
-		e = sh.newEntry(key, t.MaxRun)
+		e = sh.newEntry(key)
 	}
 	if e.admits(hold) {
 		tok, ok := e.take(n)
@@ -156,8 +147,8 @@ func (t *RWTable[K, V]) lock(ctx context.Context, key K, n uint64, hold uint64, 
 }
 
 // newEntry adds an unheld entry for key, which has none. sh.mu is held.
-func (sh *rwShard[K, V]) newEntry(key K, maxRun int) *RWEntry[K, V] {
-	e := &RWEntry[K, V]{key: key, sh: sh, last: sh.last, maxRun: maxRun}
+func (sh *rwShard[K, V]) newEntry(key K) *RWEntry[K, V] {
+	e := &RWEntry[K, V]{key: key, sh: sh, last: sh.last}
 	if sh.m == nil {
 		sh.m = make(map[K]*RWEntry[K, V])
 	}
@@ -167,26 +158,19 @@ func (sh *rwShard[K, V]) newEntry(key K, maxRun int) *RWEntry[K, V] {
 }
 
 // admits reports whether a newcomer wanting hold may take e now: a
-// writer if nobody holds it, a reader if no writer holds it, nobody
-// waits and the run is open. e.sh.mu is held.
+// writer if nobody holds it, a reader if no writer holds it and nobody
+// waits. e.sh.mu is held.
 func (e *RWEntry[K, V]) admits(hold uint64) bool {
-	if hold == rwWrite {
-		return !e.alone && e.readers == 0
-	}
-	return !e.alone && !e.sealed && e.q.empty()
+	return e.admitsWaiter(hold) && e.q.empty()
 }
 
 // admit records a holding of kind hold, whose tokens are issued. e.sh.mu
 // is held.
 func (e *RWEntry[K, V]) admit(hold uint64) {
 	if hold == rwWrite {
-		e.alone = true
-		return
-	}
-	e.readers++
-	e.run++
-	if e.maxRun > 0 && e.run >= e.maxRun {
-		e.sealed = true
+		e.writer = true
+	} else {
+		e.readers++
 	}
 }
 
@@ -207,7 +191,7 @@ func (e *RWEntry[K, V]) take(n uint64) (uint64, bool) {
 // deleteIfUnused deletes e from its shard if nobody holds or waits for
 // it, folding its tokens into the shard's. e.sh.mu is held.
 func (e *RWEntry[K, V]) deleteIfUnused() {
-	if e.alone || e.readers > 0 || !e.q.empty() {
+	if e.writer || e.readers > 0 || !e.q.empty() {
 		return
 	}
 	sh := e.sh
@@ -222,8 +206,8 @@ func (e *RWEntry[K, V]) deleteIfUnused() {
 
 // grant admits the waiters at the head of e's queue that can hold now:
 // one writer if e is free, or the readers up to the first writer if no
-// writer holds (and the run is open); waiters whose tokens are exhausted
-// fail. Then it deletes e if it is unused. e.sh.mu is held.
+// writer holds; waiters whose tokens are exhausted fail. Then it deletes
+// e if it is unused. e.sh.mu is held.
 func (e *RWEntry[K, V]) grant() {
 	for w := e.q.head; w != nil && e.admitsWaiter(w.hold); w = e.q.head {
 		e.q.remove(w)
@@ -240,12 +224,13 @@ func (e *RWEntry[K, V]) grant() {
 	e.deleteIfUnused()
 }
 
-// admitsWaiter is admits for the waiter at the head of the queue.
+// admitsWaiter reports whether the waiter at the head of the queue,
+// wanting hold, may take e now. e.sh.mu is held.
 func (e *RWEntry[K, V]) admitsWaiter(hold uint64) bool {
 	if hold == rwWrite {
-		return !e.alone && e.readers == 0
+		return !e.writer && e.readers == 0
 	}
-	return !e.alone && !e.sealed
+	return !e.writer
 }
 
 // await waits for w's grant or ctx's end, and settles the race between
@@ -287,44 +272,27 @@ func (t *RWTable[K, V]) await(ctx context.Context, e *RWEntry[K, V], w *waiter) 
 	}
 }
 
-// Unlock ends the caller's write holding of e (or the holding a last
-// reader kept with Leave): the next writer, or the readers at the head
-// of the queue, are admitted. The caller must not use e afterwards.
+// Unlock ends the caller's write holding of e: the next writer, or the
+// readers at the head of the queue, are admitted. The caller must not
+// use e afterwards.
 func (e *RWEntry[K, V]) Unlock() {
 	sh := e.sh
 	sh.mu.Lock()
-	e.alone = false
+	e.writer = false
 	e.grant()
 	sh.mu.Unlock()
 }
 
-// RUnlock ends one read holding of e; the last reader of a run lets the
-// next waiters in. The caller must not use e afterwards.
+// RUnlock ends one read holding of e; the last reader lets the next
+// writer in. The caller must not use e afterwards.
 func (e *RWEntry[K, V]) RUnlock() {
 	sh := e.sh
 	sh.mu.Lock()
 	e.readers--
 	if e.readers == 0 {
-		e.sealed, e.run = false, 0
 		e.grant()
 	}
 	sh.mu.Unlock()
-}
-
-// Leave ends one read holding of e, like RUnlock, unless it is the last
-// of its run: then the caller keeps e, alone, and reports true; nobody is
-// admitted until it calls Unlock (or HandOff). It lets the last reader
-// release what the run shared before the next holders come in.
-func (e *RWEntry[K, V]) Leave() (last bool) {
-	sh := e.sh
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if e.readers == 1 {
-		e.readers, e.sealed, e.run, e.alone = 0, false, 0, true
-		return true
-	}
-	e.readers--
-	return false
 }
 
 // Next reports whether a goroutine waits for e now, and if so whether
@@ -351,7 +319,7 @@ func (e *RWEntry[K, V]) HandOff() bool {
 	if e.q.empty() || e.q.head.hold != rwWrite {
 		return false
 	}
-	e.alone = false
+	e.writer = false
 	e.grant()
 	return true
 }

@@ -12,9 +12,10 @@ import (
 )
 
 var (
-	_ mutex.RWKeyed[string] = (*RWMutex[string])(nil)
-	_ mutex.Lease           = (*rwLease[string])(nil)
-	_ remote.Watcher        = (*rwLease[string])(nil)
+	_ mutex.RWKeyed[string]       = (*RWMutex[string])(nil)
+	_ mutex.TokenReserver[string] = (*RWMutex[string])(nil)
+	_ mutex.Lease                 = (*rwLease[string])(nil)
+	_ remote.Watcher              = (*rwLease[string])(nil)
 )
 
 // RWMutex is a family of in-process reader/writer mutexes, one per key of
@@ -59,28 +60,62 @@ type RWMutex[K comparable] struct {
 // ctx.Err()) and holds nothing. The empty key of a string kind is
 // refused with an error satisfying errors.Is(err, [mutex.ErrInvalidKey]).
 func (m *RWMutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, key, true, true)
+	return m.lock(ctx, key, 1, true, true)
 }
 
 // TryLock takes the write lock for key only if nobody holds or waits for
 // it; otherwise it returns an error satisfying errors.Is(err,
 // [mutex.ErrLocked]).
 func (m *RWMutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, key, true, false)
+	return m.lock(ctx, key, 1, true, false)
 }
+
+// LockN is Lock with a write lease that reserves n consecutive fencing
+// tokens (always exactly n), as [Mutex.LockN]: Token() is the first, and
+// every later lease for key gets a token above all n. n == 0 returns an
+// error satisfying errors.Is(err, [ErrBlockSize]). See
+// [mutex.TokenReserver].
+func (m *RWMutex[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return m.lockN(ctx, key, n, true)
+}
+
+// TryLockN is TryLock with a write lease that reserves n consecutive
+// fencing tokens, as LockN.
+func (m *RWMutex[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return m.lockN(ctx, key, n, false)
+}
+
+func (m *RWMutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex.Reservation, error) {
+	if n == 0 {
+		return nil, lockErr(key, ErrBlockSize)
+	}
+	l, err := m.lock(ctx, key, n, true, wait)
+	if err != nil {
+		return nil, err
+	}
+	return &rwReservation[K]{rwLease: l.(*rwLease[K]), n: n}, nil
+}
+
+// rwReservation is a write lease from LockN, which knows its block size.
+type rwReservation[K comparable] struct {
+	*rwLease[K]
+	n uint64
+}
+
+func (r *rwReservation[K]) Reserved() uint64 { return r.n }
 
 // RLock blocks until the caller holds the read lock for key, or ctx is
 // done. It joins the readers that hold the key if no writer waits;
 // otherwise it queues behind that writer.
 func (m *RWMutex[K]) RLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, key, false, true)
+	return m.lock(ctx, key, 1, false, true)
 }
 
 // TryRLock takes the read lock for key only if no writer holds or waits
 // for it; otherwise it returns an error satisfying errors.Is(err,
 // [mutex.ErrLocked]).
 func (m *RWMutex[K]) TryRLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, key, false, false)
+	return m.lock(ctx, key, 1, false, false)
 }
 
 // Locker returns a [sync.Locker] that takes and releases the write lock
@@ -99,7 +134,7 @@ func (m *RWMutex[K]) RLocker(key K) sync.Locker {
 	return m.rlockers.Locker(m, key, nil)
 }
 
-func (m *RWMutex[K]) lock(ctx context.Context, key K, write, wait bool) (mutex.Lease, error) {
+func (m *RWMutex[K]) lock(ctx context.Context, key K, n uint64, write, wait bool) (mutex.Lease, error) {
 	if ctx == nil {
 		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
 	}
@@ -113,9 +148,9 @@ func (m *RWMutex[K]) lock(ctx context.Context, key K, write, wait bool) (mutex.L
 	)
 	switch {
 	case write && wait:
-		e, tok, err = m.t.Lock(ctx, key, 1, nil)
+		e, tok, err = m.t.Lock(ctx, key, n, nil)
 	case write:
-		e, tok, err = m.t.TryLock(ctx, key, 1)
+		e, tok, err = m.t.TryLock(ctx, key, n)
 	case wait:
 		e, tok, err = m.t.RLock(ctx, key, 1, nil)
 	default:

@@ -277,30 +277,35 @@ func TestRWWriterHandoffBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan result1, writers)
+	var (
+		order []uint64 // tokens in the order of the holdings
+		errs  = make(chan error, writers)
+	)
 	for i := range writers {
 		go func() {
 			l, err := m.Lock(ctx, "k")
 			if err == nil {
+				order = append(order, l.Token()) // under the lock
 				err = l.Unlock()
 			}
-			got <- result1{l, err}
+			errs <- err
 		}()
 		waitFor(t, func() bool { return rwQueued(m, "k") == i+1 })
 	}
 	if err := first.Unlock(); err != nil {
 		t.Fatal(err)
 	}
-	last := first.Token()
 	for range writers {
-		r := <-got
-		if r.err != nil {
-			t.Fatal(r.err)
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
-		if r.l.Token() <= last {
-			t.Errorf("writer token %d after %d; want increasing", r.l.Token(), last)
+	}
+	last := first.Token()
+	for _, tok := range order {
+		if tok <= last {
+			t.Errorf("writer token %d after %d; want increasing", tok, last)
 		}
-		last = r.l.Token()
+		last = tok
 	}
 	want := (writers + 1 + bound) / (bound + 1)
 	if n := f.count("LockN"); n != want {

@@ -337,3 +337,70 @@ func TestRWNewErrors(t *testing.T) {
 		t.Error("RLock on the zero RWMutex = nil error; want one naming NewRW")
 	}
 }
+
+// TestRWCancelWhileContending: a reader that gives up while it acquires
+// the remote read lease for the local readers passes that on to one of
+// the readers that wait for it; a writer that gives up while it
+// acquires the remote write lease lets the local readers behind it in.
+func TestRWCancelWhileContending(t *testing.T) {
+	leakcheck.Register(t)
+	for _, first := range []string{"reader", "writer"} {
+		t.Run(first, func(t *testing.T) {
+			f := newRWFake()
+			m := newRWT(t, f)
+			ctx := ctxT(t)
+			outside, err := f.inner.Lock(ctx, "k") // another process writes
+			if err != nil {
+				t.Fatal(err)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			a := make(chan result1, 1)
+			go func() {
+				var l mutex.Lease
+				var err error
+				if first == "writer" {
+					l, err = m.Lock(cctx, "k")
+				} else {
+					l, err = m.RLock(cctx, "k")
+				}
+				a <- result1{l, err}
+			}()
+			// It contends remotely once the remote saw its call.
+			waitFor(t, func() bool { return f.count("RLock")+f.count("LockN") == 1 })
+			b := make(chan result1, 1)
+			go func() {
+				l, err := m.RLock(ctx, "k")
+				b <- result1{l, err}
+			}()
+			if first == "writer" {
+				waitFor(t, func() bool { return rwQueued(m, "k") == 1 })
+			}
+			// A second reader joins the first's acquisition if it comes
+			// before the cancel, or acquires itself after it: either way
+			// it must get in once the other process is done.
+			cancel()
+			if r := <-a; !errors.Is(r.err, context.Canceled) {
+				t.Fatalf("%s cancelled while contending = %v; want Canceled", first, r.err)
+			}
+			select {
+			case r := <-b:
+				t.Fatalf("reader got %v while another process writes", r.err)
+			default:
+			}
+			if err := outside.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-b
+			if r.err != nil {
+				t.Fatalf("reader after the %s gave up = %v; want a lease", first, r.err)
+			}
+			if err := r.l.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+			if n := f.held("k"); n != 0 {
+				t.Errorf("%d remote leases held; want 0", n)
+			}
+		})
+	}
+}

@@ -128,9 +128,11 @@ func waitQueued(t *testing.T, c RWConfig, m mutex.RWKeyed[string], key string, n
 
 // waitWriterQueued polls TryRLock on m until it fails with ErrLocked: a
 // writer holds or waits. Readers hold the key meanwhile, so it means
-// that the writer queued.
+// that the writer queued. With Queued, it first waits for a waiter
+// there (readers queue only behind a writer).
 func waitWriterQueued(t *testing.T, c RWConfig, m mutex.RWKeyed[string], key string) {
 	t.Helper()
+	waitQueued(t, c, m, key, 1)
 	ctx := ctxT(t, c.Wait)
 	waitFor(t, c.Wait, "TryRLock failing with ErrLocked once a writer waits", func() bool {
 		l, err := m.TryRLock(ctx, key)

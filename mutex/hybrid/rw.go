@@ -308,9 +308,9 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 			c.mu.Unlock()
 			return &rwLease[K]{m: m, e: e, key: key, share: s, remote: s.remote, token: s.remote.Token()}, nil
 		case c.contending != nil && try:
+			// Not waiting for that acquisition: try one of our own.
 			c.mu.Unlock()
-			m.leaveRead(e, nil)
-			return nil, lockErr(op, key, mutex.ErrLocked)
+			return m.tryOwnRead(ctx, op, e)
 		case c.contending != nil:
 			wait := c.contending
 			c.mu.Unlock()
@@ -329,6 +329,32 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 		}
 		return l, nil
 	}
+}
+
+// tryOwnRead takes a remote read lease for the caller alone, with
+// TryRLock, beside an acquisition in progress that a TryRLock must not
+// wait for. Readers that come later join the one in progress. The
+// caller holds e as a reader.
+func (m *RWMutex[K]) tryOwnRead(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort]) (mutex.Lease, error) {
+	c, key := &e.Value, e.Key()
+	r, err := m.remote.TryRLock(ctx, key)
+	if err != nil {
+		m.leaveRead(e, nil)
+		return nil, lockErr(op, key, err)
+	}
+	s := &readShare{remote: r, refs: 1, served: 1}
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.shares = append(c.shares, s)
+	}
+	c.mu.Unlock()
+	if closed { // Close came first: it expects no remote lease left
+		m.releaseRemote(key, r)
+		m.leaveRead(e, nil)
+		return nil, lockErr(op, key, mutex.ErrClosed)
+	}
+	return &rwLease[K]{m: m, e: e, key: key, share: s, remote: r, token: r.Token()}, nil
 }
 
 // ctxErrOf returns ctx's error, with its cause if that differs.

@@ -26,9 +26,11 @@ const (
 // behind a cancelled writer join the readers that hold.
 //
 // Every operation takes the key's shard lock once (64 shards, as in
-// Table); an entry lives in its shard's map while some goroutine holds or
-// waits for it, and is deleted when the last one leaves. Tokens are
-// issued to writers and readers alike, in order of admission, so a
+// Table). An entry lives in its shard's map while some goroutine holds or
+// waits for it; when the last one leaves, the entry stays as its shard's
+// one idle entry (keeping its Value) until another key's entry goes idle
+// there, and is then deleted: at most 64 idle entries per table. Tokens
+// are issued to writers and readers alike, in order of admission, so a
 // writer's token is above every earlier one and a reader's lies between
 // the writers around it; they keep increasing across deleted entries,
 // as in Table.
@@ -48,14 +50,18 @@ type rwShard[K comparable, V any] struct {
 	m    map[K]*RWEntry[K, V]
 	last uint64 // no token of an entry gone from this shard is above it
 	peak int    // len(m) high-water mark since m was made
-	_    [cacheLine - 32]byte
+	// idle is the one unused entry the shard keeps in m, so that a key
+	// locked and unlocked again and again does not make and delete its
+	// entry each time.
+	idle *RWEntry[K, V]
+	_    [cacheLine - 40]byte
 }
 
 // RWEntry is the state of one key of an RWTable. Its exported field Value
 // belongs to the holders: a writer uses it alone; the readers of one run
 // share it, and must guard what they change in it themselves. It is
-// passed on with the lock and dropped when the entry is deleted (when
-// nobody holds or waits for the key).
+// passed on with the lock, kept while the entry is its shard's idle
+// entry, and dropped when the entry is deleted.
 type RWEntry[K comparable, V any] struct {
 	Value V
 
@@ -119,13 +125,16 @@ func (t *RWTable[K, V]) lock(ctx context.Context, key K, n uint64, hold uint64, 
 		return nil, 0, *p
 	}
 	e := sh.m[key]
-	if e == nil {
+	switch {
+	case e == nil:
 		e = sh.newEntry(key)
+	case e == sh.idle:
+		sh.idle = nil
 	}
 	if e.admits(hold) {
 		tok, ok := e.take(n)
 		if !ok {
-			e.deleteIfUnused()
+			e.idleIfUnused()
 			sh.mu.Unlock()
 			return nil, 0, ErrTokensExhausted
 		}
@@ -188,13 +197,24 @@ func (e *RWEntry[K, V]) take(n uint64) (uint64, bool) {
 	return tok, true
 }
 
-// deleteIfUnused deletes e from its shard if nobody holds or waits for
-// it, folding its tokens into the shard's. e.sh.mu is held.
-func (e *RWEntry[K, V]) deleteIfUnused() {
+// idleIfUnused keeps e as its shard's idle entry if nobody holds or
+// waits for it, deleting the idle entry it replaces. e.sh.mu is held.
+func (e *RWEntry[K, V]) idleIfUnused() {
 	if e.writer || e.readers > 0 || !e.q.empty() {
 		return
 	}
 	sh := e.sh
+	if old := sh.idle; old != e {
+		if old != nil {
+			sh.delete(old)
+		}
+		sh.idle = e
+	}
+}
+
+// delete deletes e, unused, from sh, folding its tokens into the shard's
+// and dropping its Value. sh.mu is held.
+func (sh *rwShard[K, V]) delete(e *RWEntry[K, V]) {
 	sh.last = max(sh.last, e.last)
 	delete(sh.m, e.key)
 	if len(sh.m) == 0 && sh.peak > shrinkAbove {
@@ -221,7 +241,7 @@ func (e *RWEntry[K, V]) grant() {
 		w.tok, w.state = tok, granted
 		w.signal()
 	}
-	e.deleteIfUnused()
+	e.idleIfUnused()
 }
 
 // admitsWaiter reports whether the waiter at the head of the queue,
@@ -358,13 +378,16 @@ func (t *RWTable[K, V]) Range(f func(e *RWEntry[K, V])) {
 	}
 }
 
-// Len returns the number of entries (keys held or waited for) and how
-// many goroutines wait for key. Tests use it.
+// Len returns the number of entries in use (keys held or waited for;
+// not the idle ones) and how many goroutines wait for key. Tests use it.
 func (t *RWTable[K, V]) Len(key K) (entries, waiters int) {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
 		entries += len(sh.m)
+		if sh.idle != nil {
+			entries--
+		}
 		if e := sh.m[key]; e != nil {
 			waiters = e.q.len()
 		}

@@ -46,9 +46,11 @@ var (
 // one, readers' included, and a reader's lies between those of the
 // writers before and after it. Local leases are never lost.
 //
-// Only keys that are held or waited for take memory. Every operation
-// takes a lock of the key's shard (one of 64) once; keys that hash to
-// different shards share nothing.
+// Only keys that are held or waited for take memory, and at most one
+// idle key per shard (64 in all), kept so that a key locked again and
+// again is not made anew each time. Every operation takes a lock of the
+// key's shard (one of 64) once; keys that hash to different shards share
+// nothing.
 type RWMutex[K comparable] struct {
 	t        keylock.RWTable[K, struct{}]
 	lockers  mutex.LockerSet[K]

@@ -186,3 +186,35 @@ func TestRWGrantRacingCancel(t *testing.T) {
 	}
 	gw.e.Unlock()
 }
+
+// TestRWIdleBounded: after many distinct keys were locked and unlocked,
+// each shard keeps at most its one idle entry, and that entry's tokens
+// stay above the earlier ones when it is used again.
+func TestRWIdleBounded(t *testing.T) {
+	var tb RWTable[int, int]
+	ctx := context.Background()
+	last := map[int]uint64{}
+	for round := range 2 {
+		for k := range 1000 {
+			e, tok, err := tb.Lock(ctx, k, 1, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if round > 0 && tok <= last[k] {
+				t.Fatalf("key %d: token %d; want > %d", k, tok, last[k])
+			}
+			last[k] = tok
+			e.Unlock()
+		}
+	}
+	kept := 0
+	for i := range tb.shards {
+		kept += len(tb.shards[i].m)
+	}
+	if kept > numShards {
+		t.Errorf("%d entries kept after every key was unlocked; want at most %d", kept, numShards)
+	}
+	if n, _ := tb.Len(0); n != 0 {
+		t.Errorf("Len() = %d entries in use; want 0", n)
+	}
+}

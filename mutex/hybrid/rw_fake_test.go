@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/local"
 )
@@ -152,3 +153,90 @@ func (l *rwFakeLease) Reserved() uint64      { return l.n }
 
 // rwPlain hides the TokenReserver methods of a remote.
 type rwPlain struct{ mutex.RWKeyed[string] }
+
+// rwRequeuer is an rwFake whose write leases from LockN can requeue (a
+// remote.Lease), as distributed's do: Requeue queues a new LockN waiter
+// at the back of the inner queue, then releases.
+type rwRequeuer struct{ *rwFake }
+
+var _ remote.Lease = (*rqLease)(nil)
+
+func (f rwRequeuer) LockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	r, err := f.rwFake.LockN(ctx, key, n)
+	if err != nil {
+		return nil, err
+	}
+	return &rqLease{r.(*rwFakeLease)}, nil
+}
+
+func (f rwRequeuer) TryLockN(ctx context.Context, key string, n uint64) (mutex.Reservation, error) {
+	r, err := f.rwFake.TryLockN(ctx, key, n)
+	if err != nil {
+		return nil, err
+	}
+	return &rqLease{r.(*rwFakeLease)}, nil
+}
+
+type rqLease struct{ *rwFakeLease }
+
+func (l *rqLease) Requeue(n uint64) (remote.Ticket, error) {
+	f := l.f
+	if err := l.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tk := &rqTicket{cancel: cancel, done: make(chan struct{})}
+	started := make(chan struct{})
+	go func() {
+		defer close(tk.done)
+		close(started)
+		r, err := f.wrap("Requeue", l.key, n, func() (mutex.Lease, error) { return f.inner.LockN(ctx, l.key, n) })
+		if err == nil {
+			tk.r = &rqLease{r.(*rwFakeLease)}
+		}
+		tk.err = err
+	}()
+	<-started
+	if err := l.Unlock(); err != nil {
+		tk.Cancel()
+		return nil, err
+	}
+	return tk, nil
+}
+
+type rqTicket struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	r      *rqLease
+	err    error
+
+	mu    sync.Mutex // guards taken
+	taken bool
+}
+
+func (t *rqTicket) Wait(ctx context.Context) (mutex.Reservation, error) {
+	select {
+	case <-t.done:
+	case <-ctx.Done():
+		t.Cancel()
+		return nil, ctx.Err()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.taken || t.err != nil {
+		return nil, fmt.Errorf("rwfake: ticket spent: %v", t.err)
+	}
+	t.taken = true
+	return t.r, nil
+}
+
+func (t *rqTicket) Cancel() {
+	t.cancel()
+	<-t.done
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.taken && t.err == nil {
+		t.taken = true
+		t.r.Unlock()
+	}
+}

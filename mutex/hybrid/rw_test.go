@@ -3,6 +3,7 @@ package hybrid
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,7 @@ func TestRWConformance(t *testing.T) {
 		{"local/bound=1", func() mutex.RWKeyed[string] { return new(local.RWMutex[string]) }, []Option{WithMaxLocalHandoffs(1)}},
 		{"fake", func() mutex.RWKeyed[string] { return newRWFake() }, nil},
 		{"fake/plain", func() mutex.RWKeyed[string] { return rwPlain{newRWFake()} }, nil},
+		{"fake/requeue/bound=1", func() mutex.RWKeyed[string] { return rwRequeuer{newRWFake()} }, []Option{WithMaxLocalHandoffs(1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			remote := tc.remote()
@@ -402,5 +404,58 @@ func TestRWCancelWhileContending(t *testing.T) {
 				t.Errorf("%d remote leases held; want 0", n)
 			}
 		})
+	}
+}
+
+// TestRWRequeue: at the bound, with a local writer next, a remote write
+// lease that can requeue hands the key to the writer another process
+// queued, and this process's next writer waits for the requeued turn.
+func TestRWRequeue(t *testing.T) {
+	leakcheck.Register(t)
+	f := rwRequeuer{newRWFake()}
+	a := newRWT(t, f, WithMaxLocalHandoffs(1))
+	b := newRWT(t, f, WithMaxLocalHandoffs(1))
+	ctx := ctxT(t)
+	first, err := a.Lock(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		order []string
+		errs  = make(chan error, 4)
+	)
+	lock := func(m *RWMutex[string], name string) {
+		l, err := m.Lock(ctx, "k")
+		if err == nil {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			err = l.Unlock()
+		}
+		errs <- err
+	}
+	for i := range 3 {
+		go lock(a, fmt.Sprintf("a%d", i+2))
+		waitFor(t, func() bool { return rwQueued(a, "k") == i+1 })
+	}
+	go lock(b, "b")
+	waitFor(t, func() bool { return f.count("LockN") == 2 }) // b waits remotely
+	if err := first.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.count("Requeue"); n == 0 {
+		t.Errorf("no Requeue at the bound with a local writer next; want one")
+	}
+	if want := []string{"a2", "b", "a3", "a4"}; fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Errorf("order of the writers = %v; want %v (b's turn after a's bound)", order, want)
+	}
+	if n := f.held("k"); n != 0 {
+		t.Errorf("%d remote leases held; want 0", n)
 	}
 }

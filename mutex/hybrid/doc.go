@@ -75,6 +75,24 @@
 // (Err satisfies both ErrLost and ErrClosed). Close closes the remote only
 // with [WithOwnedRemote]; otherwise the caller owns it.
 //
+// # Readers and writers
+//
+// [RWMutex], made by [NewRW] over a remote [mutex.RWKeyed], is the
+// read-write form. Goroutines of one process queue per key in FIFO order,
+// consecutive readers together, and a local writer that waits blocks the
+// local readers that come after it. Local readers that hold a key
+// together share one remote read lease: only the first sends a remote
+// command, the others cost none while it is held, and each carries its
+// token. A remote read lease serves at most bound+1 local readers
+// ([WithMaxLocalHandoffs]); the next one takes a new remote read lease,
+// which over a FIFO remote waits behind any writer queued remotely, so a
+// process's stream of readers cannot starve another process's writer. A
+// local writer waits until the process's readers have left and their
+// remote read leases are released, then shares the write lease of the
+// local writer before it, or acquires one (reserving bound+1 tokens with
+// LockN, and requeuing at the bound, as [Mutex] does). The loss of a
+// remote lease ends every local lease that shares it.
+//
 // [distributed.WithMaxHold]: https://pkg.go.dev/github.com/keyedmutex/keyedmutex/mutex/distributed#WithMaxHold
 // [distributed.ErrMaxHold]: https://pkg.go.dev/github.com/keyedmutex/keyedmutex/mutex/distributed#ErrMaxHold
 package hybrid

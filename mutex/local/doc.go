@@ -78,4 +78,19 @@
 // was deleted and created again in between: tokens come from a counter
 // per shard, and a key always maps to the same shard within a process.
 // Local leases are never lost: [mutex.Lease.Done] closes only on Unlock.
+//
+// # Readers and writers
+//
+// [RWMutex] is the keyed [sync.RWMutex], a [mutex.RWKeyed]: per key, any
+// number of readers (RLock, TryRLock, RLocker) or one writer (Lock,
+// TryLock, Locker). Its zero value is ready, like Mutex's. Waiters are
+// served in arrival order, consecutive readers at the head together, so a
+// waiting writer blocks later readers and is never starved; a waiter
+// whose ctx ends gives its turn back. Every lease, read or write, gets a
+// token above every earlier one, so a writer's token is above the readers'
+// before it and a reader's above the writers' before it. Its operations
+// take the key's shard lock (one of 64) once: a little slower than
+// Mutex's lock-free fast path, which RWMutex does not share. Use it when
+// reads of a key are many and long enough for holding them together to
+// matter; otherwise Mutex is cheaper.
 package local

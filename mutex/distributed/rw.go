@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/rlocker"
 	"strings"
 	"sync"
 
@@ -120,7 +121,7 @@ type RWMutex[K comparable] struct {
 	*core
 	encode   func(K) (string, error)
 	lockers  mutex.LockerSet[K]
-	rlockers mutex.LockerSet[K]
+	rlockers rlocker.Set[K]
 }
 
 // NewRW returns an RWMutex whose locks live in the Redis behind client,
@@ -201,24 +202,10 @@ func (m *RWMutex[K]) RLocker(key K) sync.Locker {
 	if m.core == nil {
 		panic(errRWNotNew)
 	}
-	return m.rlockers.Locker(readSide[K]{m}, key, func(k K, err error) {
+	return m.rlockers.Locker(m, key, func(k K, err error) {
 		m.logger().Warn("keyedmutex: RLocker: RLock failed, retrying", "err", err)
 	})
 }
-
-// readSide is the read lock of an RWMutex as a [mutex.Keyed], for
-// RLocker.
-type readSide[K comparable] struct{ m *RWMutex[K] }
-
-func (r readSide[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	return r.m.RLock(ctx, key)
-}
-
-func (r readSide[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return r.m.TryRLock(ctx, key)
-}
-
-func (r readSide[K]) Locker(key K) sync.Locker { return r.m.RLocker(key) }
 
 // Close releases every read and write lease still held and ends every
 // pending call, as [Mutex.Close].

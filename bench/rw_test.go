@@ -9,6 +9,8 @@ import (
 
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
+	"github.com/keyedmutex/keyedmutex/mutex/hybrid"
+	"github.com/keyedmutex/keyedmutex/mutex/local"
 )
 
 // rwStrategies are the rows of the read-write scenarios: read-write
@@ -17,8 +19,11 @@ import (
 // row is one line here.
 var rwStrategies = []strategy{
 	localStrategy,
+	localRWStrategy,
 	pubsubStrategy,
 	distributedRWStrategy,
+	hybridStrategy,
+	hybridRWStrategy,
 }
 
 // rwLocker is a locker that also takes read locks.
@@ -69,6 +74,34 @@ var distributedRWStrategy = strategy{name: "distributed-rw", redis: true, procs:
 			return nil, nil, err
 		}
 		return rwKeyed{d}, func() { d.Close() }, nil
+	})
+}}
+
+// localRWStrategy is local.RWMutex, one instance shared by the simulated
+// processes of a row, as localStrategy.
+var localRWStrategy = strategy{name: "local-rw", procs: func(_ *target, _ string, n int) ([]locker, func(), error) {
+	m := new(local.RWMutex[string])
+	ls := make([]locker, n)
+	for i := range ls {
+		ls[i] = rwKeyed{m}
+	}
+	return ls, func() {}, nil
+}}
+
+// hybridRWStrategy is hybrid.RWMutex over distributed.RWMutex: each
+// process one of each on its own client, the default handoff bound.
+var hybridRWStrategy = strategy{name: "hybrid-rw", redis: true, procs: func(t *target, prefix string, n int) ([]locker, func(), error) {
+	return eachProc(t, n, func(c redis.UniversalClient) (locker, func(), error) {
+		d, err := distributed.NewRW[string](c, distributed.WithTTL(ttl), distributed.WithPrefix(prefix))
+		if err != nil {
+			return nil, nil, err
+		}
+		h, err := hybrid.NewRW[string](d)
+		if err != nil {
+			d.Close()
+			return nil, nil, err
+		}
+		return rwKeyed{h}, func() { h.Close(); d.Close() }, nil
 	})
 }}
 

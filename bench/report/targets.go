@@ -107,6 +107,9 @@ func Checks(rows []Row) []Check {
 	value(readMostly, "distributed-rw", "jain", ">=", 0.99)
 	vsRow(writeHeavy, "distributed-rw", "pubsub", "acq/s", ">=", 0.9)
 	value(writeHeavy, "distributed-rw", "jain", ">=", 0.99)
+	vsRow(readMostly, "hybrid-rw", "hybrid", "acq/s", ">=", 5)
+	vsRow(writeHeavy, "hybrid-rw", "hybrid", "acq/s", ">=", 0.9)
+	value(readMostly, "hybrid-rw", "jain", ">=", 0.99)
 
 	add("Handoff", "Handoff: pubsub p50 handoff ÷ notice p50",
 		get(rows, "p50-handoff-ns", "Handoff", "pubsub")/get(rows, "p50-handoff-ns", "Handoff", "notice"), "<=", 1.5)

@@ -126,10 +126,15 @@ type RWMutex[K comparable] struct {
 
 // NewRW returns an RWMutex whose locks live in the Redis behind client,
 // with the options of [New] (which apply to both sides: the TTL,
-// renewal, poll interval, label, prefix...). client is as for New.
+// renewal, poll interval, label, prefix...), except [WithSpin]: a
+// spinning waiter does not queue, so a writer could be starved by a
+// stream of readers; NewRW refuses it. client is as for New.
 func NewRW[K comparable](client redis.UniversalClient, opts ...Option) (*RWMutex[K], error) {
 	var encode func(K) (string, error)
 	c, err := newCore("NewRW", client, opts, true, func(cfg *config) (err error) {
+		if cfg.spin != 0 {
+			return errors.New("distributed: NewRW: WithSpin is not supported: readers and writers wait in the key's queue, in order, so that a writer is not starved by readers")
+		}
 		encode, err = encoderFor[K](cfg.encoder)
 		return err
 	})

@@ -324,7 +324,7 @@ func (s *LeaseSet[K]) WithContext(parent context.Context) (context.Context, cont
 // setLease shows a LeaseSet to WithLease, which reads only Done and Err.
 type setLease[K comparable] struct{ s *LeaseSet[K] }
 
-func (l setLease[K]) Unlock() error          { return l.s.Unlock() }
+func (l setLease[K]) Unlock() error         { return l.s.Unlock() }
 func (l setLease[K]) Done() <-chan struct{} { return l.s.Done() }
 func (l setLease[K]) Err() error            { return l.s.Err() }
 func (l setLease[K]) Token() uint64         { return 0 }

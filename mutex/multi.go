@@ -49,6 +49,16 @@ type SetLocker[K comparable] interface {
 	TryLockSet(ctx context.Context, keys []K) ([]Lease, error)
 }
 
+// SetUnlocker is implemented by a [Keyed] that releases the leases of a
+// set its own way: the Redis mutex releases them together, in about one
+// round trip. UnlockSet unlocks every lease (leases from one LockAll of
+// this Keyed) and returns each one's error, by position.
+// [LeaseSet.Unlock] uses it; without it, it unlocks the leases one by
+// one, in the reverse of the lock order.
+type SetUnlocker interface {
+	UnlockSet(leases []Lease) []error
+}
+
 // LockAll locks every key of keys on m and returns one [LeaseSet] for
 // them all, or an error and nothing held. It blocks until it holds every
 // key, ctx is done, or the backend fails; on ctx end the error satisfies
@@ -121,7 +131,7 @@ func lockAll[K comparable](ctx context.Context, m Keyed[K], keys []K, try bool) 
 		errs := releaseLeases(order, leases)
 		return nil, errors.Join(fmt.Errorf("mutex: %s: %T returned %d leases for %d keys", op, m, len(leases), len(order)), errs)
 	}
-	return newLeaseSet(order, leases), nil
+	return newLeaseSet(m, order, leases), nil
 }
 
 // LockInOrder is the plain way to lock a set: it locks (or, with try,
@@ -197,8 +207,9 @@ func DoAllLeases[K comparable](ctx context.Context, m Keyed[K], keys []K, f func
 // A LeaseSet is one holding of a set of keys, returned by [LockAll] and
 // [TryLockAll]: one [Lease] per key. It is safe for concurrent use.
 type LeaseSet[K comparable] struct {
-	keys   []K
-	leases []Lease
+	keys      []K
+	leases    []Lease
+	unlockSet SetUnlocker // nil: one by one
 
 	mu       sync.Mutex
 	unlocked bool
@@ -206,8 +217,12 @@ type LeaseSet[K comparable] struct {
 	stop     chan struct{} // ends the watcher Done started
 }
 
-func newLeaseSet[K comparable](keys []K, leases []Lease) *LeaseSet[K] {
-	return &LeaseSet[K]{keys: keys, leases: leases}
+func newLeaseSet[K comparable](m Keyed[K], keys []K, leases []Lease) *LeaseSet[K] {
+	s := &LeaseSet[K]{keys: keys, leases: leases}
+	if u, ok := m.(SetUnlocker); ok && len(leases) > 1 {
+		s.unlockSet = u
+	}
+	return s
 }
 
 // Keys returns the keys of the set, distinct, in the order they were
@@ -249,7 +264,18 @@ func (s *LeaseSet[K]) Unlock() error {
 		close(s.stop)
 	}
 	s.mu.Unlock()
-	err := releaseLeases(s.keys, s.leases)
+	var err error
+	if s.unlockSet != nil {
+		errs := s.unlockSet.UnlockSet(s.leases)
+		for i, e := range errs {
+			if e != nil && i < len(s.keys) {
+				errs[i] = fmt.Errorf("mutex: release %v: %w", s.keys[i], e)
+			}
+		}
+		err = errors.Join(errs...)
+	} else {
+		err = releaseLeases(s.keys, s.leases)
+	}
 	s.mu.Lock()
 	if s.done != nil {
 		select {

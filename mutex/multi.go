@@ -433,16 +433,17 @@ func compareKeys[K comparable](a, b K) int {
 	if a == b {
 		return 0
 	}
-	// The common cases without reflection.
-	switch x := any(a).(type) {
-	case string:
-		return cmp.Compare(x, any(b).(string))
-	case int:
-		return cmp.Compare(x, any(b).(int))
-	case int64:
-		return cmp.Compare(x, any(b).(int64))
-	case uint64:
-		return cmp.Compare(x, any(b).(uint64))
+	// The common key types without reflection (by K itself, not by the
+	// dynamic type of an interface K).
+	switch pa := any(&a).(type) {
+	case *string:
+		return cmp.Compare(*pa, *any(&b).(*string))
+	case *int:
+		return cmp.Compare(*pa, *any(&b).(*int))
+	case *int64:
+		return cmp.Compare(*pa, *any(&b).(*int64))
+	case *uint64:
+		return cmp.Compare(*pa, *any(&b).(*uint64))
 	}
 	va, vb := reflect.ValueOf(any(a)), reflect.ValueOf(any(b))
 	ca, cb := classOf(va), classOf(vb)

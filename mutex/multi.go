@@ -62,7 +62,11 @@ type SetUnlocker interface {
 // LockAll locks every key of keys on m and returns one [LeaseSet] for
 // them all, or an error and nothing held. It blocks until it holds every
 // key, ctx is done, or the backend fails; on ctx end the error satisfies
-// errors.Is(err, ctx.Err()) and whatever it had taken is released.
+// errors.Is(err, ctx.Err()) and whatever it had taken is released. If
+// the lease of a key taken first is found lost by the time the last key
+// is taken (a Redis restart while LockAll waited), LockAll releases
+// everything and returns an error satisfying errors.Is(err, [ErrLost]):
+// retry it.
 //
 // Duplicate keys are collapsed. An empty set is refused with
 // [ErrNoKeys]; an invalid key with an error naming it (satisfying
@@ -130,6 +134,13 @@ func lockAll[K comparable](ctx context.Context, m Keyed[K], keys []K, try bool) 
 	if len(leases) != len(order) {
 		errs := releaseLeases(order, leases)
 		return nil, errors.Join(fmt.Errorf("mutex: %s: %T returned %d leases for %d keys", op, m, len(leases), len(order)), errs)
+	}
+	for i, l := range leases {
+		// A lease taken first may have been lost while LockAll waited for
+		// a later key: then the set was never held as a whole.
+		if lerr := l.Err(); lerr != nil {
+			return nil, errors.Join(fmt.Errorf("mutex: %s: the lease of %v ended while waiting for the other keys: %w", op, order[i], lerr), releaseLeases(order, leases))
+		}
 	}
 	return newLeaseSet(m, order, leases), nil
 }

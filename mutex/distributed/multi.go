@@ -168,8 +168,14 @@ func (m *Mutex[K]) lockSet(ctx context.Context, keys []K, try bool) ([]mutex.Lea
 		}
 		// encs[i] is held, queued for or not free in some other way (or
 		// alone in its slot): lock it the usual way, queueing there if
-		// it is held.
-		l, err := c.lockEncoded(ctx, op, encs[i], 1, try)
+		// it is held. If the script has just found it busy, a Lock that
+		// waits on Pub/Sub skips the try and queues at once.
+		var l *lease
+		if j-i >= 2 && !try && c.cfg.spin == 0 {
+			l, err = c.lockQueued(ctx, op, encs[i])
+		} else {
+			l, err = c.lockEncoded(ctx, op, encs[i], 1, try)
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -177,6 +183,40 @@ func (m *Mutex[K]) lockSet(ctx context.Context, keys []K, try bool) ([]mutex.Lea
 		i++
 	}
 	return leases, nil
+}
+
+// lockQueued is lockEncoded for a waiting Lock on Pub/Sub that knows the
+// key is busy: it subscribes and runs acquire.lua in wait mode at once
+// (which takes the key if it was freed meanwhile, else queues), without
+// the uncontended try first.
+func (c *core) lockQueued(ctx context.Context, op, enc string) (*lease, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, opErr(op, enc, err)
+	}
+	if !c.enter() {
+		return nil, opErr(op, enc, mutex.ErrClosed)
+	}
+	defer c.calls.Done()
+	w := &waiter{c: c, ctx: ctx, op: op, enc: enc, nm: namesFor(c.cfg.prefix, enc), owner: newID(16), n: 1}
+	start := time.Now()
+	l, err := w.queue(ctx)
+	l, err = c.settle(ctx, op, w, l, err)
+	if c.cfg.obs != nil {
+		c.observe(ctx, mutex.LockDone, enc, mutex.Event{Op: op, Outcome: mutex.OutcomeOf(ctx, err),
+			Wait: time.Since(start), Waited: w.waited, Err: err})
+	}
+	return l, err
+}
+
+// queue subscribes the waiter (or joins its Mutex's subscription of the
+// key) and waits in the key's queue.
+func (w *waiter) queue(ctx context.Context) (*lease, error) {
+	if w.sub = w.c.hub.Join(w.nm.channel(w.c.id), w.owner); w.sub == nil {
+		if err := w.subscribe(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return w.wait(ctx, false, 0)
 }
 
 // releaseTaken unlocks the leases a failed LockSet took (of encs[i]

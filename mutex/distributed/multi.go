@@ -10,14 +10,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
 
 var (
-	_ mutex.Orderer[string]   = (*Mutex[string])(nil)
-	_ mutex.SetLocker[string] = (*Mutex[string])(nil)
-	_ mutex.SetUnlocker       = (*Mutex[string])(nil)
+	_ remote.PrefixLocker[string] = (*Mutex[string])(nil)
+	_ mutex.Orderer[string]       = (*Mutex[string])(nil)
+	_ mutex.SetLocker[string]     = (*Mutex[string])(nil)
+	_ mutex.SetUnlocker           = (*Mutex[string])(nil)
 )
 
 //go:embed acquireall.lua
@@ -154,7 +156,7 @@ func (m *Mutex[K]) lockSet(ctx context.Context, keys []K, try bool) ([]mutex.Lea
 			j++
 		}
 		if j-i >= 2 {
-			got, err := c.acquireRun(ctx, op, encs[i:j])
+			got, err := c.acquireRun(ctx, op, encs[i:j], 1)
 			if err != nil {
 				return fail(err)
 			}
@@ -219,6 +221,52 @@ func (w *waiter) queue(ctx context.Context) (*lease, error) {
 	return w.wait(ctx, false, 0)
 }
 
+// TryLockPrefixN takes, in the order given, the keys that are free and
+// have nobody queued, up to the first that is not, each with a lease that
+// reserves up to n tokens (as [Mutex.LockN]); it never waits. keys must
+// be distinct and in lock order. mutex/hybrid's LockAll uses it.
+func (m *Mutex[K]) TryLockPrefixN(ctx context.Context, keys []K, n uint64) ([]mutex.Reservation, error) {
+	if m.core == nil {
+		return nil, errNotNew
+	}
+	if ctx == nil {
+		return nil, errors.New("distributed: TryLockPrefixN: nil context.Context (use context.Background())")
+	}
+	if n < 1 || n > MaxReserve {
+		return nil, fmt.Errorf("distributed: TryLockPrefixN: n = %d; want 1 <= n <= %d", n, MaxReserve)
+	}
+	encs, err := m.encodeAll(keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(encs) == 0 {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("distributed: TryLockPrefixN: %w", err)
+	}
+	// One script: a Cluster's keys are taken up to the first of another
+	// slot.
+	j := 1
+	if _, cluster := m.client.(*redis.ClusterClient); cluster {
+		for j < len(encs) && slotOf(escapeTag(encs[j])) == slotOf(escapeTag(encs[0])) {
+			j++
+		}
+	} else {
+		j = len(encs)
+	}
+	m.checkServers(ctx)
+	got, err := m.acquireRun(ctx, "LockAll", encs[:j], n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mutex.Reservation, len(got))
+	for i, l := range got {
+		out[i] = l
+	}
+	return out, nil
+}
+
 // releaseTaken unlocks the leases a failed LockSet took (of encs[i]
 // each), and joins their errors.
 func releaseTaken(encs []string, leases []mutex.Lease) error {
@@ -234,7 +282,7 @@ func releaseTaken(encs []string, leases []mutex.Lease) error {
 // acquireRun runs acquireall.lua once on encs (keys of one server or
 // slot, in lock order): it returns the leases of the free prefix it took,
 // possibly none.
-func (c *core) acquireRun(ctx context.Context, op string, encs []string) ([]*lease, error) {
+func (c *core) acquireRun(ctx context.Context, op string, encs []string, n uint64) ([]*lease, error) {
 	if !c.enter() {
 		return nil, opErr(op, encs[0], mutex.ErrClosed)
 	}
@@ -277,11 +325,11 @@ func (c *core) acquireRun(ctx context.Context, op string, encs []string) ([]*lea
 		c.plainOK()
 	}
 	var (
-		n   int
-		now uint64
+		count int
+		now   uint64
 	)
 	if err == nil {
-		n, now, err = parseAcquireAll(res)
+		count, now, err = parseAcquireAll(res)
 		if err != nil {
 			undo(-1)
 		}
@@ -292,15 +340,17 @@ func (c *core) acquireRun(ctx context.Context, op string, encs []string) ([]*lea
 		}
 		return nil, opErr(op, encs[0], c.lockErr(ctx, err))
 	}
-	out := make([]*lease, 0, n)
-	g := grant{first: now, top: now, ttlMs: c.ttlMs, clock: now}
-	for i := 0; i < n; i++ {
+	out := make([]*lease, 0, count)
+	// Tokens as attemptPlain issues them: from the clock, up to maxAhead
+	// ahead of it (each key's release then leaves its free marker).
+	g := grant{first: now, top: now + min(n, maxAhead) - 1, ttlMs: c.ttlMs, clock: now}
+	for i := 0; i < count; i++ {
 		l := newLease(c, encs[i], nms[i], owners[i], g, start)
 		if !l.got.Before(l.validUntil) {
 			// The reply came after the leases' validity: they may be
 			// others' by now. Release them and report none taken; the
 			// caller locks the first key the usual way.
-			undo(n)
+			undo(count)
 			for _, l := range out {
 				c.forget(l)
 			}
@@ -309,7 +359,7 @@ func (c *core) acquireRun(ctx context.Context, op string, encs []string) ([]*lea
 		}
 		if !c.register(l) {
 			l.endClosed()
-			undo(n)
+			undo(count)
 			for _, l := range out {
 				c.forget(l)
 			}

@@ -18,6 +18,15 @@
 // pass [Lease.Token] to the resource and have it reject tokens lower than
 // one it has already seen (a fencing token).
 //
+// [LockAll], [TryLockAll] and [DoAll] lock several keys at once (a
+// transfer between two accounts) with one [LeaseSet]. Every caller takes
+// the keys of a set one at a time in one global order, whatever order it
+// names them in, so callers that lock overlapping sets cannot deadlock:
+// the Redis mutex orders by encoded key, the hybrid mutex as its remote,
+// and any other Keyed by [SortKeys] (or its own [Orderer]). A LockAll that
+// waits keeps the keys before the one it waits for and its place in that
+// key's queue; it never releases to retry.
+//
 // [LockerSet] adapts any Keyed to [sync.Locker] per key, for code written
 // against a sync.Mutex.
 package mutex

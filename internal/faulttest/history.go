@@ -62,6 +62,19 @@ type Hold struct {
 	lost     bool
 	lostErr  error // the lease's Err when it was found lost
 	rejected int   // fenced writes rejected while this hold was not known lost
+	early    bool  // taken before it was recorded (see TakenEarlier)
+}
+
+// TakenEarlier records that the hold's lease was taken some time before
+// the hold was recorded: one key of a set (mutex.LockAll), taken while
+// the set waited for its other keys. If that lease was lost meanwhile
+// (near a fault), another holder may have held the key in between, with
+// a greater token; the token order is then excused for this hold, as its
+// loss is.
+func (hd *Hold) TakenEarlier() {
+	hd.mu.Lock()
+	hd.early = true
+	hd.mu.Unlock()
 }
 
 // Fault records that a fault named name begins now; the returned func
@@ -373,7 +386,8 @@ func (h *History) Check() []string {
 						// issues tokens); what fencing promises then is that
 						// the stale side's writes are refused, so the
 						// inversion is excused only if b's were.
-						excused := (nearSplit(a) || nearSplit(b)) && a.Instance != b.Instance && b.rejected > 0
+						excused := (nearSplit(a) || nearSplit(b)) && a.Instance != b.Instance && b.rejected > 0 ||
+							b.early && b.lost && nearFault(b)
 						if b.Token <= a.Token && !excused {
 							add("fencing: %q token %d (instance %d) after token %d (instance %d): not increasing", key, b.Token, b.Instance, a.Token, a.Instance)
 						}

@@ -18,6 +18,6 @@
 // pass [Lease.Token] to the resource and have it reject tokens lower than
 // one it has already seen (a fencing token).
 //
-// [LockerSet] adapts any Keyed to [sync.Locker] per key, for code written
-// against a sync.Mutex.
+// Every implementation's Locker method adapts it to [sync.Locker] per
+// key, for code written against a sync.Mutex.
 package mutex

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -555,12 +556,7 @@ func (h *subscriber) openUsers() []*Hub {
 	return open
 }
 
-func (u *Hub) logger() *slog.Logger {
-	if u.cfg.logger != nil {
-		return u.cfg.logger
-	}
-	return slog.Default()
-}
+func (u *Hub) logger() *slog.Logger { return lockutil.Logger(u.cfg.logger) }
 
 // Subscription is the interest of one id in one channel, from
 // [Hub.Subscribe] or [Hub.Join]. Its methods are safe for concurrent use.

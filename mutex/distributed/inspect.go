@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
@@ -64,7 +65,7 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 		return Info{}, fmt.Errorf("distributed: Inspect: %w: %w", mutex.ErrInvalidKey, err)
 	}
 	if ctx == nil {
-		return Info{}, opErr("Inspect", enc, errors.New("nil context.Context (use context.Background())"))
+		return Info{}, opErr("Inspect", enc, lockutil.ErrNilContext)
 	}
 	nm := namesFor(m.cfg.prefix, enc)
 	var (

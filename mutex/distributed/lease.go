@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
@@ -33,17 +34,17 @@ type lease struct {
 	done  chan struct{} // closed when the lease ends, with err set
 	since time.Time     // when Lock returned it (observed Mutexes only)
 
-	mu         sync.Mutex           // guards the fields below
-	validUntil time.Time            //
-	renewing   bool                 // a renewal call is in flight
-	backoff    time.Duration        // next retry delay after a transport error
-	lastErr    error                // the last renewal error, nil after a success
-	expiry     *time.Timer          // loses the lease at validity end: always without renewal, after a failed renewal with it
-	ending     bool                 // Unlock or Close has begun: no background loss any more
-	err        error                // nil while held; set once, when done is closed
-	after      map[*func()]struct{} // AfterDone functions, run when done closes
-	holdEnd    time.Time            // WithMaxHold: no renewal is sent from then on; zero: none
-	capped     bool                 // a renewal was not scheduled for holdEnd: lost at validity end with ErrMaxHold
+	mu         sync.Mutex         // guards the fields below
+	validUntil time.Time          //
+	renewing   bool               // a renewal call is in flight
+	backoff    time.Duration      // next retry delay after a transport error
+	lastErr    error              // the last renewal error, nil after a success
+	expiry     *time.Timer        // loses the lease at validity end: always without renewal, after a failed renewal with it
+	ending     bool               // Unlock or Close has begun: no background loss any more
+	err        error              // nil while held; set once, when done is closed
+	after      lockutil.Callbacks // AfterDone functions, run when done closes
+	holdEnd    time.Time          // WithMaxHold: no renewal is sent from then on; zero: none
+	capped     bool               // a renewal was not scheduled for holdEnd: lost at validity end with ErrMaxHold
 }
 
 func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.Time) *lease {
@@ -90,12 +91,9 @@ func (l *lease) finish(err error) bool {
 		l.expiry.Stop()
 	}
 	close(l.done)
-	after := l.after
-	l.after = nil
+	after := l.after.Take()
 	l.mu.Unlock()
-	for f := range after {
-		go (*f)()
-	}
+	after.Start()
 	l.c.renew.cancel(l)
 	l.c.forget(l)
 	return true
@@ -111,19 +109,11 @@ func (l *lease) AfterDone(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	if l.after == nil {
-		l.after = make(map[*func()]struct{})
-	}
-	p := &f
-	l.after[p] = struct{}{}
+	p := l.after.Add(f)
 	return func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if _, ok := l.after[p]; !ok {
-			return false
-		}
-		delete(l.after, p)
-		return true
+		return l.after.Remove(p)
 	}
 }
 
@@ -167,8 +157,8 @@ func (l *lease) Unlock() error {
 		return l.unlock()
 	}
 	err := l.unlock()
-	if outcome, report := mutex.UnlockOutcome(err); report {
-		l.c.observe(context.Background(), mutex.Unlocked, l.enc, mutex.Event{Outcome: outcome, Hold: l.held(), Err: err})
+	if ev, report := lockutil.Unlocked(l.held(), err); report {
+		l.c.observe(context.Background(), mutex.Unlocked, l.enc, ev)
 	}
 	return err
 }
@@ -512,7 +502,7 @@ func (t *ticket) Wait(ctx context.Context) (mutex.Reservation, error) {
 	c, w := t.w.c, t.w
 	if ctx == nil {
 		t.abandon()
-		return nil, opErr("Lock", w.enc, errors.New("nil context.Context (use context.Background())"))
+		return nil, opErr("Lock", w.enc, lockutil.ErrNilContext)
 	}
 	if !c.enter() {
 		t.abandon()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
@@ -17,7 +18,7 @@ import (
 // key enc.
 func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bool) (*lease, error) {
 	if ctx == nil {
-		return nil, opErr(op, enc, errors.New("nil context.Context (use context.Background())"))
+		return nil, opErr(op, enc, lockutil.ErrNilContext)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, opErr(op, enc, err)
@@ -36,8 +37,7 @@ func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bo
 	start := time.Now()
 	l, err := w.lock(ctx, try)
 	l, err = c.settle(ctx, op, w, l, err)
-	c.observe(ctx, mutex.LockDone, enc, mutex.Event{Op: op, Outcome: mutex.OutcomeOf(ctx, err),
-		Wait: time.Since(start), Waited: w.waited, Err: err})
+	c.observe(ctx, mutex.LockDone, enc, lockutil.LockDone(ctx, op, time.Since(start), w.waited, err))
 	return l, err
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -66,7 +67,7 @@ const MaxReserve = 1 << 30
 type Mutex[K comparable] struct {
 	*core
 	encode  func(K) (string, error)
-	lockers mutex.LockerSet[K]
+	lockers lockutil.LockerSet[K]
 }
 
 // core is the part of a Mutex that does not depend on the key type.
@@ -112,7 +113,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	if client == nil {
 		return nil, errors.New("distributed: New: nil Redis client")
 	}
-	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
+	if lockutil.IsNilPointer(client) {
 		return nil, fmt.Errorf("distributed: New: nil Redis client (%T)", client)
 	}
 	if _, ok := client.(*redis.Ring); ok {
@@ -238,11 +239,12 @@ func reservation(l mutex.Lease, err error) (mutex.Reservation, error) {
 }
 
 // Locker returns a [sync.Locker] for key, sharing state with every other
-// Locker of m for the same key (see [mutex.LockerSet]). Its Lock retries
-// Redis errors until it holds the lock, reporting each through
-// [WithLogger]. On an invalid key it panics; after Close it reports
-// [mutex.ErrClosed] to the logger and blocks until the process ends (see
-// [mutex.LockerSet.Locker] for why; use Lock with a ctx to get the error).
+// Locker of m for the same key. Its Lock retries Redis errors until it
+// holds the lock, reporting each through [WithLogger]. On an invalid key
+// it panics; after Close it reports [mutex.ErrClosed] to the logger and
+// blocks until the process ends, as Lock of a sync.Mutex that nobody
+// will unlock does (a panic would crash a process in the middle of its
+// shutdown; use Lock with a ctx to get the error).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
 	if m.core == nil {
 		panic(errNotNew)
@@ -493,9 +495,4 @@ func (c *core) observe(ctx context.Context, kind mutex.EventKind, enc string, e 
 	c.cfg.obs.Observe(ctx, e)
 }
 
-func (c *core) logger() *slog.Logger {
-	if c.cfg.logger != nil {
-		return c.cfg.logger
-	}
-	return slog.Default()
-}
+func (c *core) logger() *slog.Logger { return lockutil.Logger(c.cfg.logger) }

@@ -28,7 +28,8 @@
 //
 // # Fencing tokens
 //
-// If the remote implements [mutex.TokenReserver], the head acquires with
+// If the remote implements [mutex.TokenReserver] (or is a local.Mutex,
+// which reserves tokens for hybrid only), the head acquires with
 // LockN(ctx, key, bound+1) and the i-th local holder of that remote
 // lease gets token first+i: tokens stay strictly increasing per key across
 // local handoffs and remote acquisitions, with no arithmetic on the

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"golang.org/x/sync/errgroup"
@@ -45,7 +45,7 @@ type Mutex[K comparable] struct {
 	// goroutines and, in each entry's Value, the cohort. There is no
 	// lock that every key shares.
 	t       keylock.Table[K, cohort]
-	lockers mutex.LockerSet[K]
+	lockers lockutil.LockerSet[K]
 
 	closing atomic.Bool
 	wg      sync.WaitGroup // the watchers started by Done
@@ -76,7 +76,7 @@ func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 	switch {
 	case r == nil:
 		return nil, errors.New("hybrid: New: nil remote mutex")
-	case isNilPointer(r):
+	case lockutil.IsNilPointer(r):
 		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", r)
 	}
 	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
@@ -96,7 +96,7 @@ func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 		}
 		m.closer = closer
 	}
-	if b, ok := r.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
+	if b, ok := remote.ReserverOf(r); ok && c.maxHandoffs > 0 {
 		m.reserver = b
 		m.block = uint64(c.maxHandoffs) + 1
 	}
@@ -121,7 +121,11 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, "trylock", key, true)
 }
 
-// Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
+// Locker returns a [sync.Locker] for key. Lockers of one Mutex share
+// state: m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in
+// another behave like one [sync.Mutex]. Its Lock retries errors that can
+// heal with a capped exponential backoff; its Unlock of a key not locked
+// through a Locker panics.
 // Errors it retries go to the [WithLogger] logger. On an invalid key its
 // Lock panics; after Close it reports [mutex.ErrClosed] to the logger and
 // blocks until the process ends (use Lock with a ctx to get the error).
@@ -134,12 +138,7 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 	})
 }
 
-func (m *Mutex[K]) log() *slog.Logger {
-	if m.logger != nil {
-		return m.logger
-	}
-	return slog.Default()
-}
+func (m *Mutex[K]) log() *slog.Logger { return lockutil.Logger(m.logger) }
 
 // observe tells the observer, if any, about e.
 func (m *Mutex[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e mutex.Event) {
@@ -170,7 +169,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.
 		return nil, errNotNew
 	}
 	if ctx == nil {
-		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
+		return nil, lockErr(op, key, lockutil.ErrNilContext)
 	}
 	if keylock.EmptyKey(key) {
 		return nil, lockErr(op, key, errEmptyKey)
@@ -187,8 +186,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.
 		waited = true
 		m.observe(ctx, mutex.Waiting, key, mutex.Event{Op: evOp})
 	})
-	m.observe(ctx, mutex.LockDone, key, mutex.Event{Op: evOp, Outcome: mutex.OutcomeOf(ctx, err),
-		Wait: time.Since(start), Waited: waited, Err: err})
+	m.observe(ctx, mutex.LockDone, key, lockutil.LockDone(ctx, evOp, time.Since(start), waited, err))
 	if err == nil {
 		l.(*lease[K]).since = time.Now()
 	}
@@ -569,11 +567,6 @@ func releaseAll(remotes []mutex.Lease) []error {
 	return errs
 }
 
-func isNilPointer(v any) bool {
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
-}
-
 // yieldFor is how long the next local head waits after a bound release.
 func (m *Mutex[K]) yieldFor() time.Duration {
 	if !m.adapt {
@@ -744,8 +737,8 @@ func (l *lease[K]) Unlock() error {
 		return l.unlock()
 	}
 	err := l.unlock()
-	if outcome, report := mutex.UnlockOutcome(err); report {
-		l.m.observe(context.Background(), mutex.Unlocked, l.key, mutex.Event{Outcome: outcome, Hold: time.Since(l.since), Err: err})
+	if ev, report := lockutil.Unlocked(time.Since(l.since), err); report {
+		l.m.observe(context.Background(), mutex.Unlocked, l.key, ev)
 	}
 	return err
 }

@@ -10,26 +10,26 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
 var (
 	_ mutex.Keyed[string]         = (*Mutex[string])(nil)
-	_ mutex.TokenReserver[string] = (*Mutex[string])(nil)
+	_ mutex.TokenReserver[string] = reserver[string]{}
 	_ mutex.Lease                 = (*lease[string])(nil)
 	_ mutex.Reservation           = (*reservation[string])(nil)
 	_ remote.Watcher              = (*lease[string])(nil)
 )
 
-// Errors of this package. They are wrapped with the key, so test with
-// [errors.Is].
+// Errors of the token reservation that hybrid asks for (see reserver).
 var (
-	// ErrBlockSize is returned by LockN and TryLockN for n == 0.
-	ErrBlockSize = fmt.Errorf("local: token block size must be at least 1")
-	// ErrTokensExhausted is returned when a block of tokens would go past
+	// errBlockSize is returned by lockN for n == 0.
+	errBlockSize = fmt.Errorf("local: token block size must be at least 1")
+	// errTokensExhausted is returned when a block of tokens would go past
 	// the largest token, 1<<63 - 1. Only absurd block sizes get there.
-	ErrTokensExhausted = keylock.ErrTokensExhausted
+	errTokensExhausted = keylock.ErrTokensExhausted
 )
 
 // Mutex is a family of in-process mutexes, one per key of type K.
@@ -44,7 +44,7 @@ var (
 // (see the package doc).
 type Mutex[K comparable] struct {
 	t       keylock.Table[K, held[K]]
-	lockers mutex.LockerSet[K]
+	lockers lockutil.LockerSet[K]
 	obs     mutex.Observer // from WithObserver; nil: none
 }
 
@@ -155,7 +155,7 @@ const (
 // watch is what Done and AfterDone leave for Unlock to end.
 type watch struct {
 	done  chan struct{}
-	after map[*func()]struct{}
+	after lockutil.Callbacks
 }
 
 // unlocked is the closed channel that Done returns after Unlock.
@@ -182,23 +182,41 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, key, 1, false)
 }
 
+// reserver is the [mutex.TokenReserver] of a Mutex, which mutex/hybrid
+// finds through remote.ReserverOf: a hybrid Mutex over a local one (as
+// in tests that stand processes for hybrid instances) hands one lease
+// between its goroutines as over a distributed one. It is not part of
+// the public API: a user of local has no use for blocks of tokens.
+type reserver[K comparable] struct{ m *Mutex[K] }
+
+func init() {
+	remote.RegisterReserver(func(keyed any) any {
+		if m, ok := keyed.(interface{ reserver() any }); ok {
+			return m.reserver()
+		}
+		return nil
+	})
+}
+
+func (m *Mutex[K]) reserver() any { return reserver[K]{m} }
+
 // LockN is Lock with a lease that reserves n consecutive fencing tokens
 // (always exactly n): Token() is the first, and the next lease for key
 // gets a token above all n. n == 0 returns an error satisfying
-// errors.Is(err, [ErrBlockSize]). See [mutex.TokenReserver].
-func (m *Mutex[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
-	return m.lockN(ctx, key, n, true)
+// errors.Is(err, errBlockSize).
+func (r reserver[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return r.m.lockN(ctx, key, n, true)
 }
 
 // TryLockN is TryLock with a lease that reserves n consecutive fencing
 // tokens, as LockN.
-func (m *Mutex[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
-	return m.lockN(ctx, key, n, false)
+func (r reserver[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return r.m.lockN(ctx, key, n, false)
 }
 
 func (m *Mutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex.Reservation, error) {
 	if n == 0 {
-		return nil, lockErr(key, ErrBlockSize)
+		return nil, lockErr(key, errBlockSize)
 	}
 	l, err := m.lock(ctx, key, n, wait)
 	if err != nil {
@@ -207,7 +225,7 @@ func (m *Mutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex
 	return &reservation[K]{lease: l.(*lease[K]), n: n}, nil
 }
 
-// reservation is a lease from LockN, which knows its block size.
+// reservation is a lease from lockN, which knows its block size.
 type reservation[K comparable] struct {
 	*lease[K]
 	n uint64
@@ -261,7 +279,7 @@ func (l *keyLocker[K]) Unlock() {
 
 func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
 	if ctx == nil {
-		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
+		return nil, lockErr(key, lockutil.ErrNilContext)
 	}
 	if keylock.EmptyKey(key) {
 		return nil, lockErr(key, errEmptyKey)
@@ -319,7 +337,7 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	if waited {
 		ev.Wait = now - start
 	}
-	ev.Kind, ev.Outcome, ev.Err = mutex.LockDone, mutex.OutcomeOf(ctx, err), err
+	ev.Kind, ev.Outcome, ev.Err = mutex.LockDone, lockutil.OutcomeOf(ctx, err), err
 	m.obs.Observe(ctx, ev)
 	if err != nil {
 		return nil, lockErr(key, err)
@@ -367,9 +385,7 @@ func (w *watch) end() {
 	if w.done != nil {
 		close(w.done)
 	}
-	for f := range w.after {
-		go (*f)()
-	}
+	w.after.Start()
 }
 
 // change runs f with leaseBusy set, so that Unlock waits for it, and
@@ -412,24 +428,14 @@ func (l *lease[K]) Done() <-chan struct{} {
 // once if it is; stop cancels that and reports whether it did. It lets a
 // caller watch many leases (hybrid's Done, say) without a goroutine each.
 func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
-	p := &f
-	if !l.change(func(w *watch) {
-		if w.after == nil {
-			w.after = make(map[*func()]struct{})
-		}
-		w.after[p] = struct{}{}
-	}) {
+	var p *func()
+	if !l.change(func(w *watch) { p = w.after.Add(f) }) {
 		go f()
 		return func() bool { return false }
 	}
 	return func() bool {
 		stopped := false
-		l.change(func(w *watch) {
-			if _, ok := w.after[p]; ok {
-				delete(w.after, p)
-				stopped = true
-			}
-		})
+		l.change(func(w *watch) { stopped = w.after.Remove(p) })
 		return stopped
 	}
 }

@@ -49,8 +49,9 @@
 // waiter. Local exclusion holds until that holder calls Unlock, which
 // returns the loss; the next local waiter then acquires the remote lease
 // afresh. Goroutines of one process never overlap, whatever the remote
-// does. A lease's Done starts a goroutine that watches the remote lease
-// only when called.
+// does. A lease watches its remote lease only once Done or AfterDone is
+// called, through the remote lease's AfterDone (no goroutine) if it has
+// one, else with a goroutine.
 //
 // # Maximum hold
 //

@@ -20,6 +20,7 @@ import (
 var (
 	_ mutex.Keyed[string] = (*Mutex[string])(nil)
 	_ mutex.Lease         = (*lease[string])(nil)
+	_ remote.Watcher      = (*lease[string])(nil)
 )
 
 // Mutex is a keyed mutex that queues the goroutines of one process locally
@@ -599,11 +600,12 @@ type lease[K comparable] struct {
 	token  uint64
 	since  time.Time // when Lock returned it (observed Mutexes only)
 
-	mu       sync.Mutex    // guards the fields below
-	unwatch  func() bool   // cancels the remote's AfterDone callback, set by Done
-	unlocked bool          // Unlock was called
-	err      error         // set when the lease ended: ErrUnlocked or a loss
-	done     chan struct{} // made by Done; closed when the lease ends
+	mu       sync.Mutex         // guards the fields below
+	unwatch  func() bool        // cancels the remote's AfterDone callback, set by watchLocked
+	unlocked bool               // Unlock was called
+	err      error              // set when the lease ended: ErrUnlocked or a loss
+	done     chan struct{}      // made by watchLocked; closed when the lease ends
+	after    lockutil.Callbacks // AfterDone functions, run when the lease ends
 }
 
 func (l *lease[K]) Token() uint64 { return l.token }
@@ -659,16 +661,46 @@ func (l *lease[K]) endLocked(err error) {
 	if l.done != nil {
 		close(l.done)
 	}
+	after := l.after.Take()
+	after.Start()
 }
 
 // Done returns a channel that is closed when the lease ends: at Unlock,
 // or when the remote lease is lost or Close takes it. The first call
-// while held starts a goroutine that watches the remote lease until then.
+// while held watches the remote lease until then: by its AfterDone if it
+// has one (the remotes of this module), else with a goroutine.
 func (l *lease[K]) Done() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.watchLocked()
+	return l.done
+}
+
+// AfterDone runs f in its own goroutine once the lease has ended, or at
+// once if it has; stop cancels that and reports whether it did (see
+// [remote.Watcher]). It watches the remote lease as Done does.
+func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
+	l.mu.Lock()
+	l.watchLocked()
+	if l.err != nil {
+		l.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	p := l.after.Add(f)
+	l.mu.Unlock()
+	return func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.after.Remove(p)
+	}
+}
+
+// watchLocked, at its first call, makes l.done and, while l is held,
+// arranges for l to end when its remote lease does. l.mu is held.
+func (l *lease[K]) watchLocked() {
 	if l.done != nil {
-		return l.done
+		return
 	}
 	l.done = make(chan struct{})
 	if l.err == nil && !l.unlocked {
@@ -696,7 +728,6 @@ func (l *lease[K]) Done() <-chan struct{} {
 	if l.err != nil {
 		close(l.done)
 	}
-	return l.done
 }
 
 // watch ends l when its remote lease ends before l does.

@@ -36,8 +36,23 @@ func DoLease[K comparable](ctx context.Context, m Keyed[K], key K, f func(ctx co
 	defer func() {
 		cancel()
 		if uerr := l.Unlock(); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("mutex: Do: unlock %v: %w", key, uerr))
+			err = errors.Join(err, fmt.Errorf("mutex: Do: Unlock %s: %w", quoteKey(key), uerr))
 		}
 	}()
 	return f(lctx, l)
+}
+
+// quoteKey names key in an error as every package of the module does
+// (internal/keylock.QuoteKey, which this package cannot import): a
+// string quoted, shortened past 64 bytes; another key as fmt's %v.
+func quoteKey(key any) string {
+	const max = 64
+	s, ok := key.(string)
+	switch {
+	case !ok:
+		return fmt.Sprint(key)
+	case len(s) > max:
+		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
+	}
+	return fmt.Sprintf("%q", s)
 }

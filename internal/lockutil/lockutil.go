@@ -9,12 +9,21 @@ package lockutil
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
+
+// KeyError is the one form of an error about a key, in every package:
+// "pkg: op key: cause", the user's key quoted if it is a string
+// (shortened if long), as fmt's %v otherwise.
+func KeyError(pkg, op string, key any, err error) error {
+	return fmt.Errorf("%s: %s %s: %w", pkg, op, keylock.QuoteKey(key), err)
+}
 
 // Logger returns l, or [slog.Default] (looked up now) if l is nil: the
 // default of every WithLogger option of the module.

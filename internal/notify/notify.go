@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
+	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrClosed is returned by [Hub.Subscribe] after the Hub was closed.
-var ErrClosed = errors.New("notify: hub closed")
+// ErrClosed is returned by [Hub.Subscribe] after the Hub was closed. It
+// wraps [mutex.ErrClosed], the one closed error of the module.
+var ErrClosed = fmt.Errorf("notify: %w", mutex.ErrClosed)
 
 // Linger is how long a channel stays subscribed after its last
 // subscription closed, so that a waiter that comes back soon (a hot key)

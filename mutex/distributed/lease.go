@@ -141,7 +141,7 @@ func (l *lease) lose(reason error, release bool) {
 }
 
 func (l *lease) lostErr(reason error) error {
-	return fmt.Errorf("distributed: lease on %s: %w: %w", l.nm.lock, mutex.ErrLost, reason)
+	return opErr("lease", l.enc, fmt.Errorf("%w: %w", mutex.ErrLost, reason))
 }
 
 // Unlock releases the lock in Redis, handing it to the first waiter of the
@@ -179,7 +179,7 @@ func (l *lease) unlock() error {
 		if err := l.Err(); errors.Is(err, mutex.ErrLost) {
 			return err
 		}
-		return fmt.Errorf("distributed: Unlock of %s: %w", l.nm.lock, mutex.ErrUnlocked)
+		return opErr("Unlock", l.enc, mutex.ErrUnlocked)
 	}
 	l.ending = true
 	lost, valid, capped := l.err, l.validUntil, l.capped
@@ -208,10 +208,10 @@ func (l *lease) unlock() error {
 		// The queue key was overwritten by something else: the release
 		// may have freed the lock, but could not serve the queue.
 		l.finish(mutex.ErrUnlocked)
-		return fmt.Errorf("distributed: Unlock: %w", wrongType(l.nm, err))
+		return opErr("Unlock", l.enc, wrongType(l.nm, err))
 	case err != nil:
 		l.finish(mutex.ErrUnlocked)
-		return fmt.Errorf("distributed: Unlock of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, l.c.cfg.ttl, err)
+		return opErr("Unlock", l.enc, fmt.Errorf("release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.c.cfg.ttl, err))
 	case n == 0:
 		err := l.lostErr(errors.New("at Unlock another owner held the key"))
 		l.finish(err)
@@ -300,7 +300,7 @@ func (l *lease) closed(c *call, done bool) {
 	case c.err != nil:
 		l.c.logger().Warn("keyedmutex: Close: release not confirmed; if it did not reach Redis, the key expires when its TTL runs out", "lock", l.nm.lock, "err", c.err)
 	}
-	l.finish(fmt.Errorf("distributed: lease on %s: %w", l.nm.lock, errClosedLost))
+	l.finish(opErr("lease", l.enc, errClosedLost))
 }
 
 // renewed is the result of a renewal sent at sent.
@@ -454,7 +454,7 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted
 		w.closeSub()
-		return nil, fmt.Errorf("distributed: Requeue of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, c.cfg.ttl, err)
+		return nil, opErr("Requeue", l.enc, fmt.Errorf("release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", c.cfg.ttl, err))
 	}
 	t := &ticket{w: w}
 	switch r, _ := res.([]any); {

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
@@ -266,7 +265,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 		err = checkEncoded(enc)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("distributed: %s: %w: %w", op, mutex.ErrInvalidKey, err)
+		return nil, lockutil.KeyError("distributed", op, key, fmt.Errorf("%w: %w", mutex.ErrInvalidKey, err))
 	}
 	l, err := m.core.lockEncoded(ctx, op, enc, n, try)
 	if err != nil {
@@ -278,10 +277,11 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 // errNotNew is the error of a Mutex that New did not make.
 var errNotNew = errors.New("distributed: Mutex not created by New (the zero value is not usable): use New")
 
-// opErr is the one error wrapper of this package: the operation and the
-// key, then the cause.
+// opErr is the one error wrapper of this package (see
+// [lockutil.KeyError]): the operation and the key, as encoded (for a
+// string key, the user's key), then the cause.
 func opErr(op, enc string, err error) error {
-	return fmt.Errorf("distributed: %s(%s): %w", op, keylock.QuoteKey(enc), err)
+	return lockutil.KeyError("distributed", op, enc, err)
 }
 
 // newID returns n random bytes in hex.

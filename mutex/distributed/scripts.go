@@ -54,14 +54,6 @@ type grant struct {
 // then its release leaves a free marker until the clock has passed them.
 func (g grant) ahead() bool { return g.top > g.clock }
 
-// holderID is the id a holding names: the owner id and the label.
-func holderID(owner, label string) string {
-	if label == "" {
-		return owner
-	}
-	return owner + " " + label
-}
-
 // acquireReply is what acquire.lua answered.
 type acquireReply struct {
 	held   bool   // the lock is the caller's: g

@@ -110,7 +110,7 @@ func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 // satisfies errors.Is(err, ctx.Err()); after Close, errors.Is(err,
 // [mutex.ErrClosed]).
 func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "lock", key, false)
+	return m.lock(ctx, "Lock", key, false)
 }
 
 // TryLock takes the lock for key only if no goroutine of this process
@@ -119,7 +119,7 @@ func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 // Like Lock, it refuses the empty key of a string kind with an error
 // satisfying errors.Is(err, [mutex.ErrInvalidKey]), whatever the remote.
 func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "trylock", key, true)
+	return m.lock(ctx, "TryLock", key, true)
 }
 
 // Locker returns a [sync.Locker] for key. Lockers of one Mutex share
@@ -156,13 +156,10 @@ var errNotNew = errors.New("hybrid: Mutex not created by New (the zero value is 
 // errEmptyKey refuses the empty key, whatever the remote would do.
 var errEmptyKey = fmt.Errorf("%w: the empty key (refused by every implementation: Redis cannot name it)", mutex.ErrInvalidKey)
 
-// errClosed is what local waiters and later Locks get after Close.
-var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
-
-// lockErr is the one error wrapper of this package: the operation and
-// the key (quoted if a string, as distributed does), then the cause.
+// lockErr is the one error wrapper of this package (see
+// [lockutil.KeyError]).
 func lockErr(op string, key any, err error) error {
-	return fmt.Errorf("hybrid: %s %s: %w", op, keylock.QuoteKey(key), err)
+	return lockutil.KeyError("hybrid", op, key, err)
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
@@ -178,16 +175,12 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.
 	if m.obs == nil {
 		return m.lockLocal(ctx, op, key, try, nil)
 	}
-	evOp := "Lock"
-	if try {
-		evOp = "TryLock"
-	}
 	start, waited := time.Now(), false
 	l, err := m.lockLocal(ctx, op, key, try, func() {
 		waited = true
-		m.observe(ctx, mutex.Waiting, key, mutex.Event{Op: evOp})
+		m.observe(ctx, mutex.Waiting, key, mutex.Event{Op: op})
 	})
-	m.observe(ctx, mutex.LockDone, key, lockutil.LockDone(ctx, evOp, time.Since(start), waited, err))
+	m.observe(ctx, mutex.LockDone, key, lockutil.LockDone(ctx, op, time.Since(start), waited, err))
 	if err == nil {
 		l.(*lease[K]).since = time.Now()
 	}
@@ -381,7 +374,7 @@ func (m *Mutex[K]) takeRemote(c *cohort) mutex.Lease {
 // errors other than its loss.
 func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
 	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
+		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 	}
 }
 
@@ -498,7 +491,7 @@ func (m *Mutex[K]) Close() error {
 	if !m.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	m.t.Close(errClosed)
+	m.t.Close(mutex.ErrClosed)
 	var (
 		remotes    []mutex.Lease
 		tickets    []remote.Ticket
@@ -778,7 +771,7 @@ func (l *lease[K]) unlock() error {
 	l.mu.Lock()
 	if l.unlocked {
 		l.mu.Unlock()
-		return lockErr("unlock", l.key, mutex.ErrUnlocked)
+		return lockErr("Unlock", l.key, mutex.ErrUnlocked)
 	}
 	lost := l.err
 	if lost == nil {
@@ -798,16 +791,16 @@ func (l *lease[K]) unlock() error {
 	switch {
 	case lost != nil:
 		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
+			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 		}
 		return lost
 	case errors.Is(err, mutex.ErrLost): // with the remote's reason
 		l.mu.Lock()
 		l.err = lockErr("lease", key, err)
 		l.mu.Unlock()
-		return lockErr("unlock", key, err)
+		return lockErr("Unlock", key, err)
 	case err != nil:
-		return lockErr("unlock", key, fmt.Errorf("release remote lease: %w", err))
+		return lockErr("Unlock", key, fmt.Errorf("release remote lease: %w", err))
 	}
 	return nil
 }

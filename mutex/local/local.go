@@ -216,7 +216,7 @@ func (r reserver[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reser
 
 func (m *Mutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex.Reservation, error) {
 	if n == 0 {
-		return nil, lockErr(key, errBlockSize)
+		return nil, lockErr(opName(wait), key, errBlockSize)
 	}
 	l, err := m.lock(ctx, key, n, wait)
 	if err != nil {
@@ -264,7 +264,7 @@ func (l *keyLocker[K]) Lock() {
 	hint := l.e.Load()
 	e, err := l.t.LockKey(context.Background(), l.key, hint)
 	if err != nil {
-		panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, lockErr(l.key, err)))
+		panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keylock.QuoteKey(l.key), lockErr("Lock", l.key, err)))
 	}
 	if e != hint {
 		l.e.Store(e)
@@ -273,16 +273,16 @@ func (l *keyLocker[K]) Lock() {
 
 func (l *keyLocker[K]) Unlock() {
 	if err := l.t.UnlockKey(l.key, l.e.Load()); err != nil {
-		panic(fmt.Sprintf("mutex: Locker(%v).Unlock of unlocked key", l.key))
+		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keylock.QuoteKey(l.key)))
 	}
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
 	if ctx == nil {
-		return nil, lockErr(key, lockutil.ErrNilContext)
+		return nil, lockErr(opName(wait), key, lockutil.ErrNilContext)
 	}
 	if keylock.EmptyKey(key) {
-		return nil, lockErr(key, errEmptyKey)
+		return nil, lockErr(opName(wait), key, errEmptyKey)
 	}
 	if m.obs != nil {
 		return m.observedLock(ctx, key, n, wait)
@@ -303,7 +303,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 			// pass it on.
 			e.Unlock()
 		}
-		return nil, lockErr(key, err)
+		return nil, lockErr(opName(wait), key, err)
 	}
 	return newLease(e, tok), nil
 }
@@ -313,11 +313,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 // it has it, and reports a Wait of 0; one that waits also reads it
 // before.
 func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
-	op := "TryLock"
-	if wait {
-		op = "Lock"
-	}
-	ev := mutex.Event{Backend: "local", Key: keylock.KeyString(key), Op: op}
+	ev := mutex.Event{Backend: "local", Key: keylock.KeyString(key), Op: opName(wait)}
 	var start time.Duration
 	e, tok, err := m.t.TryLock(ctx, key, n)
 	waited := wait && errors.Is(err, keylock.ErrLocked)
@@ -340,7 +336,7 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	ev.Kind, ev.Outcome, ev.Err = mutex.LockDone, lockutil.OutcomeOf(ctx, err), err
 	m.obs.Observe(ctx, ev)
 	if err != nil {
-		return nil, lockErr(key, err)
+		return nil, lockErr(opName(wait), key, err)
 	}
 	e.Value.obs, e.Value.since = m.obs, now
 	return newLease(e, tok), nil
@@ -349,9 +345,18 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 // errEmptyKey refuses the empty key, as every implementation does.
 var errEmptyKey = fmt.Errorf("%w: the empty key (refused by every implementation: Redis cannot name it)", mutex.ErrInvalidKey)
 
-// lockErr is the one error wrapper of this package.
-func lockErr[K comparable](key K, err error) error {
-	return fmt.Errorf("local: lock %v: %w", key, err)
+// lockErr is the one error wrapper of this package (see
+// [lockutil.KeyError]).
+func lockErr(op string, key any, err error) error {
+	return lockutil.KeyError("local", op, key, err)
+}
+
+// opName is the name of a Lock (wait) or TryLock in errors and events.
+func opName(wait bool) string {
+	if wait {
+		return "Lock"
+	}
+	return "TryLock"
 }
 
 // Unlock releases the lock, handing it to the longest waiting goroutine if

@@ -62,6 +62,9 @@ const MaxToken = 1<<63 - 1
 
 const (
 	numShards = 64 // a power of two
+	// cacheLine is the size a shard is padded to. Go does not align a
+	// Table to a cache line, so a shard may straddle two lines; the
+	// padding still keeps any two shards from sharing more than one.
 	cacheLine = 64
 	// numSlots is how many entries a shard keeps where a Lock finds them
 	// without the shard's lock (a power of two), and numProbes how many

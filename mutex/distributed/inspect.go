@@ -80,7 +80,7 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
-		} else if uerr := m.x.unfollowable(err); uerr != nil {
+		} else if uerr := m.exec.unfollowable(err); uerr != nil {
 			err = uerr
 		}
 		return Info{}, opErr("Inspect", enc, err)

@@ -237,7 +237,7 @@ const lostReleaseWait = 250 * time.Millisecond
 func (l *lease) release(mode string, timeout time.Duration) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	res, err := l.c.x.doRetrying(ctx, nil, func() *call {
+	res, err := l.c.exec.doRetrying(ctx, nil, func() *call {
 		if mode == "abort" {
 			return l.c.releaseCall(l.nm, l.owner, "a", "")
 		}
@@ -280,7 +280,7 @@ func (l *lease) endClosed() {
 	if c == nil {
 		return
 	}
-	l.c.x.submit(c)
+	l.c.exec.submit(c)
 	t := time.NewTimer(l.c.cfg.unlockTimeout)
 	defer t.Stop()
 	select {
@@ -449,7 +449,7 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
 	defer cancel()
 	sent := time.Now()
-	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", l.g.top, holderID(w.owner, c.cfg.label), n, base, c.liveMs))
+	res, err := c.exec.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", l.g.top, holderID(w.owner, c.cfg.label), n, base, c.liveMs))
 	if err != nil {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted

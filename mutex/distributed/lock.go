@@ -148,7 +148,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 				return nil, errLate
 			}
 		case try:
-			if r.alien {
+			if r.foreign {
 				return nil, fmt.Errorf("%w (lock key %s holds a value this library did not write; it is waited out like a lease: %v left)", mutex.ErrLocked, w.nm.lock, time.Duration(r.pttl)*time.Millisecond)
 			}
 			return nil, lockedErr(r.pttl)
@@ -173,7 +173,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 func (w *waiter) attemptPlain(ctx context.Context) (acquireReply, error) {
 	c := w.c
 	id := holderID(w.owner, c.cfg.label)
-	res, err := c.x.doRetrying(ctx, c.closing, func() *call {
+	res, err := c.exec.doRetrying(ctx, c.closing, func() *call {
 		return &call{
 			keys: []string{w.nm.lock},
 			plain: func(ctx context.Context, p redis.Pipeliner) func() (any, error) {
@@ -198,7 +198,7 @@ func (w *waiter) attemptPlain(ctx context.Context) (acquireReply, error) {
 	case r.queued:
 		// Give it back at once, so the queue is served; the scripts then
 		// take it over.
-		if _, err := c.x.do(ctx, c.closing, c.releaseCall(w.nm, w.owner, "a", "")); err != nil {
+		if _, err := c.exec.do(ctx, c.closing, c.releaseCall(w.nm, w.owner, "a", "")); err != nil {
 			w.c.abort(w.nm, w.owner, "")
 			if errors.Is(err, errStopped) || ctx.Err() != nil {
 				return acquireReply{}, err
@@ -436,7 +436,7 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 	if err != nil {
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
-	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
+	res, err := w.c.exec.doRetrying(ctx, w.c.closing, func() *call {
 		return &call{
 			script:  w.c.sc.acquire,
 			keys:    []string{w.nm.lock, w.nm.queue},
@@ -510,7 +510,7 @@ func (w *waiter) leave() {
 // client's timeouts, whatever owner may hold of the key and its queue
 // entry member.
 func (c *core) abort(nm names, owner, member string) {
-	c.x.submit(c.releaseCall(nm, owner, "a", member))
+	c.exec.submit(c.releaseCall(nm, owner, "a", member))
 }
 
 // orphan is told of a grant message for an owner id that no waiter of
@@ -535,7 +535,7 @@ func (c *core) orphan(channel, owner, payload string) {
 	if !ok {
 		return
 	}
-	c.x.submit(c.unlockCall(nm, g, holderID(owner, c.cfg.label), !g.ahead()))
+	c.exec.submit(c.unlockCall(nm, g, holderID(owner, c.cfg.label), !g.ahead()))
 }
 
 // unlockCall is the release.lua call that releases holding g of id: the

@@ -81,7 +81,7 @@ type core struct {
 	sc      scripts     // this Mutex's scripts (its TTL is written in them)
 	single  bool        // client is a *redis.Client: one server, one connection per pipeline
 	plain   atomic.Bool // single, and a script call succeeded: uncontended tries go plain
-	x       executor
+	exec    executor    // runs the Redis commands (pipelined, bounded in flight)
 	renew   renewer
 	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
 	check   serverCheck  // the servers' settings, checked once
@@ -158,7 +158,7 @@ func New[K comparable](client redis.UniversalClient, opts ...Option) (*Mutex[K],
 	if c.hub, err = notify.Open(client, hubOpts...); err != nil {
 		return nil, err
 	}
-	c.x = executor{client: client, failed: c.transportFailed}
+	c.exec = executor{client: client, failed: c.transportFailed}
 	c.renew = renewer{c: c, tick: max(cfg.ttl/12, time.Millisecond)}
 	return &Mutex[K]{core: c, encode: encode}, nil
 }
@@ -339,7 +339,7 @@ func (c *core) close() error {
 		// are waited for while Redis answers them; with nothing held,
 		// a Redis that does not answer costs Close no more than
 		// closeStall.
-		c.x.drain(deadline, min(closeStall, c.cfg.unlockTimeout))
+		c.exec.drain(deadline, min(closeStall, c.cfg.unlockTimeout))
 	})
 	return nil
 }
@@ -358,7 +358,7 @@ func (c *core) releaseAll(held []*lease, deadline <-chan struct{}) {
 			submit = append(submit, calls[i])
 		}
 	}
-	c.x.submit(submit...)
+	c.exec.submit(submit...)
 	expired := false
 	for i, l := range held {
 		if calls[i] == nil {

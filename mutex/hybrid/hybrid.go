@@ -32,15 +32,15 @@ var (
 // before the Lock or TryLock of this Mutex that next returns a lease for
 // that key; across processes the remote mutex gives the same guarantee.
 type Mutex[K comparable] struct {
-	remote   mutex.Keyed[K]
-	reserver mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
-	block    uint64                 // tokens reserved per remote lease: bound+1, or 1
-	logger   *slog.Logger           // nil: slog.Default()
-	obs      mutex.Observer         // nil: none
-	closer   io.Closer              // the remote, if owned (WithOwnedRemote)
-	yield    time.Duration          // fixed yield after a bound release, if !adapt
-	adapt    bool
-	rtt      atomic.Int64 // EWMA of the remote release latency, ns
+	remote         mutex.Keyed[K]
+	reserver       mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
+	block          uint64                 // tokens reserved per remote lease: bound+1, or 1
+	logger         *slog.Logger           // nil: slog.Default()
+	obs            mutex.Observer         // nil: none
+	closer         io.Closer              // the remote, if owned (WithOwnedRemote)
+	yield          time.Duration          // fixed yield after a bound release, if !adapt
+	adapt          bool
+	releaseLatency atomic.Int64 // moving average (EWMA) of the remote release latency, ns
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort. There is no
@@ -421,14 +421,14 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 		// The release latency feeds the yield after a bound-forced
 		// release, so only such releases (and the first) are timed: the
 		// clock is not free on every Unlock.
-		timed := m.adapt && (live && !handOff || m.rtt.Load() == 0)
+		timed := m.adapt && (live && !handOff || m.releaseLatency.Load() == 0)
 		var start time.Time
 		if timed {
 			start = time.Now()
 		}
 		err = r.Unlock()
 		if err == nil && timed {
-			m.observeRelease(time.Since(start))
+			m.recordReleaseLatency(time.Since(start))
 		}
 	}
 	if live && !handOff {
@@ -566,18 +566,18 @@ func (m *Mutex[K]) yieldFor() time.Duration {
 	if !m.adapt {
 		return m.yield
 	}
-	return min(max(2*time.Duration(m.rtt.Load()), minYield), maxYield)
+	return min(max(2*time.Duration(m.releaseLatency.Load()), minYield), maxYield)
 }
 
-// observeRelease folds a remote release latency into the moving average.
-func (m *Mutex[K]) observeRelease(d time.Duration) {
+// recordReleaseLatency folds a remote release latency into releaseLatency.
+func (m *Mutex[K]) recordReleaseLatency(d time.Duration) {
 	for {
-		old := m.rtt.Load()
+		old := m.releaseLatency.Load()
 		v := int64(d)
 		if old != 0 {
 			v = old + (v-old)/8
 		}
-		if m.rtt.CompareAndSwap(old, v) {
+		if m.releaseLatency.CompareAndSwap(old, v) {
 			return
 		}
 	}

@@ -52,24 +52,6 @@ type Mutex[K comparable] struct {
 	wg      sync.WaitGroup // the watchers started by Done
 }
 
-// cohort is the remote side of one key: the remote lease that the local
-// holders of the key share, passed from one to the next with the key's
-// entry. The goroutine that holds the entry uses it; Close takes mu to
-// end it from outside.
-type cohort struct {
-	mu        sync.Mutex    // guards remote, closed, cancel and contending
-	remote    mutex.Lease   // the cohort's remote lease, or nil
-	closed    bool          // Close took the remote lease away
-	next      uint64        // token of the next local holder of remote
-	end       uint64        // one past the last token reserved with remote
-	notBefore time.Time     // after a bound release: contend not before
-	ticket    remote.Ticket // the remote waiter queued by a requeue, for the next holder
-	// While the holder acquires the remote lease: cancel stops it, and
-	// contending is closed when the acquisition has ended.
-	cancel     context.CancelFunc
-	contending chan struct{}
-}
-
 // New returns a Mutex that coordinates processes through the remote mutex
 // r. A nil r or an invalid option is an error. The Mutex does not own r
 // (Close leaves it open) unless [WithOwnedRemote] says so.
@@ -218,21 +200,12 @@ func (m *Mutex[K]) lockLocal(ctx context.Context, op string, key K, try bool, wa
 // share returns a lease on the cohort's remote lease if it is still held
 // and has a token left: a local handoff. The caller holds e.
 func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
-	c := &e.Value
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.remote == nil || c.next >= c.end || ended(c.remote) {
+	r, token, ok := e.Value.share()
+	if !ok {
 		return nil
 	}
-	l := &lease[K]{m: m, e: e, key: e.Key(), remote: c.remote, token: c.next}
-	c.next++
-	return l
+	return &lease[K]{m: m, e: e, key: e.Key(), remote: r, token: token}
 }
-
-// ended reports whether the lease r has ended (lost, or released). It
-// reads Err, which the contract makes nil exactly while the lease is
-// held, rather than Done, which may make a channel.
-func ended(r mutex.Lease) bool { return r.Err() != nil }
 
 // contend acquires the remote lease for the key of e, which the caller
 // holds locally, and returns the first local lease of it. On failure the
@@ -241,51 +214,18 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	c, key := &e.Value, e.Key()
 	// A lost remote lease left behind by the previous holder (it never
 	// hands a lost one on, but a loss can come after the handoff).
-	if stale := m.takeRemote(c); stale != nil {
+	if stale := c.detach(); stale != nil {
 		m.releaseRemote(key, stale)
 	}
 	ctx, cancel := context.WithCancel(caller)
 	defer cancel()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	tk, notBefore, closed := c.begin(cancel, try)
+	if closed {
 		e.Unlock()
 		return nil, lockErr(op, key, mutex.ErrClosed)
 	}
-	c.cancel, c.contending = cancel, make(chan struct{})
-	c.mu.Unlock()
-
-	var (
-		r        mutex.Lease
-		reserved uint64
-		err      error
-	)
-	if tk := m.takeTicket(c); tk != nil && !try {
-		// The previous holder requeued this process in the remote's
-		// queue: wait for that turn.
-		var rs mutex.Reservation
-		if rs, err = tk.Wait(ctx); err == nil {
-			r, reserved = rs, max(1, min(rs.Reserved(), m.block))
-		}
-	} else {
-		if tk != nil {
-			tk.Cancel()
-		}
-		if err = m.awaitTurn(ctx, c); err == nil {
-			r, reserved, err = m.acquireRemote(ctx, key, try)
-		}
-	}
-
-	c.mu.Lock()
-	closed := c.closed
-	if err == nil && !closed {
-		c.remote = r
-		c.next = r.Token() + 1
-		c.end = r.Token() + reserved
-	}
-	contending := c.contending
-	c.cancel, c.contending = nil, nil
-	c.mu.Unlock()
+	r, reserved, err := m.acquire(ctx, key, tk, notBefore, try)
+	closed, contending := c.install(r, reserved, err)
 	switch {
 	case err == nil && !closed:
 		close(contending)
@@ -304,14 +244,36 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	return nil, lockErr(op, key, err)
 }
 
-// awaitTurn waits until the cohort's notBefore (the yield after a bound
-// release), or ctx's end.
-func (m *Mutex[K]) awaitTurn(ctx context.Context, c *cohort) error {
-	if c.notBefore.IsZero() {
+// acquire gets the cohort a remote lease: by waiting on the requeue
+// ticket tk if there is one (a Lock only; a TryLock cancels it), else,
+// once notBefore has passed, from the remote. It returns the lease and
+// how many tokens it holds.
+func (m *Mutex[K]) acquire(ctx context.Context, key K, tk remote.Ticket, notBefore time.Time, try bool) (mutex.Lease, uint64, error) {
+	if tk != nil && !try {
+		// The previous holder requeued this process in the remote's
+		// queue: wait for that turn.
+		rs, err := tk.Wait(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		return rs, max(1, min(rs.Reserved(), m.block)), nil
+	}
+	if tk != nil {
+		tk.Cancel()
+	}
+	if err := awaitTurn(ctx, notBefore); err != nil {
+		return nil, 0, err
+	}
+	return m.acquireRemote(ctx, key, try)
+}
+
+// awaitTurn waits until notBefore (the yield after a bound release), or
+// ctx's end.
+func awaitTurn(ctx context.Context, notBefore time.Time) error {
+	if notBefore.IsZero() {
 		return nil
 	}
-	d := time.Until(c.notBefore)
-	c.notBefore = time.Time{}
+	d := time.Until(notBefore)
 	if d <= 0 {
 		return nil
 	}
@@ -352,24 +314,6 @@ func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Le
 	return l, 1, nil
 }
 
-// takeTicket detaches the cohort's requeue ticket, if any.
-func (m *Mutex[K]) takeTicket(c *cohort) remote.Ticket {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	tk := c.ticket
-	c.ticket = nil
-	return tk
-}
-
-// takeRemote detaches the cohort's remote lease, if any.
-func (m *Mutex[K]) takeRemote(c *cohort) mutex.Lease {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.remote
-	c.remote = nil
-	return r
-}
-
 // releaseRemote releases a remote lease nobody will use again, reporting
 // errors other than its loss.
 func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
@@ -385,58 +329,52 @@ func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
 // It returns the remote release's error.
 func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 	c := &e.Value
-	if tk := m.takeTicket(c); tk != nil {
+	if c.hasTicket() {
 		// A requeued turn nobody took (a waiter gave up as it was handed
 		// the key): the next waiter takes it, or it is cancelled.
-		c.mu.Lock()
-		c.ticket = tk
-		c.mu.Unlock()
 		if e.HandOff() {
 			return nil
 		}
-		if tk := m.takeTicket(c); tk != nil {
+		if tk := c.takeTicket(); tk != nil {
 			tk.Cancel()
 		}
 	}
-	c.mu.Lock()
-	r := c.remote
-	live := !lost && !c.closed && r != nil && !ended(r)
-	handOff := live && c.next < c.end
-	c.mu.Unlock()
-	if handOff {
-		key := e.Key()
-		if e.HandOff() {
-			m.observe(context.Background(), mutex.LocalHandoff, key, mutex.Event{})
-			return nil // cohort handoff: no remote command
-		}
+	r, live, handOff := c.plan(lost)
+	if handOff && e.HandOff() {
+		m.observe(context.Background(), mutex.LocalHandoff, e.Key(), mutex.Event{})
+		return nil // cohort handoff: no remote command
 	}
 	if live && !handOff && e.Waiting() {
 		if done, err := m.requeue(e, r); done {
 			return err
 		}
 	}
-	r = m.takeRemote(c)
-	var err error
-	if r != nil {
-		// The release latency feeds the yield after a bound-forced
-		// release, so only such releases (and the first) are timed: the
-		// clock is not free on every Unlock.
-		timed := m.adapt && (live && !handOff || m.releaseLatency.Load() == 0)
-		var start time.Time
-		if timed {
-			start = time.Now()
-		}
-		err = r.Unlock()
-		if err == nil && timed {
-			m.recordReleaseLatency(time.Since(start))
-		}
-	}
+	err := m.releaseTimed(c.detach(), live && !handOff)
 	if live && !handOff {
 		// The bound forced this release: if a local waiter takes the key
 		// next, let another process's waiter take the remote lock first.
-		c.notBefore = time.Now().Add(m.yieldFor())
+		c.yieldAfter(time.Now().Add(m.yieldFor()))
 	}
 	e.Unlock()
+	return err
+}
+
+// releaseTimed releases r (if not nil). The release latency feeds the
+// yield after a bound-forced release, so only such releases (bound set)
+// and the first are timed: the clock is not free on every Unlock.
+func (m *Mutex[K]) releaseTimed(r mutex.Lease, bound bool) error {
+	if r == nil {
+		return nil
+	}
+	timed := m.adapt && (bound || m.releaseLatency.Load() == 0)
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
+	err := r.Unlock()
+	if err == nil && timed {
+		m.recordReleaseLatency(time.Since(start))
+	}
 	return err
 }
 
@@ -455,15 +393,7 @@ func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, er
 		return false, nil
 	}
 	c := &e.Value
-	c.mu.Lock()
-	if c.remote == r {
-		c.remote = nil
-	}
-	closed := c.closed
-	if err == nil && !closed {
-		c.ticket = tk
-	}
-	c.mu.Unlock()
+	closed := c.requeued(r, tk, err)
 	switch {
 	case err != nil:
 		e.Unlock()
@@ -476,7 +406,7 @@ func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, er
 		return true, nil
 	}
 	// The waiters left meanwhile: nobody will take the turn.
-	if tk := m.takeTicket(c); tk != nil {
+	if tk := c.takeTicket(); tk != nil {
 		tk.Cancel()
 	}
 	e.Unlock()
@@ -498,22 +428,16 @@ func (m *Mutex[K]) Close() error {
 		contenders []chan struct{}
 	)
 	m.t.Range(func(e *keylock.Entry[K, cohort]) {
-		c := &e.Value
-		c.mu.Lock()
-		c.closed = true
-		if c.remote != nil {
-			remotes = append(remotes, c.remote)
-			c.remote = nil
+		r, tk, contending := e.Value.shutdown()
+		if r != nil {
+			remotes = append(remotes, r)
 		}
-		if c.ticket != nil {
-			tickets = append(tickets, c.ticket)
-			c.ticket = nil
+		if tk != nil {
+			tickets = append(tickets, tk)
 		}
-		if c.cancel != nil {
-			c.cancel()
-			contenders = append(contenders, c.contending)
+		if contending != nil {
+			contenders = append(contenders, contending)
 		}
-		c.mu.Unlock()
 	})
 	for _, tk := range tickets {
 		tk.Cancel()
@@ -623,12 +547,8 @@ func (l *lease[K]) lostLocked() error {
 	if l.unlocked {
 		return nil
 	}
-	c := &l.e.Value
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
 	switch {
-	case closed:
+	case l.e.Value.isClosed():
 		return lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 	case ended(l.remote):
 		return lostErr(l.key, l.remote)
@@ -697,17 +617,14 @@ func (l *lease[K]) watchLocked() {
 	}
 	l.done = make(chan struct{})
 	if l.err == nil && !l.unlocked {
-		// Under the cohort's mu, which Close takes to mark it closed
-		// before it waits for the watchers: a watcher is either counted
-		// before that wait, or never started.
-		c := &l.e.Value
-		c.mu.Lock()
-		switch {
-		case c.closed:
-			l.err = lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
-		case ended(l.remote):
-			l.err = lostErr(l.key, l.remote)
-		default:
+		// Under the cohort's lock (ifOpen), which Close takes to mark it
+		// closed before it waits for the watchers: a watcher is either
+		// counted before that wait, or never started.
+		open := l.e.Value.ifOpen(func() {
+			if ended(l.remote) {
+				l.err = lostErr(l.key, l.remote)
+				return
+			}
 			l.m.wg.Add(1)
 			if w, ok := l.remote.(remote.Watcher); ok {
 				// No goroutine while held: the remote calls back.
@@ -715,8 +632,10 @@ func (l *lease[K]) watchLocked() {
 			} else {
 				go l.watch(l.done)
 			}
+		})
+		if !open {
+			l.err = lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 		}
-		c.mu.Unlock()
 	}
 	if l.err != nil {
 		close(l.done)

@@ -529,16 +529,16 @@ func (l *lease[K]) Token() uint64 { return l.token }
 
 // Err is nil while the lease is held; then [mutex.ErrUnlocked] after
 // Unlock, or an error satisfying errors.Is(err, [mutex.ErrLost]) once
-// the remote lease was lost (also [mutex.ErrClosed] after Close).
+// the remote lease was lost (also [mutex.ErrClosed] after Close). It
+// only reads: a loss it sees first ends the lease (closes Done) when the
+// watch of the remote lease, or Unlock, finds it.
 func (l *lease[K]) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err == nil {
-		if err := l.lostLocked(); err != nil {
-			l.endLocked(err)
-		}
+	if l.err != nil {
+		return l.err
 	}
-	return l.err
+	return l.lostLocked()
 }
 
 // lostLocked returns the loss error if the remote lease was lost or taken

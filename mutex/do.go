@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
 )
 
 // Do runs f while holding key's lock on m: the Go form of a "with lock:"
@@ -36,23 +38,8 @@ func DoLease[K comparable](ctx context.Context, m Keyed[K], key K, f func(ctx co
 	defer func() {
 		cancel()
 		if uerr := l.Unlock(); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("mutex: Do: Unlock %s: %w", quoteKey(key), uerr))
+			err = errors.Join(err, fmt.Errorf("mutex: Do: Unlock %s: %w", keyname.Quote(key), uerr))
 		}
 	}()
 	return f(lctx, l)
-}
-
-// quoteKey names key in an error as every package of the module does
-// (internal/keylock.QuoteKey, which this package cannot import): a
-// string quoted, shortened past 64 bytes; another key as fmt's %v.
-func quoteKey(key any) string {
-	const max = 64
-	s, ok := key.(string)
-	switch {
-	case !ok:
-		return fmt.Sprint(key)
-	case len(s) > max:
-		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
-	}
-	return fmt.Sprintf("%q", s)
 }

@@ -6,13 +6,14 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
-// watchedLease is a fakeLease with AfterDone, whose Done must not be
+// watchedLease is a FakeLease with AfterDone, whose Done must not be
 // called: WithLease uses the callback, not a goroutine on Done.
 type watchedLease struct {
-	*fakeLease
+	*keyedtest.FakeLease
 	mu      sync.Mutex
 	f       func()
 	stopped bool
@@ -34,7 +35,7 @@ func (l *watchedLease) AfterDone(f func()) (stop func() bool) {
 
 // end ends the lease and runs its callback, as a lease of this module does.
 func (l *watchedLease) end(err error) {
-	l.fakeLease.end(err)
+	l.FakeLease.End(err)
 	l.mu.Lock()
 	f := l.f
 	l.mu.Unlock()
@@ -44,7 +45,7 @@ func (l *watchedLease) end(err error) {
 }
 
 func TestWithLeaseUsesAfterDone(t *testing.T) {
-	l := &watchedLease{fakeLease: newFakeLease()}
+	l := &watchedLease{FakeLease: keyedtest.NewFakeLease()}
 	ctx, cancel := mutex.WithLease(context.Background(), l)
 	defer cancel()
 	if ctx.Err() != nil {
@@ -57,7 +58,7 @@ func TestWithLeaseUsesAfterDone(t *testing.T) {
 }
 
 func TestWithLeaseCancelStopsCallback(t *testing.T) {
-	l := &watchedLease{fakeLease: newFakeLease()}
+	l := &watchedLease{FakeLease: keyedtest.NewFakeLease()}
 	ctx, cancel := mutex.WithLease(context.Background(), l)
 	cancel()
 	l.mu.Lock()

@@ -667,21 +667,6 @@ func (t *Table[K, V]) Idle() int {
 	return n
 }
 
-// QuoteKey is a key as error messages show it: a string quoted and, past
-// 64 bytes, shortened (with its length); anything else formatted with %v.
-// distributed and hybrid quote keys alike with it.
-func QuoteKey(key any) string {
-	const max = 64
-	s, ok := key.(string)
-	switch {
-	case !ok:
-		return fmt.Sprint(key)
-	case len(s) > max:
-		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
-	}
-	return fmt.Sprintf("%q", s)
-}
-
 // KeyString is a key as observers see it: a string as it is (no
 // allocation), anything else formatted with %v.
 func KeyString[K comparable](key K) string {

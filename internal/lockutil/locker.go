@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -81,11 +81,11 @@ func (l *locker[K]) Lock() {
 			return
 		}
 		if errors.Is(err, mutex.ErrInvalidKey) {
-			panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keylock.QuoteKey(l.key), err))
+			panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keyname.Quote(l.key), err))
 		}
 		if errors.Is(err, mutex.ErrClosed) {
 			if l.onError != nil {
-				l.onError(l.key, fmt.Errorf("mutex: Locker(%s).Lock blocks until the process ends: %w", keylock.QuoteKey(l.key), err))
+				l.onError(l.key, fmt.Errorf("mutex: Locker(%s).Lock blocks until the process ends: %w", keyname.Quote(l.key), err))
 			}
 			park()
 			runtime.Goexit() // only if a test's park returned
@@ -107,7 +107,7 @@ func (l *locker[K]) Unlock() {
 	}
 	l.set.mu.Unlock()
 	if !ok {
-		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keylock.QuoteKey(l.key)))
+		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keyname.Quote(l.key)))
 	}
 	if err := lease.Unlock(); err != nil && l.onError != nil {
 		l.onError(l.key, err)

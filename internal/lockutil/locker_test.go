@@ -8,41 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
-
-// fakeLease is a Lease the test ends by hand.
-type fakeLease struct {
-	once sync.Once
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
-}
-
-func newFakeLease() *fakeLease { return &fakeLease{done: make(chan struct{})} }
-
-func (l *fakeLease) end(err error) bool {
-	ended := false
-	l.once.Do(func() {
-		l.mu.Lock()
-		l.err = err
-		l.mu.Unlock()
-		close(l.done)
-		ended = true
-	})
-	return ended
-}
-
-func (l *fakeLease) Unlock() error {
-	if l.end(mutex.ErrUnlocked) {
-		return nil
-	}
-	return l.Err()
-}
-func (l *fakeLease) Done() <-chan struct{} { return l.done }
-func (l *fakeLease) Err() error            { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
-func (l *fakeLease) Token() uint64         { return 1 }
 
 // flaky fails its first n Locks with a transport-like error.
 type flaky struct {
@@ -58,7 +27,7 @@ func (f *flaky) Lock(ctx context.Context, key string) (mutex.Lease, error) {
 	if f.calls <= f.fails {
 		return nil, errors.New("backend down")
 	}
-	return newFakeLease(), nil
+	return keyedtest.NewFakeLease(), nil
 }
 func (f *flaky) TryLock(ctx context.Context, key string) (mutex.Lease, error) {
 	return f.Lock(ctx, key)

@@ -14,7 +14,7 @@ import (
 	"reflect"
 	"time"
 
-	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -22,7 +22,7 @@ import (
 // "pkg: op key: cause", the user's key quoted if it is a string
 // (shortened if long), as fmt's %v otherwise.
 func KeyError(pkg, op string, key any, err error) error {
-	return fmt.Errorf("%s: %s %s: %w", pkg, op, keylock.QuoteKey(key), err)
+	return fmt.Errorf("%s: %s %s: %w", pkg, op, keyname.Quote(key), err)
 }
 
 // Logger returns l, or [slog.Default] (looked up now) if l is nil: the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -264,7 +265,7 @@ func (l *keyLocker[K]) Lock() {
 	hint := l.e.Load()
 	e, err := l.t.LockKey(context.Background(), l.key, hint)
 	if err != nil {
-		panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keylock.QuoteKey(l.key), lockErr("Lock", l.key, err)))
+		panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keyname.Quote(l.key), lockErr("Lock", l.key, err)))
 	}
 	if e != hint {
 		l.e.Store(e)
@@ -273,7 +274,7 @@ func (l *keyLocker[K]) Lock() {
 
 func (l *keyLocker[K]) Unlock() {
 	if err := l.t.UnlockKey(l.key, l.e.Load()); err != nil {
-		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keylock.QuoteKey(l.key)))
+		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keyname.Quote(l.key)))
 	}
 }
 

@@ -83,8 +83,7 @@ type core struct {
 	plain   atomic.Bool // single, and a script call succeeded: uncontended tries go plain
 	exec    executor    // runs the Redis commands (pipelined, bounded in flight)
 	renew   renewer
-	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
-	check   serverCheck  // the servers' settings, checked once
+	check   serverCheck // the servers' settings, checked once
 	// lastFail is the last transport error a command or the Pub/Sub
 	// connection met, named by a loss whose renewal got no reply.
 	lastFail atomic.Pointer[failure]
@@ -430,21 +429,10 @@ func (c *core) holds(owner string) bool {
 // with SPUBLISH (a Cluster with sharded pub/sub) rather than PUBLISH: its
 // queue entries say so. The answer is cached once known.
 func (c *core) publishSharded(ctx context.Context) (bool, error) {
-	switch c.sharded.Load() {
-	case 1:
-		return false, nil
-	case 2:
-		return true, nil
-	}
-	sharded, err := c.hub.Sharded(ctx)
+	sharded, err := c.hub.Sharded(ctx) // cached by the hub after a success
 	if err != nil {
 		c.reloadSlotsOn(err)
 		return false, err
-	}
-	if sharded {
-		c.sharded.Store(2)
-	} else {
-		c.sharded.Store(1)
 	}
 	return sharded, nil
 }

@@ -314,10 +314,17 @@ func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Le
 	return l, 1, nil
 }
 
+// releaseFailed reports whether err, from the Unlock of a remote lease
+// nobody will use again, is a failure to report: not its loss, nor its
+// end by a requeue or Close before (nothing was left to release).
+func releaseFailed(err error) bool {
+	return err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked)
+}
+
 // releaseRemote releases a remote lease nobody will use again, reporting
 // errors other than its loss.
 func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
-	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
+	if err := r.Unlock(); releaseFailed(err) {
 		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 	}
 }
@@ -473,7 +480,7 @@ func releaseAll(remotes []mutex.Lease) []error {
 		g.Go(func() error {
 			// ErrUnlocked: a requeue in progress ended the lease before
 			// Close took it from the cohort; nothing is left to release.
-			if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
+			if err := r.Unlock(); releaseFailed(err) {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
 				mu.Unlock()
@@ -709,7 +716,7 @@ func (l *lease[K]) unlock() error {
 	err := l.m.release(l.e, lost != nil)
 	switch {
 	case lost != nil:
-		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
+		if releaseFailed(err) {
 			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 		}
 		return lost

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
 )
 
 // Do runs f while holding key's lock on m: the Go form of a "with lock:"
@@ -36,7 +38,7 @@ func DoLease[K comparable](ctx context.Context, m Keyed[K], key K, f func(ctx co
 	defer func() {
 		cancel()
 		if uerr := l.Unlock(); uerr != nil {
-			err = errors.Join(err, fmt.Errorf("mutex: Do: unlock %v: %w", key, uerr))
+			err = errors.Join(err, fmt.Errorf("mutex: Do: Unlock %s: %w", keyname.Quote(key), uerr))
 		}
 	}()
 	return f(lctx, l)

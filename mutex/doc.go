@@ -27,6 +27,6 @@
 // waits keeps the keys before the one it waits for and its place in that
 // key's queue; it never releases to retry.
 //
-// [LockerSet] adapts any Keyed to [sync.Locker] per key, for code written
-// against a sync.Mutex.
+// Every implementation's Locker method adapts it to [sync.Locker] per
+// key, for code written against a sync.Mutex.
 package mutex

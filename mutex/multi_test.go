@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"math"
 	"slices"
 	"strings"
@@ -68,13 +69,13 @@ func TestSortKeysHashed(t *testing.T) {
 // sets is a Keyed of fake leases that fails Lock of the keys in fail.
 type sets struct {
 	mu     sync.Mutex
-	leases map[string]*fakeLease
+	leases map[string]*keyedtest.FakeLease
 	fail   map[string]error
 	locked []string
 }
 
 func newSets() *sets {
-	return &sets{leases: map[string]*fakeLease{}, fail: map[string]error{}}
+	return &sets{leases: map[string]*keyedtest.FakeLease{}, fail: map[string]error{}}
 }
 
 func (s *sets) Lock(ctx context.Context, key string) (mutex.Lease, error) {
@@ -86,7 +87,7 @@ func (s *sets) Lock(ctx context.Context, key string) (mutex.Lease, error) {
 	if l := s.leases[key]; l != nil && l.Err() == nil {
 		return nil, fmt.Errorf("lock %s: %w", key, mutex.ErrLocked)
 	}
-	l := newFakeLease()
+	l := keyedtest.NewFakeLease()
 	s.leases[key] = l
 	s.locked = append(s.locked, key)
 	return l, nil
@@ -153,7 +154,7 @@ func TestLeaseSetLost(t *testing.T) {
 	defer cancel()
 	done := set.Done()
 	m.mu.Lock()
-	m.leases["b"].end(fmt.Errorf("expired: %w", mutex.ErrLost))
+	m.leases["b"].End(fmt.Errorf("expired: %w", mutex.ErrLost))
 	m.mu.Unlock()
 	<-done
 	<-ctx.Done()

@@ -70,13 +70,24 @@ var (
 //
 // The caller must call cancel to release the resources WithLease holds,
 // as with [context.WithCancel].
+//
+// WithLease starts no goroutine for a lease that has a method
+// AfterDone(f func()) (stop func() bool), which runs f once the lease has
+// ended (every lease of this module has one): the lease calls back. For
+// a Lease implementation without it, WithLease starts one goroutine that
+// waits for the lease's Done or the context's end.
 func WithLease(parent context.Context, l Lease) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	select {
-	case <-l.Done():
+	if l.Err() != nil {
 		cancel(leaseCause(l))
 		return ctx, func() { cancel(context.Canceled) }
-	default:
+	}
+	if w, ok := l.(afterDoner); ok {
+		stop := w.AfterDone(func() { cancel(leaseCause(l)) })
+		return ctx, func() {
+			stop()
+			cancel(context.Canceled)
+		}
 	}
 	go func() {
 		select {
@@ -86,6 +97,12 @@ func WithLease(parent context.Context, l Lease) (context.Context, context.Cancel
 		}
 	}()
 	return ctx, func() { cancel(context.Canceled) }
+}
+
+// afterDoner is a lease that runs a function when it ends (the leases of
+// this module; see internal/remote.Watcher).
+type afterDoner interface {
+	AfterDone(f func()) (stop func() bool)
 }
 
 func leaseCause(l Lease) error {

@@ -3,59 +3,26 @@ package mutex_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
-
-// fakeLease is a Lease the test ends by hand.
-type fakeLease struct {
-	once sync.Once
-	done chan struct{}
-	mu   sync.Mutex
-	err  error
-}
-
-func newFakeLease() *fakeLease { return &fakeLease{done: make(chan struct{})} }
-
-func (l *fakeLease) end(err error) bool {
-	ended := false
-	l.once.Do(func() {
-		l.mu.Lock()
-		l.err = err
-		l.mu.Unlock()
-		close(l.done)
-		ended = true
-	})
-	return ended
-}
-
-func (l *fakeLease) Unlock() error {
-	if l.end(mutex.ErrUnlocked) {
-		return nil
-	}
-	return l.Err()
-}
-func (l *fakeLease) Done() <-chan struct{} { return l.done }
-func (l *fakeLease) Err() error            { l.mu.Lock(); defer l.mu.Unlock(); return l.err }
-func (l *fakeLease) Token() uint64         { return 1 }
 
 func TestWithLeaseCause(t *testing.T) {
 	tests := []struct {
 		name string
-		end  func(l *fakeLease, cancel context.CancelFunc)
+		end  func(l *keyedtest.FakeLease, cancel context.CancelFunc)
 		want error
 	}{
-		{"lost", func(l *fakeLease, _ context.CancelFunc) { l.end(mutex.ErrLost) }, mutex.ErrLost},
-		{"unlocked", func(l *fakeLease, _ context.CancelFunc) { l.Unlock() }, context.Canceled},
-		{"cancel", func(_ *fakeLease, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"lost", func(l *keyedtest.FakeLease, _ context.CancelFunc) { l.End(mutex.ErrLost) }, mutex.ErrLost},
+		{"unlocked", func(l *keyedtest.FakeLease, _ context.CancelFunc) { l.Unlock() }, context.Canceled},
+		{"cancel", func(_ *keyedtest.FakeLease, cancel context.CancelFunc) { cancel() }, context.Canceled},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newFakeLease()
+			l := keyedtest.NewFakeLease()
 			ctx, cancel := mutex.WithLease(context.Background(), l)
 			defer cancel()
 			if err := ctx.Err(); err != nil {
@@ -75,102 +42,11 @@ func TestWithLeaseCause(t *testing.T) {
 }
 
 func TestWithLeaseAlreadyLost(t *testing.T) {
-	l := newFakeLease()
-	l.end(mutex.ErrLost)
+	l := keyedtest.NewFakeLease()
+	l.End(mutex.ErrLost)
 	ctx, cancel := mutex.WithLease(context.Background(), l)
 	defer cancel()
 	if got := context.Cause(ctx); !errors.Is(got, mutex.ErrLost) {
 		t.Errorf("Cause = %v; want ErrLost", got)
-	}
-}
-
-// flaky fails its first n Locks with a transport-like error.
-type flaky struct {
-	mu    sync.Mutex
-	fails int
-	calls int
-}
-
-func (f *flaky) Lock(ctx context.Context, key string) (mutex.Lease, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if f.calls <= f.fails {
-		return nil, errors.New("backend down")
-	}
-	return newFakeLease(), nil
-}
-func (f *flaky) TryLock(ctx context.Context, key string) (mutex.Lease, error) {
-	return f.Lock(ctx, key)
-}
-func (f *flaky) Locker(key string) sync.Locker { panic("unused") }
-
-func TestLockerRetriesAndReports(t *testing.T) {
-	var set mutex.LockerSet[string]
-	f := &flaky{fails: 3}
-	var reported []error
-	onErr := func(key string, err error) { reported = append(reported, err) }
-	set.Locker(f, "k", onErr).Lock()
-	if len(reported) != 3 {
-		t.Errorf("onError called %d times; want 3", len(reported))
-	}
-	set.Locker(f, "k", onErr).Unlock() // another adapter for the same key
-	defer func() {
-		if r := recover(); r == nil {
-			t.Error("Unlock of unlocked key did not panic")
-		}
-	}()
-	set.Locker(f, "k", onErr).Unlock()
-}
-
-type closed struct{ flaky }
-
-func (*closed) Lock(ctx context.Context, key string) (mutex.Lease, error) {
-	return nil, mutex.ErrClosed
-}
-
-// TestLockerBlocksOnClosed: a Locker's Lock on a closed Keyed (Close in
-// a graceful shutdown, say, while a goroutine still locks) neither
-// panics nor returns as if it held the lock: it reports ErrClosed to
-// onError once and blocks until the process ends.
-func TestLockerBlocksOnClosed(t *testing.T) {
-	release := make(chan struct{})
-	restore := mutex.SetParkForTest(func() { <-release })
-	defer restore()
-	var set mutex.LockerSet[string]
-	reported := make(chan error, 10)
-	out := make(chan string, 1)
-	go func() {
-		ended := "parked" // runtime.Goexit: neither returned nor panicked
-		defer func() {
-			if r := recover(); r != nil {
-				ended = fmt.Sprintf("panicked: %v", r)
-			}
-			out <- ended
-		}()
-		set.Locker(&closed{}, "k", func(_ string, err error) { reported <- err }).Lock()
-		ended = "returned"
-	}()
-	select {
-	case err := <-reported:
-		if !errors.Is(err, mutex.ErrClosed) {
-			t.Errorf("onError got %v; want ErrClosed", err)
-		}
-	case got := <-out:
-		t.Fatalf("Locker.Lock() on a closed Keyed %s; want it to block", got)
-	case <-time.After(10 * time.Second):
-		t.Fatal("onError not called after 10s; want ErrClosed reported")
-	}
-	select {
-	case got := <-out:
-		t.Fatalf("Locker.Lock() on a closed Keyed %s; want it to block", got)
-	default:
-	}
-	close(release)
-	if got := <-out; got != "parked" {
-		t.Errorf("Locker.Lock() on a closed Keyed %s after the test's park ended; want it to end the goroutine", got)
-	}
-	if len(reported) != 0 {
-		t.Errorf("onError called %d more times; want once", len(reported))
 	}
 }

@@ -2,7 +2,6 @@ package mutex
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -137,34 +136,4 @@ func (o Outcome) String() string {
 		return outcomeNames[o]
 	}
 	return "unknown"
-}
-
-// OutcomeOf classifies the error of a Lock or TryLock (nil: Acquired).
-func OutcomeOf(ctx context.Context, err error) Outcome {
-	switch {
-	case err == nil:
-		return Acquired
-	case errors.Is(err, ErrLocked):
-		return Locked
-	case errors.Is(err, ErrClosed):
-		return Closed
-	case ctx != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
-		return Canceled
-	}
-	return Failed
-}
-
-// UnlockOutcome classifies the error of an Unlock for an Unlocked event:
-// Released (nil), LostLease, or Failed (the release could not be made).
-// report is false for a second Unlock (ErrUnlocked), which ends nothing.
-func UnlockOutcome(err error) (o Outcome, report bool) {
-	switch {
-	case err == nil:
-		return Released, true
-	case errors.Is(err, ErrUnlocked):
-		return 0, false
-	case errors.Is(err, ErrLost):
-		return LostLease, true
-	}
-	return Failed, true
 }

@@ -62,6 +62,9 @@ const MaxToken = 1<<63 - 1
 
 const (
 	numShards = 64 // a power of two
+	// cacheLine is the size a shard is padded to. Go does not align a
+	// Table to a cache line, so a shard may straddle two lines; the
+	// padding still keeps any two shards from sharing more than one.
 	cacheLine = 64
 	// numSlots is how many entries a shard keeps where a Lock finds them
 	// without the shard's lock (a power of two), and numProbes how many
@@ -662,21 +665,6 @@ func (t *Table[K, V]) Idle() int {
 		}
 	})
 	return n
-}
-
-// QuoteKey is a key as error messages show it: a string quoted and, past
-// 64 bytes, shortened (with its length); anything else formatted with %v.
-// distributed and hybrid quote keys alike with it.
-func QuoteKey(key any) string {
-	const max = 64
-	s, ok := key.(string)
-	switch {
-	case !ok:
-		return fmt.Sprint(key)
-	case len(s) > max:
-		return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // KeyString is a key as observers see it: a string as it is (no

@@ -7,13 +7,17 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
+	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
 
-// ErrClosed is returned by [Hub.Subscribe] after the Hub was closed.
-var ErrClosed = errors.New("notify: hub closed")
+// ErrClosed is returned by [Hub.Subscribe] after the Hub was closed. It
+// wraps [mutex.ErrClosed], the one closed error of the module.
+var ErrClosed = fmt.Errorf("notify: %w", mutex.ErrClosed)
 
 // Linger is how long a channel stays subscribed after its last
 // subscription closed, so that a waiter that comes back soon (a hot key)
@@ -98,10 +102,11 @@ func WithReconnectHandler(f func(cause error)) Option {
 // several shards (and a Subscribe without channels panics).
 var errRing = errors.New("notify: a *redis.Ring is not supported (one Pub/Sub connection cannot follow the shard of each channel): use a *redis.Client per server or a *redis.ClusterClient")
 
-// registry maps clients to their shared hubs.
+// registry maps clients to their shared subscribers. Only Open and the
+// last Close of a client's handles take its lock.
 var registry struct {
-	mu   sync.Mutex // guards hubs and every hub's users
-	hubs map[redis.UniversalClient]*hub
+	mu   sync.Mutex // guards subs
+	subs map[redis.UniversalClient]*subscriber
 }
 
 // Hub is one user's handle on the shared subscriber of a Redis client: its
@@ -109,26 +114,40 @@ var registry struct {
 // methods are safe for concurrent use. Get one with [Open]; the zero
 // value is not usable.
 type Hub struct {
-	h      *hub
+	h      *subscriber
 	cfg    config
-	closed bool // guarded by registry.mu
+	closed atomic.Bool
 }
 
-// hub is the state shared by every handle of one client.
-type hub struct {
+// Values of subscriber.sharded.
+const (
+	shardUnknown int32 = iota
+	shardClassic
+	shardSharded
+)
+
+// subscriber is the state shared by every handle of one client (the
+// "hub" of the docs). Each lock guards the fields of one type:
+// subscriber.mu the channel table (and the entries in it, which belong to
+// the table as a singleflight call belongs to its Group), subscriber.umu
+// the list of handles, shard.sendMu a connection's writes and
+// Subscription.mu a subscription's messages. Where two are held,
+// subscriber.mu is taken first. No lock is shared by two clients.
+type subscriber struct {
 	client redis.UniversalClient
 	health time.Duration
 	done   chan struct{} // closed when the last handle is closed
 	wg     sync.WaitGroup
 
-	users []*Hub // open handles; guarded by registry.mu
+	// sharded caches the answer of isSharded: shardUnknown until a
+	// detection succeeded.
+	sharded atomic.Int32
 
-	smu        sync.Mutex // guards the three fields below
-	shardKnown bool
-	sharded    bool
-	fellBack   bool
+	umu      sync.Mutex // guards users and fellBack
+	users    []*Hub     // open handles
+	fellBack bool       // the fallback to classic pub/sub was reported
 
-	mu      sync.Mutex // guards closed, entries, shards and every entry, shard.ps and Subscription.closed
+	mu      sync.Mutex // guards closed, entries, shards and the fields of every entry
 	closed  bool
 	entries map[string]*entry
 	shards  map[string]*shard
@@ -154,22 +173,24 @@ func Open(client redis.UniversalClient, opts ...Option) (*Hub, error) {
 	}
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	h := registry.hubs[client]
+	h := registry.subs[client]
 	if h == nil {
-		h = &hub{
+		h = &subscriber{
 			client:  client,
 			health:  cfg.health,
 			done:    make(chan struct{}),
 			entries: make(map[string]*entry),
 			shards:  make(map[string]*shard),
 		}
-		if registry.hubs == nil {
-			registry.hubs = make(map[redis.UniversalClient]*hub)
+		if registry.subs == nil {
+			registry.subs = make(map[redis.UniversalClient]*subscriber)
 		}
-		registry.hubs[client] = h
+		registry.subs[client] = h
 	}
 	u := &Hub{h: h, cfg: cfg}
+	h.umu.Lock()
 	h.users = append(h.users, u)
+	h.umu.Unlock()
 	return u, nil
 }
 
@@ -178,13 +199,14 @@ func Open(client redis.UniversalClient, opts ...Option) (*Hub, error) {
 // 7+) or PUBLISH. The answer is cached after the first successful call.
 func (u *Hub) Sharded(ctx context.Context) (bool, error) { return u.h.isSharded(ctx) }
 
-func (h *hub) isSharded(ctx context.Context) (bool, error) {
-	h.smu.Lock()
-	known, sharded := h.shardKnown, h.sharded
-	h.smu.Unlock()
-	if known {
-		return sharded, nil
+func (h *subscriber) isSharded(ctx context.Context) (bool, error) {
+	switch h.sharded.Load() {
+	case shardClassic:
+		return false, nil
+	case shardSharded:
+		return true, nil
 	}
+	sharded := false
 	cc, ok := h.client.(*redis.ClusterClient)
 	if ok {
 		res, err := cc.Do(ctx, "COMMAND", "INFO", "SSUBSCRIBE").Slice()
@@ -196,18 +218,22 @@ func (h *hub) isSharded(ctx context.Context) (bool, error) {
 		}
 		sharded = len(res) == 1 && res[0] != nil
 	}
-	h.smu.Lock()
-	h.shardKnown, h.sharded = true, sharded
+	if sharded {
+		h.sharded.Store(shardSharded)
+	} else {
+		h.sharded.Store(shardClassic)
+	}
+	h.umu.Lock()
 	report := ok && !sharded && !h.fellBack
 	h.fellBack = h.fellBack || report
-	h.smu.Unlock()
+	h.umu.Unlock()
 	if report {
 		h.report(errors.New("notify: the cluster does not support sharded pub/sub (SSUBSCRIBE, Redis 7+); falling back to classic SUBSCRIBE, which every node broadcasts"))
 	}
 	return sharded, nil
 }
 
-// entry is the hub's state for one channel. All fields are guarded by hub.mu.
+// entry is the hub's state for one channel. All fields are guarded by subscriber.mu.
 type entry struct {
 	name  string
 	sh    *shard
@@ -296,13 +322,13 @@ func (u *Hub) Subscribe(ctx context.Context, channel, id string) (*Subscription,
 // register adds the subscription of u for id to channel's entry: it
 // returns att nil if the channel is subscribed and confirmed already,
 // else the confirmation to wait for, and the shard and connection to send
-// a SUBSCRIBE on if this call must send it. It holds hub.mu, released by
+// a SUBSCRIBE on if this call must send it. It holds subscriber.mu, released by
 // a deferred call so that a panic of a callee (the client's) cannot leave
 // the hub locked.
-func (h *hub) register(u *Hub, channel, id string, sharded bool, node *redis.Client) (s *Subscription, att *attempt, send *shard, ps *redis.PubSub, err error) {
+func (h *subscriber) register(u *Hub, channel, id string, sharded bool, node *redis.Client) (s *Subscription, att *attempt, send *shard, ps *redis.PubSub, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || u.isClosed() {
+	if h.closed || u.closed.Load() {
 		return nil, nil, nil, nil, fmt.Errorf("notify: subscribe %q: %w", channel, ErrClosed)
 	}
 	e := h.entries[channel]
@@ -318,7 +344,7 @@ func (h *hub) register(u *Hub, channel, id string, sharded bool, node *redis.Cli
 		return s, nil, nil, nil, nil
 	case e.state == stNone:
 		e.state = stSubscribing
-		send, ps = e.sh, e.sh.ps
+		send, ps = e.sh, e.sh.ps.Load()
 		fallthrough
 	default:
 		if e.att == nil {
@@ -330,7 +356,7 @@ func (h *hub) register(u *Hub, channel, id string, sharded bool, node *redis.Cli
 
 // route finds the shard master that owns channel on a cluster with
 // sharded pub/sub (node nil otherwise).
-func (h *hub) route(ctx context.Context, channel string) (node *redis.Client, sharded bool, err error) {
+func (h *subscriber) route(ctx context.Context, channel string) (node *redis.Client, sharded bool, err error) {
 	sharded, err = h.isSharded(ctx)
 	if err != nil || !sharded {
 		return nil, sharded, err
@@ -352,7 +378,7 @@ func checkID(id string) error {
 	return nil
 }
 
-// add registers a subscription of u for id. hub.mu is held.
+// add registers a subscription of u for id. subscriber.mu is held.
 func (e *entry) add(u *Hub, id string) (*Subscription, error) {
 	if e.subs[id] != nil {
 		return nil, fmt.Errorf("notify: subscribe %q: id %q is already subscribed", e.name, id)
@@ -361,7 +387,7 @@ func (e *entry) add(u *Hub, id string) (*Subscription, error) {
 		e.idle.Stop()
 		e.idle = nil
 	}
-	if e.owner == nil || e.owner.isClosed() {
+	if e.owner == nil || e.owner.closed.Load() {
 		e.owner = u
 	}
 	s := &Subscription{h: u.h, e: e, id: id, c: make(chan struct{}, 1)}
@@ -381,7 +407,7 @@ func (u *Hub) Join(channel, id string) *Subscription {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.entries[channel]
-	if h.closed || u.isClosed() || e == nil || e.state != stSubscribed || e.att != nil {
+	if h.closed || u.closed.Load() || e == nil || e.state != stSubscribed || e.att != nil {
 		return nil
 	}
 	s, err := e.add(u, id)
@@ -395,8 +421,8 @@ func (u *Hub) Join(channel, id string) *Subscription {
 var testHookSent func(channel string)
 
 // shardLocked returns the shard for node (or the single classic one),
-// creating it and starting its reader if needed. hub.mu must be held.
-func (h *hub) shardLocked(sharded bool, node *redis.Client) *shard {
+// creating it and starting its reader if needed. subscriber.mu must be held.
+func (h *subscriber) shardLocked(sharded bool, node *redis.Client) *shard {
 	addr := ""
 	if sharded {
 		addr = node.Options().Addr
@@ -404,7 +430,7 @@ func (h *hub) shardLocked(sharded bool, node *redis.Client) *shard {
 	sh := h.shards[addr]
 	if sh == nil {
 		sh = &shard{h: h, addr: addr, node: node, sharded: sharded}
-		sh.ps = sh.newPubSub()
+		sh.ps.Store(sh.newPubSub())
 		h.shards[addr] = sh
 		h.wg.Add(1)
 		go sh.run()
@@ -418,13 +444,14 @@ func (h *hub) shardLocked(sharded bool, node *redis.Client) *shard {
 // waits for the reader goroutines to end. Close is idempotent and returns
 // nil.
 func (u *Hub) Close() error {
-	registry.mu.Lock()
-	if u.closed {
-		registry.mu.Unlock()
+	if !u.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	u.closed = true
 	h := u.h
+	// registry.mu is held across the removal so that an Open of the same
+	// client finds either this hub with u's peers or no hub at all.
+	registry.mu.Lock()
+	h.umu.Lock()
 	for i, o := range h.users {
 		if o == u {
 			h.users = append(h.users[:i:i], h.users[i+1:]...)
@@ -432,8 +459,9 @@ func (u *Hub) Close() error {
 		}
 	}
 	last := len(h.users) == 0
-	if last && registry.hubs[h.client] == h {
-		delete(registry.hubs, h.client)
+	h.umu.Unlock()
+	if last && registry.subs[h.client] == h {
+		delete(registry.subs, h.client)
 	}
 	registry.mu.Unlock()
 	if last {
@@ -442,21 +470,15 @@ func (u *Hub) Close() error {
 	return nil
 }
 
-func (u *Hub) isClosed() bool {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	return u.closed
-}
-
 // close ends the shared hub.
-func (h *hub) close() {
+func (h *subscriber) close() {
 	h.mu.Lock()
 	h.closed = true
 	var shards []*shard
 	var pss []*redis.PubSub
 	for _, sh := range h.shards {
 		shards = append(shards, sh)
-		pss = append(pss, sh.ps)
+		pss = append(pss, sh.ps.Load())
 	}
 	for _, e := range h.entries {
 		if e.idle != nil {
@@ -498,7 +520,7 @@ func (h *hub) close() {
 	}
 }
 
-func (h *hub) isDone() bool {
+func (h *subscriber) isDone() bool {
 	select {
 	case <-h.done:
 		return true
@@ -508,14 +530,14 @@ func (h *hub) isDone() bool {
 }
 
 // report tells every open handle's logger about err.
-func (h *hub) report(err error) {
+func (h *subscriber) report(err error) {
 	for _, u := range h.openUsers() {
 		u.logger().Warn("keyedmutex: pub/sub", "err", err)
 	}
 }
 
 // lost tells every open handle that a connection was lost, with cause.
-func (h *hub) lost(cause error) {
+func (h *subscriber) lost(cause error) {
 	for _, u := range h.openUsers() {
 		u.logger().Warn("keyedmutex: pub/sub", "err", cause)
 		if u.cfg.reconnect != nil {
@@ -524,30 +546,31 @@ func (h *hub) lost(cause error) {
 	}
 }
 
-func (h *hub) openUsers() []*Hub {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	return append([]*Hub(nil), h.users...)
-}
-
-func (u *Hub) logger() *slog.Logger {
-	if u.cfg.logger != nil {
-		return u.cfg.logger
+func (h *subscriber) openUsers() []*Hub {
+	h.umu.Lock()
+	defer h.umu.Unlock()
+	open := make([]*Hub, 0, len(h.users))
+	for _, u := range h.users {
+		if !u.closed.Load() { // a Close under way gets no more reports
+			open = append(open, u)
+		}
 	}
-	return slog.Default()
+	return open
 }
 
-// Subscription is one subscriber of one channel for one id, from
+func (u *Hub) logger() *slog.Logger { return lockutil.Logger(u.cfg.logger) }
+
+// Subscription is the interest of one id in one channel, from
 // [Hub.Subscribe] or [Hub.Join]. Its methods are safe for concurrent use.
 // A message published on the channel after Subscribe returned happens
 // before the wake it causes is received from C.
 type Subscription struct {
-	h  *hub
+	h  *subscriber
 	e  *entry
 	id string
 	c  chan struct{}
 
-	// guarded by h.mu:
+	mu     sync.Mutex // guards closed and msgs; taken after h.mu where both are
 	closed bool
 	msgs   []string // payloads addressed to id, oldest first
 }
@@ -565,8 +588,8 @@ func (s *Subscription) C() <-chan struct{} { return s.c }
 // Message takes the oldest message addressed to the subscription that was
 // not taken yet: its payload, the text after the id and one space.
 func (s *Subscription) Message() (payload string, ok bool) {
-	s.h.mu.Lock()
-	defer s.h.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.msgs) == 0 {
 		return "", false
 	}
@@ -582,15 +605,14 @@ func (s *Subscription) Message() (payload string, ok bool) {
 func (s *Subscription) Close() {
 	h := s.h
 	h.mu.Lock()
-	if s.closed {
+	unread, ok := s.close()
+	if !ok {
 		h.mu.Unlock()
 		return
 	}
-	s.closed = true
 	e := s.e
 	delete(e.subs, s.id)
-	unread, owner := s.msgs, e.owner
-	s.msgs = nil
+	owner := e.owner
 	if !h.closed && len(e.subs) == 0 && e.state == stSubscribed {
 		e.idle = time.AfterFunc(Linger, func() { h.expire(e) })
 	}
@@ -602,16 +624,38 @@ func (s *Subscription) Close() {
 	}
 }
 
+// close marks s closed and returns the messages it did not take; ok is
+// false if it was closed already.
+func (s *Subscription) close() (unread []string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, false
+	}
+	s.closed = true
+	unread, s.msgs = s.msgs, nil
+	return unread, true
+}
+
+// push queues a message for s and wakes it. subscriber.mu is held, so s is open
+// (Close removes it from its entry under subscriber.mu before it returns).
+func (s *Subscription) push(payload string) {
+	s.mu.Lock()
+	s.msgs = append(s.msgs, payload)
+	s.mu.Unlock()
+	s.wake()
+}
+
 // orphan hands a message nobody will take to u's orphan handler.
 func (u *Hub) orphan(channel, id, payload string) {
-	if u != nil && u.cfg.orphan != nil && !u.isClosed() {
+	if u != nil && u.cfg.orphan != nil && !u.closed.Load() {
 		u.cfg.orphan(channel, id, payload)
 	}
 }
 
 // expire unsubscribes e at the end of its linger, unless a subscription
 // came back meanwhile.
-func (h *hub) expire(e *entry) {
+func (h *subscriber) expire(e *entry) {
 	h.mu.Lock()
 	if h.closed || e.idle == nil || len(e.subs) > 0 || e.state != stSubscribed {
 		h.mu.Unlock()
@@ -619,12 +663,12 @@ func (h *hub) expire(e *entry) {
 	}
 	e.idle = nil
 	e.state = stUnsubscribing
-	sh, ps := e.sh, e.sh.ps
+	sh, ps := e.sh, e.sh.ps.Load()
 	h.mu.Unlock()
 	_ = sh.write(ps, func(ctx context.Context) error { return sh.unsubscribe(ctx, ps, e.name) })
 }
 
-// wake sends a wake to s unless one is pending. hub.mu must be held.
+// wake sends a wake to s unless one is pending.
 func (s *Subscription) wake() {
 	select {
 	case s.c <- struct{}{}:
@@ -633,8 +677,8 @@ func (s *Subscription) wake() {
 }
 
 // deliver routes a message on channel to the subscription its id names,
-// or to the orphan handler. hub.mu must not be held.
-func (h *hub) deliver(sh *shard, channel, msg string) {
+// or to the orphan handler. subscriber.mu must not be held.
+func (h *subscriber) deliver(sh *shard, channel, msg string) {
 	id, payload, _ := strings.Cut(msg, " ")
 	if strings.Contains(id, ",") {
 		// One message for several ids of the channel ("a,b,c payload"):
@@ -653,8 +697,7 @@ func (h *hub) deliver(sh *shard, channel, msg string) {
 		return
 	}
 	if s := e.subs[id]; s != nil {
-		s.msgs = append(s.msgs, payload)
-		s.wake()
+		s.push(payload)
 		h.mu.Unlock()
 		return
 	}

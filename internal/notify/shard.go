@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,15 +33,18 @@ var errGone = errors.New("notify: shard has no channels left")
 // shard is one Pub/Sub connection and its reader goroutine: the only
 // connection in classic mode, or one per cluster master in sharded mode.
 type shard struct {
-	h       *hub
-	addr    string        // master address; "" in classic mode
-	sharded bool          // SSUBSCRIBE instead of SUBSCRIBE
-	node    *redis.Client // the master's client in sharded mode; guarded by h.mu
+	h       *subscriber
+	addr    string // master address; "" in classic mode
+	sharded bool   // SSUBSCRIBE instead of SUBSCRIBE
+	// node is the master's client in sharded mode. Only the reader
+	// goroutine changes it (and reads it after the shard was created).
+	node *redis.Client
 
-	// ps is the current connection, replaced by the reader after a failure;
-	// guarded by h.mu. Only the reader receives from it; anyone may send on
-	// it through write.
-	ps *redis.PubSub
+	// ps is the current connection, replaced by the reader after a failure,
+	// with subscriber.mu held so that the table and the connection change
+	// together. Only the reader receives from it; anyone may send on it
+	// through write.
+	ps atomic.Pointer[redis.PubSub]
 
 	sendMu   sync.Mutex // serializes writes; guards stopping
 	stopping bool
@@ -114,9 +118,7 @@ func (sh *shard) name() string {
 func (sh *shard) run() {
 	h := sh.h
 	defer h.wg.Done()
-	h.mu.Lock()
-	ps := sh.ps
-	h.mu.Unlock()
+	ps := sh.ps.Load()
 	fails := 0
 	for {
 		got, err := sh.receive(ps)
@@ -262,7 +264,7 @@ func (sh *shard) confirm(m *redis.Subscription) {
 		e.state = stSubscribing
 		next = sh.subscribe
 	}
-	ps := sh.ps
+	ps := sh.ps.Load()
 	h.mu.Unlock()
 	if next != nil {
 		_ = sh.write(ps, func(ctx context.Context) error { return next(ctx, ps, m.Channel) })
@@ -289,7 +291,7 @@ func (sh *shard) follow(e *entry) {
 		to = h.shardLocked(true, node)
 		e.sh = to
 	}
-	ps := to.ps
+	ps := to.ps.Load()
 	h.mu.Unlock()
 	if err != nil {
 		h.report(fmt.Errorf("notify: find the new shard of %q: %w", e.name, err))
@@ -333,7 +335,7 @@ func (sh *shard) rebuild() (*redis.PubSub, error) {
 		delete(h.shards, sh.addr)
 		ps.Close()
 	} else {
-		sh.ps = ps
+		sh.ps.Store(ps)
 	}
 	h.mu.Unlock()
 
@@ -391,7 +393,7 @@ type batch struct {
 // a wake of its subscriptions at the confirmation), moves to other shards
 // those whose slot another master owns now, and drops the lingering ones.
 // It returns the channels to subscribe on this shard and, per other
-// shard, the ones moved there. hub.mu is held.
+// shard, the ones moved there. subscriber.mu is held.
 func (sh *shard) reassignLocked(routes map[string]*redis.Client) (own []string, moved map[*shard]*batch) {
 	h := sh.h
 	moved = map[*shard]*batch{}
@@ -420,7 +422,7 @@ func (sh *shard) reassignLocked(routes map[string]*redis.Client) (own []string, 
 			e.sh = to
 			b := moved[to]
 			if b == nil {
-				b = &batch{ps: to.ps}
+				b = &batch{ps: to.ps.Load()}
 				moved[to] = b
 			}
 			b.names = append(b.names, name)

@@ -10,11 +10,15 @@
 //   - AfterDone: run a function when the lease ends, with no goroutine
 //     waiting on its Done channel, so that a process holding many keys
 //     watches their losses for free.
+//
+// It also lets a Keyed whose token reservation is not part of its public
+// API (mutex/local's) offer it to mutex/hybrid: see [ReserverOf].
 package remote
 
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
@@ -54,3 +58,35 @@ type Ticket interface {
 // ErrUnavailable is returned by Requeue when the lease cannot requeue
 // now (its mutex is not listening for grants of that key yet).
 var ErrUnavailable = errors.New("remote: requeue unavailable")
+
+// reservers are the functions registered by RegisterReserver.
+var reservers struct {
+	mu sync.Mutex // guards fs
+	fs []func(keyed any) any
+}
+
+// RegisterReserver registers f, which returns, for a Keyed of the
+// registering package, the [mutex.TokenReserver] it offers (nil for any
+// other value). A package calls it from init.
+func RegisterReserver(f func(keyed any) any) {
+	reservers.mu.Lock()
+	defer reservers.mu.Unlock()
+	reservers.fs = append(reservers.fs, f)
+}
+
+// ReserverOf returns the [mutex.TokenReserver] of keyed: keyed itself if
+// it implements it, else the one a registered function offers for it.
+func ReserverOf[K comparable](keyed mutex.Keyed[K]) (mutex.TokenReserver[K], bool) {
+	if r, ok := keyed.(mutex.TokenReserver[K]); ok {
+		return r, true
+	}
+	reservers.mu.Lock()
+	fs := reservers.fs
+	reservers.mu.Unlock()
+	for _, f := range fs {
+		if r, ok := f(keyed).(mutex.TokenReserver[K]); ok {
+			return r, true
+		}
+	}
+	return nil, false
+}

@@ -1,6 +1,6 @@
 // Package rlocker is the state shared by the read-side [sync.Locker]
 // adapters of one [mutex.RWKeyed] (its RLocker method), as
-// [mutex.LockerSet] is for the write side: a key may have many read
+// [lockutil.LockerSet] is for the write side: a key may have many read
 // holdings at once, so the set keeps a list of leases per key, and an
 // RLocker's Unlock ends any one of them, as [sync.RWMutex.RUnlock] does.
 package rlocker
@@ -8,6 +8,7 @@ package rlocker
 import (
 	"context"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"sync"
 
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -21,7 +22,7 @@ type Set[K comparable] struct {
 }
 
 // Locker returns a [sync.Locker] whose Lock takes a read lease of key from
-// m, as the Lock of [mutex.LockerSet.Locker] takes a write lease, with the
+// m, as the Lock of [lockutil.LockerSet.Locker] takes a write lease, with the
 // same rules: it retries errors that can heal (reporting each to onError,
 // which may be nil), panics on [mutex.ErrInvalidKey], and blocks for good
 // on [mutex.ErrClosed]. Its Unlock releases one read lease of key taken
@@ -42,7 +43,7 @@ func (l *locker[K]) Lock() {
 	// The retry rules are LockerSet's: run its Lock over RLock, through
 	// a LockerSet of our own, and keep the lease it took.
 	r := &reader[K]{m: l.m}
-	var once mutex.LockerSet[K]
+	var once lockutil.LockerSet[K]
 	once.Locker(r, l.key, l.onError).Lock()
 	l.set.mu.Lock()
 	if l.set.held == nil {

@@ -593,10 +593,10 @@ func TestForeignValues(t *testing.T) {
 		admin := e.client(t)
 		ctx := ctxT(t, time.Minute)
 
-		alien := keyedtest.Key(t) + "-string"
-		lock := m.names(t, alien).lock
+		foreign := keyedtest.Key(t) + "-string"
+		lock := m.names(t, foreign).lock
 		admin.Set(ctx, lock, "precious", time.Hour)
-		_, err := m.TryLock(ctx, alien)
+		_, err := m.TryLock(ctx, foreign)
 		if !errors.Is(err, mutex.ErrLocked) || !strings.Contains(err.Error(), "did not write") || !strings.Contains(err.Error(), lock) {
 			t.Errorf("TryLock of a foreign string = %v; want ErrLocked saying the value is not the library's, naming %s", err, lock)
 		}
@@ -606,7 +606,7 @@ func TestForeignValues(t *testing.T) {
 		if ttl := admin.PTTL(ctx, lock).Val(); ttl <= 0 {
 			t.Errorf("foreign value's TTL after TryLock = %v; want a TTL (it is waited out like a lease)", ttl)
 		}
-		info, err := m.Inspect(ctx, alien)
+		info, err := m.Inspect(ctx, foreign)
 		if err != nil || !info.Foreign || info.Value != "precious" {
 			t.Errorf("Inspect of a foreign string = %+v, %v; want Foreign with its value", info, err)
 		}

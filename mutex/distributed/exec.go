@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -112,7 +113,7 @@ func (x *executor) do(ctx context.Context, stop <-chan struct{}, c *call) (any, 
 }
 
 // errStopped is returned by do when stop was closed first.
-var errStopped = errors.New("distributed: stopped")
+var errStopped = fmt.Errorf("distributed: command executor stopped: %w", mutex.ErrClosed)
 
 // submit queues the calls in their lanes and starts a flight in each lane
 // where fewer than maxFlights run.

@@ -4,10 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
 )
@@ -61,10 +60,10 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 		err = checkEncoded(enc)
 	}
 	if err != nil {
-		return Info{}, fmt.Errorf("distributed: Inspect: %w: %w", mutex.ErrInvalidKey, err)
+		return Info{}, lockutil.KeyError("distributed", "Inspect", key, fmt.Errorf("%w: %w", mutex.ErrInvalidKey, err))
 	}
 	if ctx == nil {
-		return Info{}, opErr("Inspect", enc, errors.New("nil context.Context (use context.Background())"))
+		return Info{}, opErr("Inspect", enc, lockutil.ErrNilContext)
 	}
 	nm := namesFor(m.cfg.prefix, enc)
 	var (
@@ -81,7 +80,7 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
-		} else if uerr := m.x.unfollowable(err); uerr != nil {
+		} else if uerr := m.exec.unfollowable(err); uerr != nil {
 			err = uerr
 		}
 		return Info{}, opErr("Inspect", enc, err)
@@ -108,40 +107,13 @@ func (m *Mutex[K]) Inspect(ctx context.Context, key K) (Info, error) {
 
 // parseHolding fills info from the lock key's value v.
 func parseHolding(v string, info *Info) {
-	v = strings.TrimSuffix(v, "*")
-	if last, ok := strings.CutPrefix(v, "~"); ok {
-		// A free marker; the scripts take no token at or past 2^53.
-		if n, err := strconv.ParseUint(last, 10, 64); err == nil && n < 1<<53 {
-			info.LastToken = n
-			return
-		}
-		info.Foreign, info.Value = true, v
-		return
+	lv := parseLockValue(v)
+	switch {
+	case lv.foreign:
+		info.Foreign, info.Value = true, lv.raw
+	case lv.marker:
+		info.LastToken = lv.last
+	default:
+		info.Held, info.Owner, info.Label = true, lv.owner, lv.label
 	}
-	f := strings.Split(v, " ")
-	if len(f) > 2 || !isOwnerID(f[0]) {
-		info.Foreign, info.Value = true, v
-		return
-	}
-	info.Held, info.Owner, info.Label = true, f[0], get(f, 1)
-}
-
-// isOwnerID reports whether s reads as an owner id: hex digits.
-func isOwnerID(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func get(f []string, i int) string {
-	if i < len(f) {
-		return f[i]
-	}
-	return ""
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
@@ -34,17 +35,17 @@ type lease struct {
 	since time.Time     // when Lock returned it (observed Mutexes only)
 	read  bool          // a read lease of an RWMutex
 
-	mu         sync.Mutex           // guards the fields below
-	validUntil time.Time            //
-	renewing   bool                 // a renewal call is in flight
-	backoff    time.Duration        // next retry delay after a transport error
-	lastErr    error                // the last renewal error, nil after a success
-	expiry     *time.Timer          // loses the lease at validity end: always without renewal, after a failed renewal with it
-	ending     bool                 // Unlock or Close has begun: no background loss any more
-	err        error                // nil while held; set once, when done is closed
-	after      map[*func()]struct{} // AfterDone functions, run when done closes
-	holdEnd    time.Time            // WithMaxHold: no renewal is sent from then on; zero: none
-	capped     bool                 // a renewal was not scheduled for holdEnd: lost at validity end with ErrMaxHold
+	mu         sync.Mutex         // guards the fields below
+	validUntil time.Time          //
+	renewing   bool               // a renewal call is in flight
+	backoff    time.Duration      // next retry delay after a transport error
+	lastErr    error              // the last renewal error, nil after a success
+	expiry     *time.Timer        // loses the lease at validity end: always without renewal, after a failed renewal with it
+	ending     bool               // Unlock or Close has begun: no background loss any more
+	err        error              // nil while held; set once, when done is closed
+	after      lockutil.Callbacks // AfterDone functions, run when done closes
+	holdEnd    time.Time          // WithMaxHold: no renewal is sent from then on; zero: none
+	capped     bool               // a renewal was not scheduled for holdEnd: lost at validity end with ErrMaxHold
 }
 
 func newLease(c *core, enc string, nm names, owner string, g grant, anchor time.Time) *lease {
@@ -91,12 +92,9 @@ func (l *lease) finish(err error) bool {
 		l.expiry.Stop()
 	}
 	close(l.done)
-	after := l.after
-	l.after = nil
+	after := l.after.Take()
 	l.mu.Unlock()
-	for f := range after {
-		go (*f)()
-	}
+	after.Start()
 	l.c.renew.cancel(l)
 	l.c.forget(l)
 	return true
@@ -112,19 +110,11 @@ func (l *lease) AfterDone(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	if l.after == nil {
-		l.after = make(map[*func()]struct{})
-	}
-	p := &f
-	l.after[p] = struct{}{}
+	p := l.after.Add(f)
 	return func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		if _, ok := l.after[p]; !ok {
-			return false
-		}
-		delete(l.after, p)
-		return true
+		return l.after.Remove(p)
 	}
 }
 
@@ -152,7 +142,7 @@ func (l *lease) lose(reason error, release bool) {
 }
 
 func (l *lease) lostErr(reason error) error {
-	return fmt.Errorf("distributed: lease on %s: %w: %w", l.nm.lock, mutex.ErrLost, reason)
+	return opErr("lease", l.enc, fmt.Errorf("%w: %w", mutex.ErrLost, reason))
 }
 
 // Unlock releases the lock in Redis, handing it to the first waiter of the
@@ -168,8 +158,8 @@ func (l *lease) Unlock() error {
 		return l.unlock()
 	}
 	err := l.unlock()
-	if outcome, report := mutex.UnlockOutcome(err); report {
-		l.c.observe(context.Background(), mutex.Unlocked, l.enc, mutex.Event{Outcome: outcome, Hold: l.held(), Err: err})
+	if ev, report := lockutil.Unlocked(l.held(), err); report {
+		l.c.observe(context.Background(), mutex.Unlocked, l.enc, ev)
 	}
 	return err
 }
@@ -190,7 +180,7 @@ func (l *lease) unlock() error {
 		if err := l.Err(); errors.Is(err, mutex.ErrLost) {
 			return err
 		}
-		return fmt.Errorf("distributed: Unlock of %s: %w", l.nm.lock, mutex.ErrUnlocked)
+		return opErr("Unlock", l.enc, mutex.ErrUnlocked)
 	}
 	l.ending = true
 	lost, valid, capped := l.err, l.validUntil, l.capped
@@ -219,10 +209,10 @@ func (l *lease) unlock() error {
 		// The queue key was overwritten by something else: the release
 		// may have freed the lock, but could not serve the queue.
 		l.finish(mutex.ErrUnlocked)
-		return fmt.Errorf("distributed: Unlock: %w", wrongType(l.nm, err))
+		return opErr("Unlock", l.enc, wrongType(l.nm, err))
 	case err != nil:
 		l.finish(mutex.ErrUnlocked)
-		return fmt.Errorf("distributed: Unlock of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, l.c.cfg.ttl, err)
+		return opErr("Unlock", l.enc, fmt.Errorf("release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.c.cfg.ttl, err))
 	case n == 0:
 		err := l.lostErr(errors.New("at Unlock another owner held the key"))
 		l.finish(err)
@@ -248,7 +238,7 @@ const lostReleaseWait = 250 * time.Millisecond
 func (l *lease) release(mode string, timeout time.Duration) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	res, err := l.c.x.doRetrying(ctx, nil, func() *call {
+	res, err := l.c.exec.doRetrying(ctx, nil, func() *call {
 		if mode == "abort" {
 			return l.c.releaseCall(l.nm, l.owner, "a", "")
 		}
@@ -291,7 +281,7 @@ func (l *lease) endClosed() {
 	if c == nil {
 		return
 	}
-	l.c.x.submit(c)
+	l.c.exec.submit(c)
 	t := time.NewTimer(l.c.cfg.unlockTimeout)
 	defer t.Stop()
 	select {
@@ -311,7 +301,7 @@ func (l *lease) closed(c *call, done bool) {
 	case c.err != nil:
 		l.c.logger().Warn("keyedmutex: Close: release not confirmed; if it did not reach Redis, the key expires when its TTL runs out", "lock", l.nm.lock, "err", c.err)
 	}
-	l.finish(fmt.Errorf("distributed: lease on %s: %w", l.nm.lock, errClosedLost))
+	l.finish(opErr("lease", l.enc, errClosedLost))
 }
 
 // renewed is the result of a renewal sent at sent.
@@ -463,12 +453,12 @@ func (l *lease) Requeue(n uint64) (remote.Ticket, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.unlockTimeout)
 	defer cancel()
 	sent := time.Now()
-	res, err := c.x.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", l.g.top, holderID(w.owner, c.cfg.label), n, base, c.liveMs))
+	res, err := c.exec.do(ctx, nil, c.releaseCall(l.nm, l.val, "r", "", l.g.top, holderID(w.owner, c.cfg.label), n, base, c.liveMs))
 	if err != nil {
 		l.finish(mutex.ErrUnlocked)
 		w.leave() // the new waiter may have been queued, or granted
 		w.closeSub()
-		return nil, fmt.Errorf("distributed: Requeue of %s: release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", l.nm.lock, c.cfg.ttl, err)
+		return nil, opErr("Requeue", l.enc, fmt.Errorf("release not confirmed (if it did not reach Redis, the key expires when its TTL of %v runs out): %w", c.cfg.ttl, err))
 	}
 	t := &ticket{w: w}
 	switch r, _ := res.([]any); {
@@ -516,7 +506,7 @@ func (t *ticket) Wait(ctx context.Context) (mutex.Reservation, error) {
 	c, w := t.w.c, t.w
 	if ctx == nil {
 		t.abandon()
-		return nil, opErr("Lock", w.enc, errors.New("nil context.Context (use context.Background())"))
+		return nil, opErr("Lock", w.enc, lockutil.ErrNilContext)
 	}
 	if !c.enter() {
 		t.abandon()

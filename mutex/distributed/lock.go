@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/redis/go-redis/v9"
@@ -17,7 +18,7 @@ import (
 // key enc.
 func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bool) (*lease, error) {
 	if ctx == nil {
-		return nil, opErr(op, enc, errors.New("nil context.Context (use context.Background())"))
+		return nil, opErr(op, enc, lockutil.ErrNilContext)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, opErr(op, enc, err)
@@ -36,8 +37,7 @@ func (c *core) lockEncoded(ctx context.Context, op, enc string, n uint64, try bo
 	start := time.Now()
 	l, err := w.lock(ctx, try)
 	l, err = c.settle(ctx, op, w, l, err)
-	c.observe(ctx, mutex.LockDone, enc, mutex.Event{Op: op, Outcome: mutex.OutcomeOf(ctx, err),
-		Wait: time.Since(start), Waited: w.waited, Err: err})
+	c.observe(ctx, mutex.LockDone, enc, lockutil.LockDone(ctx, op, time.Since(start), w.waited, err))
 	return l, err
 }
 
@@ -148,7 +148,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 				return nil, errLate
 			}
 		case try:
-			if r.alien {
+			if r.foreign {
 				return nil, fmt.Errorf("%w (lock key %s holds a value this library did not write; it is waited out like a lease: %v left)", mutex.ErrLocked, w.nm.lock, time.Duration(r.pttl)*time.Millisecond)
 			}
 			return nil, lockedErr(r.pttl)
@@ -173,7 +173,7 @@ func (w *waiter) lock(ctx context.Context, try bool) (*lease, error) {
 func (w *waiter) attemptPlain(ctx context.Context) (acquireReply, error) {
 	c := w.c
 	id := holderID(w.owner, c.cfg.label)
-	res, err := c.x.doRetrying(ctx, c.closing, func() *call {
+	res, err := c.exec.doRetrying(ctx, c.closing, func() *call {
 		return &call{
 			keys: []string{w.nm.lock},
 			plain: func(ctx context.Context, p redis.Pipeliner) func() (any, error) {
@@ -198,7 +198,7 @@ func (w *waiter) attemptPlain(ctx context.Context) (acquireReply, error) {
 	case r.queued:
 		// Give it back at once, so the queue is served; the scripts then
 		// take it over.
-		if _, err := c.x.do(ctx, c.closing, c.releaseCall(w.nm, w.owner, "a", "")); err != nil {
+		if _, err := c.exec.do(ctx, c.closing, c.releaseCall(w.nm, w.owner, "a", "")); err != nil {
 			w.c.abort(w.nm, w.owner, "")
 			if errors.Is(err, errStopped) || ctx.Err() != nil {
 				return acquireReply{}, err
@@ -437,7 +437,7 @@ func (w *waiter) attempt(ctx context.Context, mode string) (acquireReply, error)
 	if err != nil {
 		return acquireReply{}, fmt.Errorf("acquire: %w", err)
 	}
-	res, err := w.c.x.doRetrying(ctx, w.c.closing, func() *call {
+	res, err := w.c.exec.doRetrying(ctx, w.c.closing, func() *call {
 		return &call{
 			script:  w.c.sc.acquire,
 			keys:    w.nm.keys(),
@@ -511,7 +511,7 @@ func (w *waiter) leave() {
 // client's timeouts, whatever owner may hold of the key and its queue
 // entry member.
 func (c *core) abort(nm names, owner, member string) {
-	c.x.submit(c.releaseCall(nm, owner, "a", member))
+	c.exec.submit(c.releaseCall(nm, owner, "a", member))
 }
 
 // orphan is told of a grant message for an owner id that no waiter of
@@ -536,7 +536,7 @@ func (c *core) orphan(channel, owner, payload string) {
 	if !ok {
 		return
 	}
-	c.x.submit(c.unlockCall(nm, g, holderID(owner, c.cfg.label), !g.ahead()))
+	c.exec.submit(c.unlockCall(nm, g, holderID(owner, c.cfg.label), !g.ahead()))
 }
 
 // unlockCall is the release.lua call that releases holding g of id: the

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"slices"
 	"strings"
 	"sync"
@@ -204,7 +205,7 @@ func (c *core) lockQueued(ctx context.Context, op, enc string) (*lease, error) {
 	l, err := w.queue(ctx)
 	l, err = c.settle(ctx, op, w, l, err)
 	if c.cfg.obs != nil {
-		c.observe(ctx, mutex.LockDone, enc, mutex.Event{Op: op, Outcome: mutex.OutcomeOf(ctx, err),
+		c.observe(ctx, mutex.LockDone, enc, mutex.Event{Op: op, Outcome: lockutil.OutcomeOf(ctx, err),
 			Wait: time.Since(start), Waited: w.waited, Err: err})
 	}
 	return l, err
@@ -307,7 +308,7 @@ func (c *core) acquireRun(ctx context.Context, op string, encs []string, n uint6
 		}
 	}
 	start := time.Now()
-	res, err := c.x.doRetrying(ctx, c.closing, func() *call {
+	res, err := c.exec.doRetrying(ctx, c.closing, func() *call {
 		return &call{
 			script: c.acquireAllScript(),
 			keys:   keys,

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/notify"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -66,7 +66,7 @@ const MaxReserve = 1 << 30
 type Mutex[K comparable] struct {
 	*core
 	encode  func(K) (string, error)
-	lockers mutex.LockerSet[K]
+	lockers lockutil.LockerSet[K]
 }
 
 // core is the part of a Mutex that does not depend on the key type.
@@ -82,10 +82,9 @@ type core struct {
 	single  bool        // client is a *redis.Client: one server, one connection per pipeline
 	rw      bool        // the core of an RWMutex: its names and scripts (see rw.go)
 	plain   atomic.Bool // single, and a script call succeeded: uncontended tries go plain
-	x       executor
+	exec    executor    // runs the Redis commands (pipelined, bounded in flight)
 	renew   renewer
-	sharded atomic.Int32 // 0 unknown, 1 PUBLISH, 2 SPUBLISH
-	check   serverCheck  // the servers' settings, checked once
+	check   serverCheck // the servers' settings, checked once
 	// lastFail is the last transport error a command or the Pub/Sub
 	// connection met, named by a loss whose renewal got no reply.
 	lastFail atomic.Pointer[failure]
@@ -128,7 +127,7 @@ func newCore(ctor string, client redis.UniversalClient, opts []Option, rw bool, 
 	if client == nil {
 		return nil, fmt.Errorf("distributed: %s: nil Redis client", ctor)
 	}
-	if v := reflect.ValueOf(client); v.Kind() == reflect.Pointer && v.IsNil() {
+	if lockutil.IsNilPointer(client) {
 		return nil, fmt.Errorf("distributed: %s: nil Redis client (%T)", ctor, client)
 	}
 	if _, ok := client.(*redis.Ring); ok {
@@ -178,7 +177,7 @@ func newCore(ctor string, client redis.UniversalClient, opts []Option, rw bool, 
 	if c.hub, err = notify.Open(client, hubOpts...); err != nil {
 		return nil, err
 	}
-	c.x = executor{client: client, failed: c.transportFailed}
+	c.exec = executor{client: client, failed: c.transportFailed}
 	c.renew = renewer{c: c, tick: max(cfg.ttl/12, time.Millisecond)}
 	return c, nil
 }
@@ -258,11 +257,12 @@ func reservation(l mutex.Lease, err error) (mutex.Reservation, error) {
 }
 
 // Locker returns a [sync.Locker] for key, sharing state with every other
-// Locker of m for the same key (see [mutex.LockerSet]). Its Lock retries
-// Redis errors until it holds the lock, reporting each through
-// [WithLogger]. On an invalid key it panics; after Close it reports
-// [mutex.ErrClosed] to the logger and blocks until the process ends (see
-// [mutex.LockerSet.Locker] for why; use Lock with a ctx to get the error).
+// Locker of m for the same key. Its Lock retries Redis errors until it
+// holds the lock, reporting each through [WithLogger]. On an invalid key
+// it panics; after Close it reports [mutex.ErrClosed] to the logger and
+// blocks until the process ends, as Lock of a sync.Mutex that nobody
+// will unlock does (a panic would crash a process in the middle of its
+// shutdown; use Lock with a ctx to get the error).
 func (m *Mutex[K]) Locker(key K) sync.Locker {
 	if m.core == nil {
 		panic(errNotNew)
@@ -284,7 +284,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 		err = checkEncoded(enc)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("distributed: %s: %w: %w", op, mutex.ErrInvalidKey, err)
+		return nil, lockutil.KeyError("distributed", op, key, fmt.Errorf("%w: %w", mutex.ErrInvalidKey, err))
 	}
 	l, err := m.core.lockEncoded(ctx, op, enc, n, try)
 	if err != nil {
@@ -296,10 +296,11 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, n uint64, try boo
 // errNotNew is the error of a Mutex that New did not make.
 var errNotNew = errors.New("distributed: Mutex not created by New (the zero value is not usable): use New")
 
-// opErr is the one error wrapper of this package: the operation and the
-// key, then the cause.
+// opErr is the one error wrapper of this package (see
+// [lockutil.KeyError]): the operation and the key, as encoded (for a
+// string key, the user's key), then the cause.
 func opErr(op, enc string, err error) error {
-	return fmt.Errorf("distributed: %s(%s): %w", op, keylock.QuoteKey(enc), err)
+	return lockutil.KeyError("distributed", op, enc, err)
 }
 
 // newID returns n random bytes in hex.
@@ -357,7 +358,7 @@ func (c *core) close() error {
 		// are waited for while Redis answers them; with nothing held,
 		// a Redis that does not answer costs Close no more than
 		// closeStall.
-		c.x.drain(deadline, min(closeStall, c.cfg.unlockTimeout))
+		c.exec.drain(deadline, min(closeStall, c.cfg.unlockTimeout))
 	})
 	return nil
 }
@@ -376,7 +377,7 @@ func (c *core) releaseAll(held []*lease, deadline <-chan struct{}) {
 			submit = append(submit, calls[i])
 		}
 	}
-	c.x.submit(submit...)
+	c.exec.submit(submit...)
 	expired := false
 	for i, l := range held {
 		if calls[i] == nil {
@@ -448,21 +449,10 @@ func (c *core) holds(owner string) bool {
 // with SPUBLISH (a Cluster with sharded pub/sub) rather than PUBLISH: its
 // queue entries say so. The answer is cached once known.
 func (c *core) publishSharded(ctx context.Context) (bool, error) {
-	switch c.sharded.Load() {
-	case 1:
-		return false, nil
-	case 2:
-		return true, nil
-	}
-	sharded, err := c.hub.Sharded(ctx)
+	sharded, err := c.hub.Sharded(ctx) // cached by the hub after a success
 	if err != nil {
 		c.reloadSlotsOn(err)
 		return false, err
-	}
-	if sharded {
-		c.sharded.Store(2)
-	} else {
-		c.sharded.Store(1)
 	}
 	return sharded, nil
 }
@@ -513,9 +503,4 @@ func (c *core) observe(ctx context.Context, kind mutex.EventKind, enc string, e 
 	c.cfg.obs.Observe(ctx, e)
 }
 
-func (c *core) logger() *slog.Logger {
-	if c.cfg.logger != nil {
-		return c.cfg.logger
-	}
-	return slog.Default()
-}
+func (c *core) logger() *slog.Logger { return lockutil.Logger(c.cfg.logger) }

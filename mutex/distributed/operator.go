@@ -226,11 +226,11 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 // parseEntry parses a queue member joined at score (server µs), at now.
 func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 	f := strings.Split(member, " ")
-	w := QueuedWaiter{Owner: get(f, 0), MutexID: get(f, 1), Label: get(f, 5)}
+	w := QueuedWaiter{Owner: field(f, 0), MutexID: field(f, 1), Label: field(f, 5)}
 	if score > 0 && nowUs > score {
 		w.Waited = time.Duration(nowUs-score) * time.Microsecond
 	}
-	if dl, err := strconv.ParseInt(get(f, 6), 10, 64); err == nil && dl < nowUs/1000 {
+	if dl, err := strconv.ParseInt(field(f, 6), 10, 64); err == nil && dl < nowUs/1000 {
 		w.Dead = true
 	}
 	return w
@@ -387,4 +387,12 @@ func holderName(info Info) string {
 		return "owner " + info.Owner
 	}
 	return info.Label + " (owner " + info.Owner + ")"
+}
+
+// field returns f[i], or "" past the end of f.
+func field(f []string, i int) string {
+	if i < len(f) {
+		return f[i]
+	}
+	return ""
 }

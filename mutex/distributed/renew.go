@@ -149,7 +149,7 @@ func (r *renewer) renew(batch []*lease) {
 		return
 	}
 	sent := time.Now()
-	r.c.x.submit(calls...)
+	r.c.exec.submit(calls...)
 	// A renewal may wait no longer than the earliest validity among them;
 	// one that outlives its lease's validity finds it lost.
 	for i, c := range calls {

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/rlocker"
 	"strings"
 	"sync"
@@ -120,7 +121,7 @@ func (nm names) renewKeys() []string {
 type RWMutex[K comparable] struct {
 	*core
 	encode   func(K) (string, error)
-	lockers  mutex.LockerSet[K]
+	lockers  lockutil.LockerSet[K]
 	rlockers rlocker.Set[K]
 }
 

@@ -54,23 +54,15 @@ type grant struct {
 // then its release leaves a free marker until the clock has passed them.
 func (g grant) ahead() bool { return g.top > g.clock }
 
-// holderID is the id a holding names: the owner id and the label.
-func holderID(owner, label string) string {
-	if label == "" {
-		return owner
-	}
-	return owner + " " + label
-}
-
 // acquireReply is what acquire.lua answered.
 type acquireReply struct {
-	held   bool   // the lock is the caller's: g
-	g      grant  //
-	pttl   int64  // otherwise: the holder's remaining TTL (-1: none)
-	alien  bool   // try: the lock key holds a value the library did not write
-	member string // wait mode: the caller's queue entry
-	score  string
-	now    int64 // wait mode: the server clock (µs) when it found the caller waiting
+	held    bool   // the lock is the caller's: g
+	g       grant  //
+	pttl    int64  // otherwise: the holder's remaining TTL (-1: none)
+	foreign bool   // try: the lock key holds a value the library did not write
+	member  string // wait mode: the caller's queue entry
+	score   string
+	now     int64 // wait mode: the server clock (µs) when it found the caller waiting
 }
 
 // parseAcquire parses acquire.lua's reply.
@@ -100,7 +92,7 @@ func parseAcquire(res any, n uint64, ttlMs int64) (acquireReply, error) {
 	case ints[0] == 0 && len(a) == 2 && len(ints) == 2:
 		return acquireReply{pttl: ints[1]}, nil
 	case ints[0] == 0 && len(a) == 3 && len(ints) == 2 && a[2] == "foreign":
-		return acquireReply{pttl: ints[1], alien: true}, nil
+		return acquireReply{pttl: ints[1], foreign: true}, nil
 	case ints[0] == 0 && len(a) == 5 && len(ints) == 3:
 		member, _ := a[2].(string)
 		score, _ := a[3].(string)

@@ -29,7 +29,7 @@ func waitGoroutines(t *testing.T, what string, n int) {
 	}
 }
 
-// TestBurstLeavesNoHeap is item 7 of issue 11, as mutex/local's test of
+// TestBurstLeavesNoHeap is, for hybrid, mutex/local's test of
 // the same name: 100k keys held at once (over a local.Mutex remote, no
 // Redis), then all unlocked. The heap must come back to about where it
 // was, the entries must go, and so must every goroutine. "watched" calls
@@ -85,7 +85,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 	runtime.KeepAlive(keys)
 }
 
-// TestNaNKey is item 10 of issue 11 for hybrid: a NaN key is refused by
+// TestNaNKey, for hybrid: a NaN key is refused by
 // Lock and TryLock with an error satisfying errors.Is(err,
 // mutex.ErrInvalidKey) (before the fix TryLock(NaN) succeeded while NaN
 // was held), its Locker panics, and 200k attempts leave no entry and

@@ -28,7 +28,8 @@
 //
 // # Fencing tokens
 //
-// If the remote implements [mutex.TokenReserver], the head acquires with
+// If the remote implements [mutex.TokenReserver] (or is a local.Mutex,
+// which reserves tokens for hybrid only), the head acquires with
 // LockN(ctx, key, bound+1) and the i-th local holder of that remote
 // lease gets token first+i: tokens stay strictly increasing per key across
 // local handoffs and remote acquisitions, with no arithmetic on the
@@ -48,8 +49,9 @@
 // waiter. Local exclusion holds until that holder calls Unlock, which
 // returns the loss; the next local waiter then acquires the remote lease
 // afresh. Goroutines of one process never overlap, whatever the remote
-// does. A lease's Done starts a goroutine that watches the remote lease
-// only when called.
+// does. A lease watches its remote lease only once Done or AfterDone is
+// called, through the remote lease's AfterDone (no goroutine) if it has
+// one, else with a goroutine.
 //
 // # Maximum hold
 //

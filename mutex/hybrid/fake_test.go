@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
@@ -72,7 +73,7 @@ func asReservation(l *fakeLease, err error) (mutex.Reservation, error) {
 	return l, nil
 }
 
-var fakeLockers mutex.LockerSet[string]
+var fakeLockers lockutil.LockerSet[string]
 
 func (f *fake) Locker(key string) sync.Locker { return fakeLockers.Locker(f, key, nil) }
 

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 	"golang.org/x/sync/errgroup"
@@ -20,6 +20,7 @@ import (
 var (
 	_ mutex.Keyed[string] = (*Mutex[string])(nil)
 	_ mutex.Lease         = (*lease[string])(nil)
+	_ remote.Watcher      = (*lease[string])(nil)
 )
 
 // Mutex is a keyed mutex that queues the goroutines of one process locally
@@ -31,42 +32,24 @@ var (
 // before the Lock or TryLock of this Mutex that next returns a lease for
 // that key; across processes the remote mutex gives the same guarantee.
 type Mutex[K comparable] struct {
-	remote   mutex.Keyed[K]
-	reserver mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
-	block    uint64                 // tokens reserved per remote lease: bound+1, or 1
-	logger   *slog.Logger           // nil: slog.Default()
-	obs      mutex.Observer         // nil: none
-	closer   io.Closer              // the remote, if owned (WithOwnedRemote)
-	yield    time.Duration          // fixed yield after a bound release, if !adapt
-	adapt    bool
-	rtt      atomic.Int64 // EWMA of the remote release latency, ns
+	remote         mutex.Keyed[K]
+	reserver       mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
+	block          uint64                 // tokens reserved per remote lease: bound+1, or 1
+	logger         *slog.Logger           // nil: slog.Default()
+	obs            mutex.Observer         // nil: none
+	closer         io.Closer              // the remote, if owned (WithOwnedRemote)
+	yield          time.Duration          // fixed yield after a bound release, if !adapt
+	adapt          bool
+	releaseLatency atomic.Int64 // moving average (EWMA) of the remote release latency, ns
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort. There is no
 	// lock that every key shares.
 	t       keylock.Table[K, cohort]
-	lockers mutex.LockerSet[K]
+	lockers lockutil.LockerSet[K]
 
 	closing atomic.Bool
 	wg      sync.WaitGroup // the watchers started by Done
-}
-
-// cohort is the remote side of one key: the remote lease that the local
-// holders of the key share, passed from one to the next with the key's
-// entry. The goroutine that holds the entry uses it; Close takes mu to
-// end it from outside.
-type cohort struct {
-	mu        sync.Mutex    // guards remote, closed, cancel and contending
-	remote    mutex.Lease   // the cohort's remote lease, or nil
-	closed    bool          // Close took the remote lease away
-	next      uint64        // token of the next local holder of remote
-	end       uint64        // one past the last token reserved with remote
-	notBefore time.Time     // after a bound release: contend not before
-	ticket    remote.Ticket // the remote waiter queued by a requeue, for the next holder
-	// While the holder acquires the remote lease: cancel stops it, and
-	// contending is closed when the acquisition has ended.
-	cancel     context.CancelFunc
-	contending chan struct{}
 }
 
 // New returns a Mutex that coordinates processes through the remote mutex
@@ -76,7 +59,7 @@ func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 	switch {
 	case r == nil:
 		return nil, errors.New("hybrid: New: nil remote mutex")
-	case isNilPointer(r):
+	case lockutil.IsNilPointer(r):
 		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", r)
 	}
 	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
@@ -96,7 +79,7 @@ func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 		}
 		m.closer = closer
 	}
-	if b, ok := r.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
+	if b, ok := remote.ReserverOf(r); ok && c.maxHandoffs > 0 {
 		m.reserver = b
 		m.block = uint64(c.maxHandoffs) + 1
 	}
@@ -109,7 +92,7 @@ func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
 // satisfies errors.Is(err, ctx.Err()); after Close, errors.Is(err,
 // [mutex.ErrClosed]).
 func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "lock", key, false)
+	return m.lock(ctx, "Lock", key, false)
 }
 
 // TryLock takes the lock for key only if no goroutine of this process
@@ -118,10 +101,14 @@ func (m *Mutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 // Like Lock, it refuses the empty key of a string kind with an error
 // satisfying errors.Is(err, [mutex.ErrInvalidKey]), whatever the remote.
 func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "trylock", key, true)
+	return m.lock(ctx, "TryLock", key, true)
 }
 
-// Locker returns a [sync.Locker] for key; see [mutex.LockerSet.Locker].
+// Locker returns a [sync.Locker] for key. Lockers of one Mutex share
+// state: m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in
+// another behave like one [sync.Mutex]. Its Lock retries errors that can
+// heal with a capped exponential backoff; its Unlock of a key not locked
+// through a Locker panics.
 // Errors it retries go to the [WithLogger] logger. On an invalid key its
 // Lock panics; after Close it reports [mutex.ErrClosed] to the logger and
 // blocks until the process ends (use Lock with a ctx to get the error).
@@ -134,12 +121,7 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 	})
 }
 
-func (m *Mutex[K]) log() *slog.Logger {
-	if m.logger != nil {
-		return m.logger
-	}
-	return slog.Default()
-}
+func (m *Mutex[K]) log() *slog.Logger { return lockutil.Logger(m.logger) }
 
 // observe tells the observer, if any, about e.
 func (m *Mutex[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e mutex.Event) {
@@ -156,13 +138,10 @@ var errNotNew = errors.New("hybrid: Mutex not created by New (the zero value is 
 // errEmptyKey refuses the empty key, whatever the remote would do.
 var errEmptyKey = fmt.Errorf("%w: the empty key (refused by every implementation: Redis cannot name it)", mutex.ErrInvalidKey)
 
-// errClosed is what local waiters and later Locks get after Close.
-var errClosed = fmt.Errorf("hybrid: %w", mutex.ErrClosed)
-
-// lockErr is the one error wrapper of this package: the operation and
-// the key (quoted if a string, as distributed does), then the cause.
+// lockErr is the one error wrapper of this package (see
+// [lockutil.KeyError]).
 func lockErr(op string, key any, err error) error {
-	return fmt.Errorf("hybrid: %s %s: %w", op, keylock.QuoteKey(key), err)
+	return lockutil.KeyError("hybrid", op, key, err)
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
@@ -170,7 +149,7 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.
 		return nil, errNotNew
 	}
 	if ctx == nil {
-		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
+		return nil, lockErr(op, key, lockutil.ErrNilContext)
 	}
 	if keylock.EmptyKey(key) {
 		return nil, lockErr(op, key, errEmptyKey)
@@ -178,17 +157,12 @@ func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.
 	if m.obs == nil {
 		return m.lockLocal(ctx, op, key, try, nil)
 	}
-	evOp := "Lock"
-	if try {
-		evOp = "TryLock"
-	}
 	start, waited := time.Now(), false
 	l, err := m.lockLocal(ctx, op, key, try, func() {
 		waited = true
-		m.observe(ctx, mutex.Waiting, key, mutex.Event{Op: evOp})
+		m.observe(ctx, mutex.Waiting, key, mutex.Event{Op: op})
 	})
-	m.observe(ctx, mutex.LockDone, key, mutex.Event{Op: evOp, Outcome: mutex.OutcomeOf(ctx, err),
-		Wait: time.Since(start), Waited: waited, Err: err})
+	m.observe(ctx, mutex.LockDone, key, lockutil.LockDone(ctx, op, time.Since(start), waited, err))
 	if err == nil {
 		l.(*lease[K]).since = time.Now()
 	}
@@ -226,21 +200,12 @@ func (m *Mutex[K]) lockLocal(ctx context.Context, op string, key K, try bool, wa
 // share returns a lease on the cohort's remote lease if it is still held
 // and has a token left: a local handoff. The caller holds e.
 func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
-	c := &e.Value
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.remote == nil || c.next >= c.end || ended(c.remote) {
+	r, token, ok := e.Value.share()
+	if !ok {
 		return nil
 	}
-	l := &lease[K]{m: m, e: e, key: e.Key(), remote: c.remote, token: c.next}
-	c.next++
-	return l
+	return &lease[K]{m: m, e: e, key: e.Key(), remote: r, token: token}
 }
-
-// ended reports whether the lease r has ended (lost, or released). It
-// reads Err, which the contract makes nil exactly while the lease is
-// held, rather than Done, which may make a channel.
-func ended(r mutex.Lease) bool { return r.Err() != nil }
 
 // contend acquires the remote lease for the key of e, which the caller
 // holds locally, and returns the first local lease of it. On failure the
@@ -249,51 +214,18 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	c, key := &e.Value, e.Key()
 	// A lost remote lease left behind by the previous holder (it never
 	// hands a lost one on, but a loss can come after the handoff).
-	if stale := m.takeRemote(c); stale != nil {
+	if stale := c.detach(); stale != nil {
 		m.releaseRemote(key, stale)
 	}
 	ctx, cancel := context.WithCancel(caller)
 	defer cancel()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	tk, notBefore, closed := c.begin(cancel, try)
+	if closed {
 		e.Unlock()
 		return nil, lockErr(op, key, mutex.ErrClosed)
 	}
-	c.cancel, c.contending = cancel, make(chan struct{})
-	c.mu.Unlock()
-
-	var (
-		r        mutex.Lease
-		reserved uint64
-		err      error
-	)
-	if tk := m.takeTicket(c); tk != nil && !try {
-		// The previous holder requeued this process in the remote's
-		// queue: wait for that turn.
-		var rs mutex.Reservation
-		if rs, err = tk.Wait(ctx); err == nil {
-			r, reserved = rs, max(1, min(rs.Reserved(), m.block))
-		}
-	} else {
-		if tk != nil {
-			tk.Cancel()
-		}
-		if err = m.awaitTurn(ctx, c); err == nil {
-			r, reserved, err = m.acquireRemote(ctx, key, try)
-		}
-	}
-
-	c.mu.Lock()
-	closed := c.closed
-	if err == nil && !closed {
-		c.remote = r
-		c.next = r.Token() + 1
-		c.end = r.Token() + reserved
-	}
-	contending := c.contending
-	c.cancel, c.contending = nil, nil
-	c.mu.Unlock()
+	r, reserved, err := m.acquire(ctx, key, tk, notBefore, try)
+	closed, contending := c.install(r, reserved, err)
 	switch {
 	case err == nil && !closed:
 		close(contending)
@@ -312,14 +244,36 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 	return nil, lockErr(op, key, err)
 }
 
-// awaitTurn waits until the cohort's notBefore (the yield after a bound
-// release), or ctx's end.
-func (m *Mutex[K]) awaitTurn(ctx context.Context, c *cohort) error {
-	if c.notBefore.IsZero() {
+// acquire gets the cohort a remote lease: by waiting on the requeue
+// ticket tk if there is one (a Lock only; a TryLock cancels it), else,
+// once notBefore has passed, from the remote. It returns the lease and
+// how many tokens it holds.
+func (m *Mutex[K]) acquire(ctx context.Context, key K, tk remote.Ticket, notBefore time.Time, try bool) (mutex.Lease, uint64, error) {
+	if tk != nil && !try {
+		// The previous holder requeued this process in the remote's
+		// queue: wait for that turn.
+		rs, err := tk.Wait(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		return rs, max(1, min(rs.Reserved(), m.block)), nil
+	}
+	if tk != nil {
+		tk.Cancel()
+	}
+	if err := awaitTurn(ctx, notBefore); err != nil {
+		return nil, 0, err
+	}
+	return m.acquireRemote(ctx, key, try)
+}
+
+// awaitTurn waits until notBefore (the yield after a bound release), or
+// ctx's end.
+func awaitTurn(ctx context.Context, notBefore time.Time) error {
+	if notBefore.IsZero() {
 		return nil
 	}
-	d := time.Until(c.notBefore)
-	c.notBefore = time.Time{}
+	d := time.Until(notBefore)
 	if d <= 0 {
 		return nil
 	}
@@ -360,29 +314,18 @@ func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Le
 	return l, 1, nil
 }
 
-// takeTicket detaches the cohort's requeue ticket, if any.
-func (m *Mutex[K]) takeTicket(c *cohort) remote.Ticket {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	tk := c.ticket
-	c.ticket = nil
-	return tk
-}
-
-// takeRemote detaches the cohort's remote lease, if any.
-func (m *Mutex[K]) takeRemote(c *cohort) mutex.Lease {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.remote
-	c.remote = nil
-	return r
+// releaseFailed reports whether err, from the Unlock of a remote lease
+// nobody will use again, is a failure to report: not its loss, nor its
+// end by a requeue or Close before (nothing was left to release).
+func releaseFailed(err error) bool {
+	return err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked)
 }
 
 // releaseRemote releases a remote lease nobody will use again, reporting
 // errors other than its loss.
 func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
-	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
+	if err := r.Unlock(); releaseFailed(err) {
+		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 	}
 }
 
@@ -393,58 +336,52 @@ func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
 // It returns the remote release's error.
 func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 	c := &e.Value
-	if tk := m.takeTicket(c); tk != nil {
+	if c.hasTicket() {
 		// A requeued turn nobody took (a waiter gave up as it was handed
 		// the key): the next waiter takes it, or it is cancelled.
-		c.mu.Lock()
-		c.ticket = tk
-		c.mu.Unlock()
 		if e.HandOff() {
 			return nil
 		}
-		if tk := m.takeTicket(c); tk != nil {
+		if tk := c.takeTicket(); tk != nil {
 			tk.Cancel()
 		}
 	}
-	c.mu.Lock()
-	r := c.remote
-	live := !lost && !c.closed && r != nil && !ended(r)
-	handOff := live && c.next < c.end
-	c.mu.Unlock()
-	if handOff {
-		key := e.Key()
-		if e.HandOff() {
-			m.observe(context.Background(), mutex.LocalHandoff, key, mutex.Event{})
-			return nil // cohort handoff: no remote command
-		}
+	r, live, handOff := c.plan(lost)
+	if handOff && e.HandOff() {
+		m.observe(context.Background(), mutex.LocalHandoff, e.Key(), mutex.Event{})
+		return nil // cohort handoff: no remote command
 	}
 	if live && !handOff && e.Waiting() {
 		if done, err := m.requeue(e, r); done {
 			return err
 		}
 	}
-	r = m.takeRemote(c)
-	var err error
-	if r != nil {
-		// The release latency feeds the yield after a bound-forced
-		// release, so only such releases (and the first) are timed: the
-		// clock is not free on every Unlock.
-		timed := m.adapt && (live && !handOff || m.rtt.Load() == 0)
-		var start time.Time
-		if timed {
-			start = time.Now()
-		}
-		err = r.Unlock()
-		if err == nil && timed {
-			m.observeRelease(time.Since(start))
-		}
-	}
+	err := m.releaseTimed(c.detach(), live && !handOff)
 	if live && !handOff {
 		// The bound forced this release: if a local waiter takes the key
 		// next, let another process's waiter take the remote lock first.
-		c.notBefore = time.Now().Add(m.yieldFor())
+		c.yieldAfter(time.Now().Add(m.yieldFor()))
 	}
 	e.Unlock()
+	return err
+}
+
+// releaseTimed releases r (if not nil). The release latency feeds the
+// yield after a bound-forced release, so only such releases (bound set)
+// and the first are timed: the clock is not free on every Unlock.
+func (m *Mutex[K]) releaseTimed(r mutex.Lease, bound bool) error {
+	if r == nil {
+		return nil
+	}
+	timed := m.adapt && (bound || m.releaseLatency.Load() == 0)
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
+	err := r.Unlock()
+	if err == nil && timed {
+		m.recordReleaseLatency(time.Since(start))
+	}
 	return err
 }
 
@@ -463,15 +400,7 @@ func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, er
 		return false, nil
 	}
 	c := &e.Value
-	c.mu.Lock()
-	if c.remote == r {
-		c.remote = nil
-	}
-	closed := c.closed
-	if err == nil && !closed {
-		c.ticket = tk
-	}
-	c.mu.Unlock()
+	closed := c.requeued(r, tk, err)
 	switch {
 	case err != nil:
 		e.Unlock()
@@ -484,7 +413,7 @@ func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, er
 		return true, nil
 	}
 	// The waiters left meanwhile: nobody will take the turn.
-	if tk := m.takeTicket(c); tk != nil {
+	if tk := c.takeTicket(); tk != nil {
 		tk.Cancel()
 	}
 	e.Unlock()
@@ -499,29 +428,23 @@ func (m *Mutex[K]) Close() error {
 	if !m.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	m.t.Close(errClosed)
+	m.t.Close(mutex.ErrClosed)
 	var (
 		remotes    []mutex.Lease
 		tickets    []remote.Ticket
 		contenders []chan struct{}
 	)
 	m.t.Range(func(e *keylock.Entry[K, cohort]) {
-		c := &e.Value
-		c.mu.Lock()
-		c.closed = true
-		if c.remote != nil {
-			remotes = append(remotes, c.remote)
-			c.remote = nil
+		r, tk, contending := e.Value.shutdown()
+		if r != nil {
+			remotes = append(remotes, r)
 		}
-		if c.ticket != nil {
-			tickets = append(tickets, c.ticket)
-			c.ticket = nil
+		if tk != nil {
+			tickets = append(tickets, tk)
 		}
-		if c.cancel != nil {
-			c.cancel()
-			contenders = append(contenders, c.contending)
+		if contending != nil {
+			contenders = append(contenders, contending)
 		}
-		c.mu.Unlock()
 	})
 	for _, tk := range tickets {
 		tk.Cancel()
@@ -557,7 +480,7 @@ func releaseAll(remotes []mutex.Lease) []error {
 		g.Go(func() error {
 			// ErrUnlocked: a requeue in progress ended the lease before
 			// Close took it from the cohort; nothing is left to release.
-			if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
+			if err := r.Unlock(); releaseFailed(err) {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
 				mu.Unlock()
@@ -569,28 +492,23 @@ func releaseAll(remotes []mutex.Lease) []error {
 	return errs
 }
 
-func isNilPointer(v any) bool {
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
-}
-
 // yieldFor is how long the next local head waits after a bound release.
 func (m *Mutex[K]) yieldFor() time.Duration {
 	if !m.adapt {
 		return m.yield
 	}
-	return min(max(2*time.Duration(m.rtt.Load()), minYield), maxYield)
+	return min(max(2*time.Duration(m.releaseLatency.Load()), minYield), maxYield)
 }
 
-// observeRelease folds a remote release latency into the moving average.
-func (m *Mutex[K]) observeRelease(d time.Duration) {
+// recordReleaseLatency folds a remote release latency into releaseLatency.
+func (m *Mutex[K]) recordReleaseLatency(d time.Duration) {
 	for {
-		old := m.rtt.Load()
+		old := m.releaseLatency.Load()
 		v := int64(d)
 		if old != 0 {
 			v = old + (v-old)/8
 		}
-		if m.rtt.CompareAndSwap(old, v) {
+		if m.releaseLatency.CompareAndSwap(old, v) {
 			return
 		}
 	}
@@ -606,27 +524,28 @@ type lease[K comparable] struct {
 	token  uint64
 	since  time.Time // when Lock returned it (observed Mutexes only)
 
-	mu       sync.Mutex    // guards the fields below
-	unwatch  func() bool   // cancels the remote's AfterDone callback, set by Done
-	unlocked bool          // Unlock was called
-	err      error         // set when the lease ended: ErrUnlocked or a loss
-	done     chan struct{} // made by Done; closed when the lease ends
+	mu       sync.Mutex         // guards the fields below
+	unwatch  func() bool        // cancels the remote's AfterDone callback, set by watchLocked
+	unlocked bool               // Unlock was called
+	err      error              // set when the lease ended: ErrUnlocked or a loss
+	done     chan struct{}      // made by watchLocked; closed when the lease ends
+	after    lockutil.Callbacks // AfterDone functions, run when the lease ends
 }
 
 func (l *lease[K]) Token() uint64 { return l.token }
 
 // Err is nil while the lease is held; then [mutex.ErrUnlocked] after
 // Unlock, or an error satisfying errors.Is(err, [mutex.ErrLost]) once
-// the remote lease was lost (also [mutex.ErrClosed] after Close).
+// the remote lease was lost (also [mutex.ErrClosed] after Close). It
+// only reads: a loss it sees first ends the lease (closes Done) when the
+// watch of the remote lease, or Unlock, finds it.
 func (l *lease[K]) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err == nil {
-		if err := l.lostLocked(); err != nil {
-			l.endLocked(err)
-		}
+	if l.err != nil {
+		return l.err
 	}
-	return l.err
+	return l.lostLocked()
 }
 
 // lostLocked returns the loss error if the remote lease was lost or taken
@@ -635,12 +554,8 @@ func (l *lease[K]) lostLocked() error {
 	if l.unlocked {
 		return nil
 	}
-	c := &l.e.Value
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
 	switch {
-	case closed:
+	case l.e.Value.isClosed():
 		return lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 	case ended(l.remote):
 		return lostErr(l.key, l.remote)
@@ -666,30 +581,57 @@ func (l *lease[K]) endLocked(err error) {
 	if l.done != nil {
 		close(l.done)
 	}
+	after := l.after.Take()
+	after.Start()
 }
 
 // Done returns a channel that is closed when the lease ends: at Unlock,
 // or when the remote lease is lost or Close takes it. The first call
-// while held starts a goroutine that watches the remote lease until then.
+// while held watches the remote lease until then: by its AfterDone if it
+// has one (the remotes of this module), else with a goroutine.
 func (l *lease[K]) Done() <-chan struct{} {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.watchLocked()
+	return l.done
+}
+
+// AfterDone runs f in its own goroutine once the lease has ended, or at
+// once if it has; stop cancels that and reports whether it did (see
+// [remote.Watcher]). It watches the remote lease as Done does.
+func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
+	l.mu.Lock()
+	l.watchLocked()
+	if l.err != nil {
+		l.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	p := l.after.Add(f)
+	l.mu.Unlock()
+	return func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.after.Remove(p)
+	}
+}
+
+// watchLocked, at its first call, makes l.done and, while l is held,
+// arranges for l to end when its remote lease does. l.mu is held.
+func (l *lease[K]) watchLocked() {
 	if l.done != nil {
-		return l.done
+		return
 	}
 	l.done = make(chan struct{})
 	if l.err == nil && !l.unlocked {
-		// Under the cohort's mu, which Close takes to mark it closed
-		// before it waits for the watchers: a watcher is either counted
-		// before that wait, or never started.
-		c := &l.e.Value
-		c.mu.Lock()
-		switch {
-		case c.closed:
-			l.err = lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
-		case ended(l.remote):
-			l.err = lostErr(l.key, l.remote)
-		default:
+		// Under the cohort's lock (ifOpen), which Close takes to mark it
+		// closed before it waits for the watchers: a watcher is either
+		// counted before that wait, or never started.
+		open := l.e.Value.ifOpen(func() {
+			if ended(l.remote) {
+				l.err = lostErr(l.key, l.remote)
+				return
+			}
 			l.m.wg.Add(1)
 			if w, ok := l.remote.(remote.Watcher); ok {
 				// No goroutine while held: the remote calls back.
@@ -697,13 +639,14 @@ func (l *lease[K]) Done() <-chan struct{} {
 			} else {
 				go l.watch(l.done)
 			}
+		})
+		if !open {
+			l.err = lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 		}
-		c.mu.Unlock()
 	}
 	if l.err != nil {
 		close(l.done)
 	}
-	return l.done
 }
 
 // watch ends l when its remote lease ends before l does.
@@ -744,8 +687,8 @@ func (l *lease[K]) Unlock() error {
 		return l.unlock()
 	}
 	err := l.unlock()
-	if outcome, report := mutex.UnlockOutcome(err); report {
-		l.m.observe(context.Background(), mutex.Unlocked, l.key, mutex.Event{Outcome: outcome, Hold: time.Since(l.since), Err: err})
+	if ev, report := lockutil.Unlocked(time.Since(l.since), err); report {
+		l.m.observe(context.Background(), mutex.Unlocked, l.key, ev)
 	}
 	return err
 }
@@ -754,7 +697,7 @@ func (l *lease[K]) unlock() error {
 	l.mu.Lock()
 	if l.unlocked {
 		l.mu.Unlock()
-		return lockErr("unlock", l.key, mutex.ErrUnlocked)
+		return lockErr("Unlock", l.key, mutex.ErrUnlocked)
 	}
 	lost := l.err
 	if lost == nil {
@@ -773,17 +716,17 @@ func (l *lease[K]) unlock() error {
 	err := l.m.release(l.e, lost != nil)
 	switch {
 	case lost != nil:
-		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
+		if releaseFailed(err) {
+			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 		}
 		return lost
 	case errors.Is(err, mutex.ErrLost): // with the remote's reason
 		l.mu.Lock()
 		l.err = lockErr("lease", key, err)
 		l.mu.Unlock()
-		return lockErr("unlock", key, err)
+		return lockErr("Unlock", key, err)
 	case err != nil:
-		return lockErr("unlock", key, fmt.Errorf("release remote lease: %w", err))
+		return lockErr("Unlock", key, fmt.Errorf("release remote lease: %w", err))
 	}
 	return nil
 }

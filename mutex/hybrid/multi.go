@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"sync"
 	"time"
 
@@ -58,7 +59,7 @@ func (m *Mutex[K]) lockSet(ctx context.Context, keys []K, try bool) ([]mutex.Lea
 		return nil, errNotNew
 	}
 	if ctx == nil {
-		return nil, lockErr("LockAll", keys[0], errors.New("nil context.Context (use context.Background())"))
+		return nil, lockErr("LockAll", keys[0], lockutil.ErrNilContext)
 	}
 	var pre []mutex.Lease
 	if p, ok := m.remote.(remote.PrefixLocker[K]); ok && len(keys) > 1 {

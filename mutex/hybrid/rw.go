@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"io"
 	"log/slog"
 	"sync"
@@ -35,20 +36,20 @@ var (
 // read lease before the next Lock or TryLock that does; across
 // processes the remote gives the same guarantees.
 type RWMutex[K comparable] struct {
-	remote   mutex.RWKeyed[K]
-	reserver mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
-	block    uint64                 // write tokens reserved per remote write lease: bound+1, or 1
-	perRead  int                    // local readers one remote read lease serves: bound+1
-	logger   *slog.Logger           // nil: slog.Default()
-	closer   io.Closer              // the remote, if owned (WithOwnedRemote)
-	yield    time.Duration          // fixed yield after a bound release, if !adapt
-	adapt    bool
-	rtt      atomic.Int64 // EWMA of the remote release latency, ns
+	remote         mutex.RWKeyed[K]
+	reserver       mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
+	block          uint64                 // write tokens reserved per remote write lease: bound+1, or 1
+	perRead        int                    // local readers one remote read lease serves: bound+1
+	logger         *slog.Logger           // nil: slog.Default()
+	closer         io.Closer              // the remote, if owned (WithOwnedRemote)
+	yield          time.Duration          // fixed yield after a bound release, if !adapt
+	adapt          bool
+	releaseLatency atomic.Int64 // EWMA of the remote release latency, ns
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort.
 	t        keylock.RWTable[K, rwCohort]
-	lockers  mutex.LockerSet[K]
+	lockers  lockutil.LockerSet[K]
 	rlockers rlocker.Set[K]
 
 	closing atomic.Bool
@@ -110,7 +111,7 @@ func NewRW[K comparable](r mutex.RWKeyed[K], opts ...Option) (*RWMutex[K], error
 	switch {
 	case r == nil:
 		return nil, errors.New("hybrid: NewRW: nil remote mutex")
-	case isNilPointer(r):
+	case lockutil.IsNilPointer(r):
 		return nil, fmt.Errorf("hybrid: NewRW: nil remote mutex (%T)", r)
 	}
 	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
@@ -176,7 +177,7 @@ func (m *RWMutex[K]) TryRLock(ctx context.Context, key K) (mutex.Lease, error) {
 }
 
 // Locker returns a [sync.Locker] for the write lock of key; see
-// [mutex.LockerSet.Locker] and [Mutex.Locker].
+// [lockutil.LockerSet.Locker] and [Mutex.Locker].
 func (m *RWMutex[K]) Locker(key K) sync.Locker {
 	if m.remote == nil {
 		panic(errNotNewRW)
@@ -213,7 +214,7 @@ func (m *RWMutex[K]) lock(ctx context.Context, op string, key K, write, try bool
 	case m.remote == nil:
 		return nil, errNotNewRW
 	case ctx == nil:
-		return nil, lockErr(op, key, errors.New("nil context.Context (use context.Background())"))
+		return nil, lockErr(op, key, lockutil.ErrNilContext)
 	case keylock.EmptyKey(key):
 		return nil, lockErr(op, key, errEmptyKey)
 	}
@@ -564,14 +565,14 @@ func (m *RWMutex[K]) releaseCohort(e *keylock.RWEntry[K, rwCohort], bound bool) 
 	if r != nil {
 		// The release latency feeds the yield after a bound-forced
 		// release, so only such releases (and the first) are timed.
-		timed := m.adapt && (bound || m.rtt.Load() == 0)
+		timed := m.adapt && (bound || m.releaseLatency.Load() == 0)
 		var start time.Time
 		if timed {
 			start = time.Now()
 		}
 		err = r.Unlock()
 		if err == nil && timed {
-			m.observeRelease(time.Since(start))
+			m.recordReleaseLatency(time.Since(start))
 		}
 	}
 	if bound {
@@ -668,7 +669,7 @@ func (m *RWMutex[K]) Close() error {
 	if !m.closing.CompareAndSwap(false, true) {
 		return nil
 	}
-	m.t.Close(errClosed)
+	m.t.Close(mutex.ErrClosed)
 	var (
 		remotes    []mutex.Lease
 		tickets    []remote.Ticket
@@ -717,18 +718,18 @@ func (m *RWMutex[K]) yieldFor() time.Duration {
 	if !m.adapt {
 		return m.yield
 	}
-	return min(max(2*time.Duration(m.rtt.Load()), minYield), maxYield)
+	return min(max(2*time.Duration(m.releaseLatency.Load()), minYield), maxYield)
 }
 
-// observeRelease folds a remote release latency into the moving average.
-func (m *RWMutex[K]) observeRelease(d time.Duration) {
+// recordReleaseLatency folds a remote release latency into the moving average.
+func (m *RWMutex[K]) recordReleaseLatency(d time.Duration) {
 	for {
-		old := m.rtt.Load()
+		old := m.releaseLatency.Load()
 		v := int64(d)
 		if old != 0 {
 			v = old + (v-old)/8
 		}
-		if m.rtt.CompareAndSwap(old, v) {
+		if m.releaseLatency.CompareAndSwap(old, v) {
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package hybrid
 import (
 	"context"
 	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"sync"
 
 	"github.com/keyedmutex/keyedmutex/internal/remote"
@@ -53,7 +54,7 @@ func (f *rwFake) TryLockN(ctx context.Context, key string, n uint64) (mutex.Rese
 	return l.(*rwFakeLease), nil
 }
 
-var rwFakeLockers mutex.LockerSet[string]
+var rwFakeLockers lockutil.LockerSet[string]
 
 func (f *rwFake) Locker(key string) sync.Locker  { return rwFakeLockers.Locker(f, key, nil) }
 func (f *rwFake) RLocker(key string) sync.Locker { return f.inner.RLocker(key) }

@@ -62,7 +62,8 @@ func (n *naiveMap) Unlock(key string) {
 	e.mu.Unlock()
 }
 
-// shardedMap is naiveMap in 64 cache-line padded shards.
+// shardedMap is naiveMap in 64 shards, each padded to 64 bytes (a cache
+// line's size; not aligned to one).
 type shardedMap struct {
 	shards [64]struct {
 		naiveMap

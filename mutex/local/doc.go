@@ -33,8 +33,9 @@
 //     and unlocks the key itself, with no lease, and remembers the key's
 //     entry, so it does not even hash the key again. Without an observer
 //     this is the fastest path, about twice a [sync.Mutex].
-//   - Lock, TryLock and LockN return a new [mutex.Lease] each time (LockN
-//     allocates one more object, with its block size). A lease cannot be
+//   - Lock and TryLock return a new [mutex.Lease] each time (the
+//     reservations that a hybrid Mutex over a local one asks for allocate
+//     one more object, with their block size). A lease cannot be
 //     recycled, because a later second Unlock on it must still return
 //     [mutex.ErrUnlocked] rather than unlock someone else's holding, and
 //     Done and Err must keep answering for it. A key's first lease is an

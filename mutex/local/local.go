@@ -10,26 +10,27 @@ import (
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
 var (
 	_ mutex.Keyed[string]         = (*Mutex[string])(nil)
-	_ mutex.TokenReserver[string] = (*Mutex[string])(nil)
+	_ mutex.TokenReserver[string] = reserver[string]{}
 	_ mutex.Lease                 = (*lease[string])(nil)
 	_ mutex.Reservation           = (*reservation[string])(nil)
 	_ remote.Watcher              = (*lease[string])(nil)
 )
 
-// Errors of this package. They are wrapped with the key, so test with
-// [errors.Is].
+// Errors of the token reservation that hybrid asks for (see reserver).
 var (
-	// ErrBlockSize is returned by LockN and TryLockN for n == 0.
-	ErrBlockSize = fmt.Errorf("local: token block size must be at least 1")
-	// ErrTokensExhausted is returned when a block of tokens would go past
+	// errBlockSize is returned by lockN for n == 0.
+	errBlockSize = fmt.Errorf("local: token block size must be at least 1")
+	// errTokensExhausted is returned when a block of tokens would go past
 	// the largest token, 1<<63 - 1. Only absurd block sizes get there.
-	ErrTokensExhausted = keylock.ErrTokensExhausted
+	errTokensExhausted = keylock.ErrTokensExhausted
 )
 
 // Mutex is a family of in-process mutexes, one per key of type K.
@@ -44,7 +45,7 @@ var (
 // (see the package doc).
 type Mutex[K comparable] struct {
 	t       keylock.Table[K, held[K]]
-	lockers mutex.LockerSet[K]
+	lockers lockutil.LockerSet[K]
 	obs     mutex.Observer // from WithObserver; nil: none
 }
 
@@ -155,7 +156,7 @@ const (
 // watch is what Done and AfterDone leave for Unlock to end.
 type watch struct {
 	done  chan struct{}
-	after map[*func()]struct{}
+	after lockutil.Callbacks
 }
 
 // unlocked is the closed channel that Done returns after Unlock.
@@ -182,23 +183,41 @@ func (m *Mutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 	return m.lock(ctx, key, 1, false)
 }
 
+// reserver is the [mutex.TokenReserver] of a Mutex, which mutex/hybrid
+// finds through remote.ReserverOf: a hybrid Mutex over a local one (as
+// in tests that stand processes for hybrid instances) hands one lease
+// between its goroutines as over a distributed one. It is not part of
+// the public API: a user of local has no use for blocks of tokens.
+type reserver[K comparable] struct{ m *Mutex[K] }
+
+func init() {
+	remote.RegisterReserver(func(keyed any) any {
+		if m, ok := keyed.(interface{ reserver() any }); ok {
+			return m.reserver()
+		}
+		return nil
+	})
+}
+
+func (m *Mutex[K]) reserver() any { return reserver[K]{m} }
+
 // LockN is Lock with a lease that reserves n consecutive fencing tokens
 // (always exactly n): Token() is the first, and the next lease for key
 // gets a token above all n. n == 0 returns an error satisfying
-// errors.Is(err, [ErrBlockSize]). See [mutex.TokenReserver].
-func (m *Mutex[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
-	return m.lockN(ctx, key, n, true)
+// errors.Is(err, errBlockSize).
+func (r reserver[K]) LockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return r.m.lockN(ctx, key, n, true)
 }
 
 // TryLockN is TryLock with a lease that reserves n consecutive fencing
 // tokens, as LockN.
-func (m *Mutex[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
-	return m.lockN(ctx, key, n, false)
+func (r reserver[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reservation, error) {
+	return r.m.lockN(ctx, key, n, false)
 }
 
 func (m *Mutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex.Reservation, error) {
 	if n == 0 {
-		return nil, lockErr(key, ErrBlockSize)
+		return nil, lockErr(opName(wait), key, errBlockSize)
 	}
 	l, err := m.lock(ctx, key, n, wait)
 	if err != nil {
@@ -207,7 +226,7 @@ func (m *Mutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex
 	return &reservation[K]{lease: l.(*lease[K]), n: n}, nil
 }
 
-// reservation is a lease from LockN, which knows its block size.
+// reservation is a lease from lockN, which knows its block size.
 type reservation[K comparable] struct {
 	*lease[K]
 	n uint64
@@ -246,7 +265,7 @@ func (l *keyLocker[K]) Lock() {
 	hint := l.e.Load()
 	e, err := l.t.LockKey(context.Background(), l.key, hint)
 	if err != nil {
-		panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, lockErr(l.key, err)))
+		panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keyname.Quote(l.key), lockErr("Lock", l.key, err)))
 	}
 	if e != hint {
 		l.e.Store(e)
@@ -255,16 +274,16 @@ func (l *keyLocker[K]) Lock() {
 
 func (l *keyLocker[K]) Unlock() {
 	if err := l.t.UnlockKey(l.key, l.e.Load()); err != nil {
-		panic(fmt.Sprintf("mutex: Locker(%v).Unlock of unlocked key", l.key))
+		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keyname.Quote(l.key)))
 	}
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
 	if ctx == nil {
-		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
+		return nil, lockErr(opName(wait), key, lockutil.ErrNilContext)
 	}
 	if keylock.EmptyKey(key) {
-		return nil, lockErr(key, errEmptyKey)
+		return nil, lockErr(opName(wait), key, errEmptyKey)
 	}
 	if m.obs != nil {
 		return m.observedLock(ctx, key, n, wait)
@@ -285,7 +304,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 			// pass it on.
 			e.Unlock()
 		}
-		return nil, lockErr(key, err)
+		return nil, lockErr(opName(wait), key, err)
 	}
 	return newLease(e, tok), nil
 }
@@ -295,11 +314,7 @@ func (m *Mutex[K]) lock(ctx context.Context, key K, n uint64, wait bool) (mutex.
 // it has it, and reports a Wait of 0; one that waits also reads it
 // before.
 func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool) (mutex.Lease, error) {
-	op := "TryLock"
-	if wait {
-		op = "Lock"
-	}
-	ev := mutex.Event{Backend: "local", Key: keylock.KeyString(key), Op: op}
+	ev := mutex.Event{Backend: "local", Key: keylock.KeyString(key), Op: opName(wait)}
 	var start time.Duration
 	e, tok, err := m.t.TryLock(ctx, key, n)
 	waited := wait && errors.Is(err, keylock.ErrLocked)
@@ -319,10 +334,10 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 	if waited {
 		ev.Wait = now - start
 	}
-	ev.Kind, ev.Outcome, ev.Err = mutex.LockDone, mutex.OutcomeOf(ctx, err), err
+	ev.Kind, ev.Outcome, ev.Err = mutex.LockDone, lockutil.OutcomeOf(ctx, err), err
 	m.obs.Observe(ctx, ev)
 	if err != nil {
-		return nil, lockErr(key, err)
+		return nil, lockErr(opName(wait), key, err)
 	}
 	e.Value.obs, e.Value.since = m.obs, now
 	return newLease(e, tok), nil
@@ -331,9 +346,18 @@ func (m *Mutex[K]) observedLock(ctx context.Context, key K, n uint64, wait bool)
 // errEmptyKey refuses the empty key, as every implementation does.
 var errEmptyKey = fmt.Errorf("%w: the empty key (refused by every implementation: Redis cannot name it)", mutex.ErrInvalidKey)
 
-// lockErr is the one error wrapper of this package.
-func lockErr[K comparable](key K, err error) error {
-	return fmt.Errorf("local: lock %v: %w", key, err)
+// lockErr is the one error wrapper of this package (see
+// [lockutil.KeyError]).
+func lockErr(op string, key any, err error) error {
+	return lockutil.KeyError("local", op, key, err)
+}
+
+// opName is the name of a Lock (wait) or TryLock in errors and events.
+func opName(wait bool) string {
+	if wait {
+		return "Lock"
+	}
+	return "TryLock"
 }
 
 // Unlock releases the lock, handing it to the longest waiting goroutine if
@@ -367,9 +391,7 @@ func (w *watch) end() {
 	if w.done != nil {
 		close(w.done)
 	}
-	for f := range w.after {
-		go (*f)()
-	}
+	w.after.Start()
 }
 
 // change runs f with leaseBusy set, so that Unlock waits for it, and
@@ -412,24 +434,14 @@ func (l *lease[K]) Done() <-chan struct{} {
 // once if it is; stop cancels that and reports whether it did. It lets a
 // caller watch many leases (hybrid's Done, say) without a goroutine each.
 func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
-	p := &f
-	if !l.change(func(w *watch) {
-		if w.after == nil {
-			w.after = make(map[*func()]struct{})
-		}
-		w.after[p] = struct{}{}
-	}) {
+	var p *func()
+	if !l.change(func(w *watch) { p = w.after.Add(f) }) {
 		go f()
 		return func() bool { return false }
 	}
 	return func() bool {
 		stopped := false
-		l.change(func(w *watch) {
-			if _, ok := w.after[p]; ok {
-				delete(w.after, p)
-				stopped = true
-			}
-		})
+		l.change(func(w *watch) { stopped = w.after.Remove(p) })
 		return stopped
 	}
 }

@@ -336,7 +336,7 @@ func TestBurstLeavesNoHeap(t *testing.T) {
 	runtime.KeepAlive(keys)
 }
 
-// TestNaNKey is item 10 of issue 11: a NaN key is not equal to itself,
+// TestNaNKey: a NaN key is not equal to itself,
 // so it could never be found again to be unlocked or waited for. Lock,
 // TryLock and LockN refuse it with an error satisfying errors.Is(err,
 // mutex.ErrInvalidKey) (before the fix TryLock(NaN) succeeded while NaN

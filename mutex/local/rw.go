@@ -2,7 +2,7 @@ package local
 
 import (
 	"context"
-	"fmt"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"sync"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
@@ -53,7 +53,7 @@ var (
 // nothing.
 type RWMutex[K comparable] struct {
 	t        keylock.RWTable[K, struct{}]
-	lockers  mutex.LockerSet[K]
+	lockers  lockutil.LockerSet[K]
 	rlockers rlocker.Set[K]
 }
 
@@ -89,7 +89,7 @@ func (m *RWMutex[K]) TryLockN(ctx context.Context, key K, n uint64) (mutex.Reser
 
 func (m *RWMutex[K]) lockN(ctx context.Context, key K, n uint64, wait bool) (mutex.Reservation, error) {
 	if n == 0 {
-		return nil, lockErr(key, ErrBlockSize)
+		return nil, lockErr(opName(wait), key, errBlockSize)
 	}
 	l, err := m.lock(ctx, key, n, true, wait)
 	if err != nil {
@@ -138,10 +138,10 @@ func (m *RWMutex[K]) RLocker(key K) sync.Locker {
 
 func (m *RWMutex[K]) lock(ctx context.Context, key K, n uint64, write, wait bool) (mutex.Lease, error) {
 	if ctx == nil {
-		return nil, lockErr(key, fmt.Errorf("nil context.Context (use context.Background())"))
+		return nil, lockErr(rwOpName(write, wait), key, lockutil.ErrNilContext)
 	}
 	if keylock.EmptyKey(key) {
-		return nil, lockErr(key, errEmptyKey)
+		return nil, lockErr(rwOpName(write, wait), key, errEmptyKey)
 	}
 	var (
 		e   *keylock.RWEntry[K, struct{}]
@@ -164,9 +164,18 @@ func (m *RWMutex[K]) lock(ctx context.Context, key K, n uint64, write, wait bool
 			// it on.
 			release(e, write)
 		}
-		return nil, lockErr(key, err)
+		return nil, lockErr(rwOpName(write, wait), key, err)
 	}
 	return &rwLease[K]{e: e, tok: tok, write: write}, nil
+}
+
+// rwOpName is the name of a call in errors: Lock, TryLock, RLock or
+// TryRLock.
+func rwOpName(write, wait bool) string {
+	if write {
+		return opName(wait)
+	}
+	return "R" + opName(wait)
 }
 
 func release[K comparable](e *keylock.RWEntry[K, struct{}], write bool) {
@@ -222,23 +231,17 @@ func (l *rwLease[K]) Done() <-chan struct{} {
 // AfterDone runs f in its own goroutine once the lease is unlocked, or at
 // once if it is; stop cancels that and reports whether it did.
 func (l *rwLease[K]) AfterDone(f func()) (stop func() bool) {
-	p := &f
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.unlocked {
 		go f()
 		return func() bool { return false }
 	}
-	if l.w.after == nil {
-		l.w.after = make(map[*func()]struct{})
-	}
-	l.w.after[p] = struct{}{}
+	h := l.w.after.Add(f)
 	return func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		_, ok := l.w.after[p]
-		delete(l.w.after, p)
-		return ok
+		return l.w.after.Remove(h)
 	}
 }
 

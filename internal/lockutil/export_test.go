@@ -1,4 +1,4 @@
-package mutex
+package lockutil
 
 // SetParkForTest replaces what a Locker's Lock does on a closed Keyed
 // (block until the process ends) with f, for tests; restore puts it

@@ -1,4 +1,4 @@
-package mutex
+package lockutil
 
 import (
 	"context"
@@ -8,10 +8,13 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/keyname"
+	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
 // LockerSet is the state shared by the [sync.Locker] adapters of one
-// [Keyed]: the lease each locked key holds. Implementations keep one
+// [mutex.Keyed]: the lease each locked key holds. Implementations keep one
 // LockerSet and return [LockerSet.Locker] from their Locker method, so
 // that m.Locker(k).Lock() in one place and m.Locker(k).Unlock() in another
 // behave like one [sync.Mutex].
@@ -20,7 +23,7 @@ import (
 // first use.
 type LockerSet[K comparable] struct {
 	mu   sync.Mutex // guards held
-	held map[K]Lease
+	held map[K]mutex.Lease
 }
 
 // Locker returns a [sync.Locker] for key backed by m.
@@ -30,26 +33,26 @@ type LockerSet[K comparable] struct {
 // backoff, reporting each to onError, which may be nil. It cannot return
 // an error, so for the two that retrying cannot heal:
 //
-//   - [ErrInvalidKey] (a programming error) panics, with the error;
-//   - [ErrClosed] (m was closed, as in a graceful shutdown that closes m
+//   - [mutex.ErrInvalidKey] (a programming error) panics, with the error;
+//   - [mutex.ErrClosed] (m was closed, as in a graceful shutdown that closes m
 //     while a goroutine still locks) is reported to onError once, and
 //     Lock then blocks until the process ends, as Lock of a sync.Mutex
 //     that nobody will unlock does: a panic there would crash the
 //     process in the middle of its shutdown, and returning would claim
 //     a lock that is not held. A shutdown that must hear about it, or
 //     that closes m while the process goes on, uses m.Lock with a ctx,
-//     which returns an error satisfying errors.Is(err, ErrClosed).
+//     which returns an error satisfying errors.Is(err, mutex.ErrClosed).
 //
 // Its Unlock panics if key is not locked through a Locker of this set,
-// like [sync.Mutex.Unlock]. Errors from the lease's Unlock, [ErrLost]
+// like [sync.Mutex.Unlock]. Errors from the lease's Unlock, [mutex.ErrLost]
 // included, go to onError; they do not panic.
-func (s *LockerSet[K]) Locker(m Keyed[K], key K, onError func(key K, err error)) sync.Locker {
+func (s *LockerSet[K]) Locker(m mutex.Keyed[K], key K, onError func(key K, err error)) sync.Locker {
 	return &locker[K]{set: s, m: m, key: key, onError: onError}
 }
 
 type locker[K comparable] struct {
 	set     *LockerSet[K]
-	m       Keyed[K]
+	m       mutex.Keyed[K]
 	key     K
 	onError func(K, error)
 }
@@ -71,18 +74,18 @@ func (l *locker[K]) Lock() {
 		if err == nil {
 			l.set.mu.Lock()
 			if l.set.held == nil {
-				l.set.held = make(map[K]Lease)
+				l.set.held = make(map[K]mutex.Lease)
 			}
 			l.set.held[l.key] = lease
 			l.set.mu.Unlock()
 			return
 		}
-		if errors.Is(err, ErrInvalidKey) {
-			panic(fmt.Sprintf("mutex: Locker(%v).Lock cannot succeed: %v", l.key, err))
+		if errors.Is(err, mutex.ErrInvalidKey) {
+			panic(fmt.Sprintf("mutex: Locker(%s).Lock cannot succeed: %v", keyname.Quote(l.key), err))
 		}
-		if errors.Is(err, ErrClosed) {
+		if errors.Is(err, mutex.ErrClosed) {
 			if l.onError != nil {
-				l.onError(l.key, fmt.Errorf("mutex: Locker(%v).Lock blocks until the process ends: %w", l.key, err))
+				l.onError(l.key, fmt.Errorf("mutex: Locker(%s).Lock blocks until the process ends: %w", keyname.Quote(l.key), err))
 			}
 			park()
 			runtime.Goexit() // only if a test's park returned
@@ -104,7 +107,7 @@ func (l *locker[K]) Unlock() {
 	}
 	l.set.mu.Unlock()
 	if !ok {
-		panic(fmt.Sprintf("mutex: Locker(%v).Unlock of unlocked key", l.key))
+		panic(fmt.Sprintf("mutex: Locker(%s).Unlock of unlocked key", keyname.Quote(l.key)))
 	}
 	if err := lease.Unlock(); err != nil && l.onError != nil {
 		l.onError(l.key, err)

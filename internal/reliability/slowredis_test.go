@@ -1,13 +1,13 @@
 package reliability
 
-// The reproductions of issue 11 (orphaned locks, false lease losses,
-// tokens that go backwards, slow Close), as a user would see each: one
-// test (or subtest) per item, against a real redis-server, each checking
-// the promise rather than the mechanism. Timing bounds derive from the
-// configured values (the TTL, the unlock timeout) and are generous: they
-// tell "promptly" from "after the TTL", never a fast machine from a slow
-// one. Items 7, 9 and 10 need no Redis: they are in mutex/local,
-// mutex/hybrid and mutex/distributed.
+// What a user sees of a slow, paused or restarted Redis (no orphaned
+// locks, no false lease losses, no tokens that go backwards, a prompt
+// Close), against a real redis-server: each test checks the promise
+// rather than the mechanism. Timing bounds derive from the configured
+// values (the TTL, the unlock timeout) and are generous: they tell
+// "promptly" from "after the TTL", never a fast machine from a slow one.
+// The bursts of keys and NaN keys need no Redis: they are tested in
+// mutex/local, mutex/hybrid and mutex/distributed.
 
 import (
 	"context"
@@ -31,7 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// fixture is one redis-server for a test of issue 11, an admin client
+// fixture is one redis-server for a test of this file, an admin client
 // that talks to it directly, a prefix of its own, and what every mutex
 // made by it logged.
 type fixture struct {
@@ -186,17 +186,18 @@ func (f *fixture) checkReports(t *testing.T) {
 	}
 }
 
-// defaultTTL is the distributed mutex's default TTL, which the tests of
-// items 1 and 2 keep: "promptly" there means well under it.
+// defaultTTL is the distributed mutex's default TTL, which
+// TestShortDeadlines, TestPausedShortLock and TestRetriedAcquire keep:
+// "promptly" there means well under it.
 const defaultTTL = distributed.DefaultTTL
 
-// TestIssue11ShortDeadlines is item 1 (first probe): with
+// TestShortDeadlines: with
 // ContextTimeoutEnabled, many Locks of a free key with deadlines of
 // 20-320µs, some of which fail. A failed Lock must not leave the lock
 // held by an owner nobody knows, nor a queue entry: soon afterwards the
 // key is free, and a Lock from another client returns well under the
 // TTL. A hybrid head's Lock takes the same path.
-func TestIssue11ShortDeadlines(t *testing.T) {
+func TestShortDeadlines(t *testing.T) {
 	forKinds(t, []string{pubsub, hyb}, func(t *testing.T, kind string) {
 		leakcheck.Register(t)
 		f := newFixture(t)
@@ -262,12 +263,12 @@ func TestIssue11ShortDeadlines(t *testing.T) {
 	})
 }
 
-// TestIssue11PausedShortLock is item 1 (second probe): Redis stops for
+// TestPausedShortLock: Redis stops for
 // 500ms under a Lock whose ctx ends after 200ms. That Lock fails with its
 // ctx error; when Redis resumes, its acquire runs and takes the lock for
 // an owner nobody waits for any more, which must be released: the next
 // Lock of the key from another client returns well under the TTL.
-func TestIssue11PausedShortLock(t *testing.T) {
+func TestPausedShortLock(t *testing.T) {
 	forKinds(t, []string{pubsub, hyb}, func(t *testing.T, kind string) {
 		leakcheck.Register(t)
 		f := newFixture(t)
@@ -315,13 +316,13 @@ func TestIssue11PausedShortLock(t *testing.T) {
 	})
 }
 
-// TestIssue11RetriedAcquire is item 2: with ReadTimeout 500ms, Redis
+// TestRetriedAcquire: with ReadTimeout 500ms, Redis
 // stops for 700ms under a Lock of a fresh key. go-redis retries the
 // timed-out acquire with the same owner id; the first one runs when Redis
 // resumes and takes the lock, so the retry finds the lock held, by its
 // own owner. The Lock must recognise it and return soon after Redis
 // resumes, not wait out its own lock's TTL.
-func TestIssue11RetriedAcquire(t *testing.T) {
+func TestRetriedAcquire(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	const readTimeout, pause = 500 * time.Millisecond, 700 * time.Millisecond
@@ -374,13 +375,13 @@ func TestIssue11RetriedAcquire(t *testing.T) {
 	f.checkReports(t)
 }
 
-// TestIssue11SlowAcquireNotLost is item 3 (first probe): PoolSize 1 and a
+// TestSlowAcquireNotLost: PoolSize 1 and a
 // BLPOP on the same client hold up a Lock for most of its TTL of 1.5s.
 // Redis sets the lock's TTL when the acquire runs, so the lease is sound:
 // its first renewal must leave before its validity (counted from the
 // acquire's start) runs out. For 2s after Lock returns, Done stays open,
 // Err is nil and Redis keeps the key with a positive PTTL.
-func TestIssue11SlowAcquireNotLost(t *testing.T) {
+func TestSlowAcquireNotLost(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	const ttl = 1500 * time.Millisecond
@@ -438,11 +439,11 @@ func TestIssue11SlowAcquireNotLost(t *testing.T) {
 	f.checkReports(t)
 }
 
-// TestIssue11ManyLeasesNoFalseLoss is item 3 (second probe): 150 leases
+// TestManyLeasesNoFalseLoss: 150 leases
 // with a TTL of 300ms, taken at once and held 1.5s (5 TTLs), on one
 // Mutex. Nothing fails, so none may be lost; and no error or report
 // reads "%!" (an error that wrapped nil).
-func TestIssue11ManyLeasesNoFalseLoss(t *testing.T) {
+func TestManyLeasesNoFalseLoss(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	const ttl, n = 300 * time.Millisecond, 150
@@ -499,11 +500,11 @@ func TestIssue11ManyLeasesNoFalseLoss(t *testing.T) {
 	f.checkReports(t)
 }
 
-// TestIssue11LossMessages is item 3's last point: the errors of leases
+// TestLossMessages: the errors of leases
 // lost by validity (Redis paused past the TTL, renewals unanswered) and
 // whatever the Mutex logs about them read cleanly, with no "%!" of an
 // error that wrapped nil.
-func TestIssue11LossMessages(t *testing.T) {
+func TestLossMessages(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	const ttl = 300 * time.Millisecond
@@ -543,12 +544,12 @@ func TestIssue11LossMessages(t *testing.T) {
 	t.Logf("loss: %v", leases[0].Err())
 }
 
-// TestIssue11TokensAfterRestart is item 4 (first probe): a reservation of
+// TestTokensAfterRestart: a reservation of
 // 1<<20 tokens, Unlock, then a SIGKILL and restart of a redis-server
 // without persistence. The next token must exceed every token the
 // reservation held, Token()+Reserved()-1: fencing tokens never go
 // backwards.
-func TestIssue11TokensAfterRestart(t *testing.T) {
+func TestTokensAfterRestart(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	m := f.dist(t, f.client(t, nil))
@@ -601,12 +602,12 @@ func lockAfterRestart(t *testing.T, m mutex.Keyed[string], key string) uint64 {
 	}
 }
 
-// TestIssue11HybridTokensAfterRestart is item 4 (second probe): a hybrid
+// TestHybridTokensAfterRestart: a hybrid
 // mutex reserving blocks of 1001 tokens (WithMaxLocalHandoffs(1000)),
 // Lock and Unlock as fast as it goes for 2s; then a restart of Redis
 // without persistence. The next token, from the hybrid mutex or from
 // another process, must exceed the largest token issued before.
-func TestIssue11HybridTokensAfterRestart(t *testing.T) {
+func TestHybridTokensAfterRestart(t *testing.T) {
 	for _, goroutines := range []int{1, 4} {
 		t.Run(fmt.Sprintf("goroutines=%d", goroutines), func(t *testing.T) {
 			leakcheck.Register(t)
@@ -669,11 +670,11 @@ func TestIssue11HybridTokensAfterRestart(t *testing.T) {
 	}
 }
 
-// TestIssue11HybridCloseParallel is item 5: hybrid.Close with Redis
+// TestHybridCloseParallel: hybrid.Close with Redis
 // paused and 8 keys held must release the 8 remote leases in parallel,
 // each bounded by the unlock timeout (1s): Close returns in about 1s,
 // not 8s.
-func TestIssue11HybridCloseParallel(t *testing.T) {
+func TestHybridCloseParallel(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	const unlockTimeout, keys = time.Second, 8
@@ -704,12 +705,12 @@ func TestIssue11HybridCloseParallel(t *testing.T) {
 	t.Logf("hybrid Close took %v with Redis paused, %d keys held, unlock timeout %v; Close = %v", took.Round(time.Millisecond), keys, unlockTimeout, err)
 }
 
-// TestIssue11CloseWithLockInFlight is item 6: distributed.Close with
+// TestCloseWithLockInFlight: distributed.Close with
 // Redis paused and a Lock(context.Background()) in flight (on a free key,
 // on a held key while it is queued, on a held key whose first attempt is
 // stuck) returns within the unlock timeout plus a margin, and the Lock
 // returns an error satisfying errors.Is(err, mutex.ErrClosed).
-func TestIssue11CloseWithLockInFlight(t *testing.T) {
+func TestCloseWithLockInFlight(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		held   bool // another process holds the key
@@ -822,11 +823,11 @@ func lockAsync(l sync.Locker) <-chan string {
 	return out
 }
 
-// TestIssue11LockerPanics is item 8 (first part): the sync.Locker adapter
+// TestLockerPanics: the sync.Locker adapter
 // of a key that can never be locked (empty; of a type with no encoding)
 // panics with an error naming the problem, on distributed and on hybrid
 // over distributed, instead of retrying forever.
-func TestIssue11LockerPanics(t *testing.T) {
+func TestLockerPanics(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	d := f.dist(t, f.client(t, nil))
@@ -865,10 +866,10 @@ func TestIssue11LockerPanics(t *testing.T) {
 	}
 }
 
-// TestIssue11LockerRetriesRedisDown is item 8 (second part): with Redis
+// TestLockerRetriesRedisDown: with Redis
 // down, which can heal, the sync.Locker adapter keeps retrying, reporting
 // each failure, and does not panic; it takes the lock once Redis is back.
-func TestIssue11LockerRetriesRedisDown(t *testing.T) {
+func TestLockerRetriesRedisDown(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	dlog, dreports := logtest.New()
@@ -971,7 +972,7 @@ func (f *fixture) warmRenewal(t *testing.T, m mutex.Keyed[string]) {
 	}
 }
 
-// TestIssue11LostLeaseReleased is item 11 (first suspicion): a lease
+// TestLostLeaseReleased: a lease
 // declared lost by its validity while Redis still holds the key for it
 // must not leave the key held: Unlock returns ErrLost and still releases
 // the key by compare-and-delete, so that others need not wait out the
@@ -991,7 +992,7 @@ func (f *fixture) warmRenewal(t *testing.T, m mutex.Keyed[string]) {
 //     a TTL after the instant the lease's validity counts from. The lease
 //     is lost at TTL (a loss without renewal releases nothing) while
 //     Redis holds the key until 3/2 TTL: only Unlock can free it sooner.
-func TestIssue11LostLeaseReleased(t *testing.T) {
+func TestLostLeaseReleased(t *testing.T) {
 	const ttl = 3 * time.Second
 	for _, tc := range []struct {
 		name      string
@@ -1075,11 +1076,11 @@ func TestIssue11LostLeaseReleased(t *testing.T) {
 	}
 }
 
-// TestIssue11UnlockRacesExpiry is item 11 (second suspicion): with
+// TestUnlockRacesExpiry: with
 // WithoutRenewal and a short TTL, Unlock races the expiry of the lease,
 // many times. The two must agree: Unlock nil means Err() is ErrUnlocked
 // (not lost); Unlock ErrLost means Err() says lost.
-func TestIssue11UnlockRacesExpiry(t *testing.T) {
+func TestUnlockRacesExpiry(t *testing.T) {
 	leakcheck.Register(t)
 	f := newFixture(t)
 	const ttl = 20 * time.Millisecond

@@ -1,0 +1,182 @@
+package hybrid
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/keyedmutex/keyedmutex/internal/remote"
+	"github.com/keyedmutex/keyedmutex/mutex"
+)
+
+// cohort is the remote side of one key: the remote lease that the local
+// holders of the key share, passed from one to the next with the key's
+// entry. It lives in the entry's Value.
+//
+// Its state is private to the methods of this file, each of which is one
+// transition under mu: the holder of the entry calls share, detach,
+// begin, install, plan, yieldAfter, requeued and takeTicket; Close calls
+// shutdown; a lease asks ifOpen and isClosed. No other code reads or
+// writes its fields.
+type cohort struct {
+	mu        sync.Mutex
+	remote    mutex.Lease   // the cohort's remote lease, or nil
+	closed    bool          // Close took the remote lease away
+	next      uint64        // token of the next local holder of remote
+	end       uint64        // one past the last token reserved with remote
+	notBefore time.Time     // after a bound release: contend not before
+	ticket    remote.Ticket // the remote waiter queued by a requeue, for the next holder
+	// While the holder acquires the remote lease: cancel stops it, and
+	// contending is closed when the acquisition has ended.
+	cancel     context.CancelFunc
+	contending chan struct{}
+}
+
+// share takes the next token of the cohort's remote lease if the lease is
+// still held and has a token left: a local handoff.
+func (c *cohort) share() (r mutex.Lease, token uint64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.remote == nil || c.next >= c.end || ended(c.remote) {
+		return nil, 0, false
+	}
+	token = c.next
+	c.next++
+	return c.remote, token, true
+}
+
+// detach takes the cohort's remote lease, if any, away from it.
+func (c *cohort) detach() mutex.Lease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.remote
+	c.remote = nil
+	return r
+}
+
+// takeTicket takes the cohort's requeue ticket, if any, away from it.
+func (c *cohort) takeTicket() remote.Ticket {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tk := c.ticket
+	c.ticket = nil
+	return tk
+}
+
+// hasTicket reports whether a requeue left a ticket for the next holder.
+func (c *cohort) hasTicket() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ticket != nil
+}
+
+// begin starts the acquisition of a remote lease, which cancel stops: it
+// takes from the cohort the requeue ticket (if any) and, unless a Lock
+// (not try) will wait on that ticket, the time not to contend before
+// (zero: at once); or it returns closed if Close came first (then
+// nothing began).
+func (c *cohort) begin(cancel context.CancelFunc, try bool) (tk remote.Ticket, notBefore time.Time, closed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, time.Time{}, true
+	}
+	c.cancel, c.contending = cancel, make(chan struct{})
+	tk, c.ticket = c.ticket, nil
+	if tk == nil || try {
+		notBefore, c.notBefore = c.notBefore, time.Time{}
+	}
+	return tk, notBefore, false
+}
+
+// install ends the acquisition that begin started: unless it failed (err)
+// or Close came meanwhile (closed), r becomes the cohort's remote lease,
+// with reserved tokens from its own. The caller closes contending once
+// it has released whatever Close must not find held.
+func (c *cohort) install(r mutex.Lease, reserved uint64, err error) (closed bool, contending chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	closed = c.closed
+	if err == nil && !closed {
+		c.remote = r
+		c.next = r.Token() + 1
+		c.end = r.Token() + reserved
+	}
+	contending = c.contending
+	c.cancel, c.contending = nil, nil
+	return closed, contending
+}
+
+// plan says what the end of a holding does with the remote lease r: live
+// if it is still held (not lost, not taken by Close), handOff if it also
+// has a token left for the next local holder.
+func (c *cohort) plan(lost bool) (r mutex.Lease, live, handOff bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r = c.remote
+	live = !lost && !c.closed && r != nil && !ended(r)
+	return r, live, live && c.next < c.end
+}
+
+// yieldAfter makes the next contention of the cohort wait until t.
+func (c *cohort) yieldAfter(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.notBefore = t
+}
+
+// requeued records the end of a requeue of r: r is no longer the
+// cohort's, and its ticket tk (if err is nil) is the next holder's,
+// unless Close came first (closed: the caller cancels tk).
+func (c *cohort) requeued(r mutex.Lease, tk remote.Ticket, err error) (closed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.remote == r {
+		c.remote = nil
+	}
+	if err == nil && !c.closed {
+		c.ticket = tk
+	}
+	return c.closed
+}
+
+// shutdown marks the cohort closed for Close and takes what it holds: its
+// remote lease and requeue ticket (nil if none), and, if an acquisition
+// is under way, cancels it and returns the channel closed when it ended.
+func (c *cohort) shutdown() (r mutex.Lease, tk remote.Ticket, contending chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	r, c.remote = c.remote, nil
+	tk, c.ticket = c.ticket, nil
+	if c.cancel != nil {
+		c.cancel()
+		contending = c.contending
+	}
+	return r, tk, contending
+}
+
+// isClosed reports whether Close took the cohort's remote lease away.
+func (c *cohort) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// ifOpen runs f, unless the cohort is closed, under mu: Close, which
+// marks it closed under mu before it waits for the lease watchers, then
+// either counts what f started or f never ran. It reports whether f ran.
+func (c *cohort) ifOpen(f func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	f()
+	return true
+}
+
+// ended reports whether the lease r has ended (lost, or released). It
+// reads Err, which the contract makes nil exactly while the lease is
+// held, rather than Done, which may make a channel.
+func ended(r mutex.Lease) bool { return r.Err() != nil }

@@ -103,8 +103,9 @@ func WithoutRenewal() Option {
 // each other use the same prefix. A prefix may not contain '{' or '}',
 // which would break the Redis Cluster hash tag. Keys under the prefix
 // belong to the library: nothing else should write them, and no prefix
-// in use should be another one followed by "q:" or "grant:" ("app:" and
-// "app:q:" would name the same keys).
+// in use should be another one followed by "q:", "grant:" or, for an
+// [RWMutex], "rw:", "rwr:", "rwq:" or "rwgrant:" ("app:" and "app:q:", or
+// "app:" and "app:rw:", would name the same keys).
 // The default is "keyedmutex:".
 func WithPrefix(prefix string) Option {
 	return func(c *config) error {

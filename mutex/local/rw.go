@@ -172,10 +172,13 @@ func (m *RWMutex[K]) lock(ctx context.Context, key K, n uint64, write, wait bool
 // rwOpName is the name of a call in errors: Lock, TryLock, RLock or
 // TryRLock.
 func rwOpName(write, wait bool) string {
-	if write {
+	switch {
+	case write:
 		return opName(wait)
+	case wait:
+		return "RLock"
 	}
-	return "R" + opName(wait)
+	return "TryRLock"
 }
 
 func release[K comparable](e *keylock.RWEntry[K, struct{}], write bool) {

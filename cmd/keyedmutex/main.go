@@ -48,6 +48,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -348,6 +349,9 @@ func (o *options) where() string {
 // ping checks that the server answers, and with a plain client that it is
 // not a Cluster node.
 func (o *options) ping(ctx context.Context, client redis.UniversalClient) error {
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		return o.pingMasters(ctx, cc)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
@@ -357,6 +361,44 @@ func (o *options) ping(ctx context.Context, client redis.UniversalClient) error 
 		if info, err := client.Info(ctx, "cluster").Result(); err == nil && strings.Contains(info, "cluster_enabled:1") {
 			return fmt.Errorf("%s is a Redis Cluster node: add -cluster", o.where())
 		}
+	}
+	return nil
+}
+
+// pingMasters pings every master of a Cluster. It fails only if none
+// answers: a stalled master is reported on stderr, and the keys it serves
+// get their own errors, while the keys of the others are read.
+func (o *options) pingMasters(ctx context.Context, cc *redis.ClusterClient) error {
+	// Loading the slot map tries the seeds one by one, each for up to
+	// -timeout: a stalled seed must not use up the time of the others.
+	seeds := len(strings.Split(o.addr, ","))
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(seeds+1)*o.timeout)
+	defer cancel()
+	var mu sync.Mutex
+	var ok int
+	var failed []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		ctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		err := n.Ping(ctx).Err()
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("master %s: %v", n.Options().Addr, o.explain(err)))
+		} else {
+			ok++
+		}
+		return nil
+	})
+	sort.Strings(failed)
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot reach %s: %w", o.where(), o.explain(err))
+	case ok == 0 && len(failed) > 0:
+		return fmt.Errorf("cannot reach %s: %s", o.where(), strings.Join(failed, "; "))
+	}
+	for _, f := range failed {
+		fmt.Fprintf(o.stderr, "keyedmutex: %s (the keys it serves cannot be read)\n", f)
 	}
 	return nil
 }

@@ -139,7 +139,10 @@ func unescapeTag(tag string) (string, error) {
 }
 
 // InspectKeys reports the locks of keys under prefix, in one pipeline of
-// read-only commands (GET, PTTL, ZRANGE, TIME). A key nobody holds or
+// read-only commands (GET, PTTL, ZRANGE, TIME). In a Cluster the clock is
+// read on each key's own server (by a script that runs TIME with the lock
+// key in KEYS), so waited times and dead-waiter flags are by that
+// server's clock, and a key needs only its own master to answer. A key nobody holds or
 // waits for reports Locked false. A key whose lock or queue holds a value
 // of another type gets an error satisfying errors.Is(err, [ErrWrongType]),
 // naming both.
@@ -169,35 +172,57 @@ func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix strin
 	return out, nil
 }
 
+// clockScript reads the server clock on the node that serves KEYS[1]: in
+// a Cluster, a keyless TIME goes to any node, whose clock may be skewed
+// from the key's server, and which may be stalled while the key's is not.
+const clockScript = "return redis.call('TIME')"
+
 func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix string, keys []string) ([]KeyReport, error) {
 	type cmds struct {
 		get   *redis.StringCmd
 		pttl  *redis.DurationCmd
 		queue *redis.ZSliceCmd
+		clock *redis.Cmd // Cluster: the key's own server clock
 	}
+	_, cluster := client.(*redis.ClusterClient)
 	cs := make([]cmds, len(keys))
 	var now *redis.TimeCmd
 	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			nm := namesFor(prefix, k)
-			cs[i] = cmds{p.Get(ctx, nm.lock), p.PTTL(ctx, nm.lock), p.ZRangeWithScores(ctx, nm.queue, 0, -1)}
+			cs[i] = cmds{get: p.Get(ctx, nm.lock), pttl: p.PTTL(ctx, nm.lock), queue: p.ZRangeWithScores(ctx, nm.queue, 0, -1)}
+			if cluster {
+				cs[i].clock = p.Eval(ctx, clockScript, []string{nm.lock})
+			}
 		}
-		now = p.Time(ctx)
+		if !cluster {
+			now = p.Time(ctx)
+		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) && !cluster {
 		return nil, fmt.Errorf("distributed: inspect: %w", err)
 	}
-	if err := now.Err(); err != nil {
-		return nil, fmt.Errorf("distributed: inspect: TIME: %w", err)
+	var nowUs int64
+	if !cluster {
+		if err := now.Err(); err != nil {
+			return nil, fmt.Errorf("distributed: inspect: TIME: %w", err)
+		}
+		nowUs = now.Val().UnixMicro()
 	}
-	nowUs := now.Val().UnixMicro()
 	out := make([]KeyReport, len(keys))
 	for i, k := range keys {
 		nm := namesFor(prefix, k)
-		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue, clockUs: nowUs}
 		c := cs[i]
-		for _, e := range []error{c.get.Err(), c.queue.Err()} {
+		if cluster {
+			us, err := clockOf(c.clock)
+			if err != nil {
+				return nil, fmt.Errorf("distributed: inspect %q: TIME of %s's server: %w", k, nm.lock, err)
+			}
+			nowUs = us
+		}
+		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue, clockUs: nowUs}
+		for _, e := range []error{c.get.Err(), c.queue.Err(), c.pttl.Err()} {
 			if e != nil && !errors.Is(e, redis.Nil) {
 				if isWrongType(e) {
 					return nil, fmt.Errorf("distributed: inspect %q: %w", k, wrongType(nm, e))
@@ -221,6 +246,34 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 		out[i] = r
 	}
 	return out, nil
+}
+
+// clockOf parses the reply of clockScript (TIME: seconds, microseconds)
+// into microseconds.
+func clockOf(c *redis.Cmd) (int64, error) {
+	v, err := c.Slice()
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 2 {
+		return 0, fmt.Errorf("TIME replied %v", v)
+	}
+	var f [2]int64
+	for i, x := range v {
+		switch x := x.(type) {
+		case string:
+			n, err := strconv.ParseInt(x, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("TIME replied %v", v)
+			}
+			f[i] = n
+		case int64:
+			f[i] = x
+		default:
+			return 0, fmt.Errorf("TIME replied %v", v)
+		}
+	}
+	return f[0]*1_000_000 + f[1], nil
 }
 
 // parseEntry parses a queue member joined at score (server µs), at now.
@@ -359,7 +412,8 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	sc := newScripts(DefaultTTL.Milliseconds(), prefix)
 	// The holder's tokens (a block of LockN's, for hybrid) run at most
 	// maxAhead past the clock at its acquisition, which came before the
-	// read: tokens issued after the release start above them.
+	// read of the key's own server clock (InspectKeys reads it there, in a
+	// Cluster too): tokens issued after the release start above them.
 	top := strconv.FormatInt(before.clockUs+maxAhead, 10)
 	n, err := sc.release.Run(ctx, client, []string{nm.lock, nm.queue}, before.Owner, "a", "", top).Int64()
 	if err != nil {

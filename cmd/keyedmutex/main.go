@@ -25,7 +25,10 @@
 //
 // Exit codes: 0 success; 1 an error (no server, WRONGTYPE, ...); 2 bad
 // usage; 3 nothing to do: a key not locked, nothing listed, or a lock not
-// held by the holder named; 4 a release not confirmed at the prompt.
+// held by the holder named; 4 a release not confirmed at the prompt. A
+// key that cannot be read (WRONGTYPE, its Cluster master stalled) does
+// not hide the others: inspect and list print them, and that key with its
+// error ("state": "error" and "error" in -json), and exit 1.
 //
 // Protocol v3 stores no fencing token and no acquisition time (tokens
 // are the server's clock read while the lock is held), so neither can be
@@ -99,7 +102,9 @@ the holder's label (WithLabel; "host:pid" by default) or owner id.
 
 Exit codes: 0 ok; 1 error (no server, WRONGTYPE, ...); 2 usage; 3 nothing
 to do (a key not locked, nothing listed, a lock not held by that holder);
-4 release not confirmed.
+4 release not confirmed. A key that cannot be read (WRONGTYPE, its Cluster
+master stalled) is shown with its error, the other keys as usual, and
+the exit code is 1.
 
 Flags:
 `
@@ -493,24 +498,34 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	rs, err := distributed.InspectKeys(cctx, client, o.prefix, keys...)
 	cancel()
-	if err != nil {
+	if rs == nil {
 		return exitError, err
 	}
+	// err, if any, is a key that could not be read: it is reported with
+	// its key, and the others are printed.
 	code := exitOK
 	notes := make([]string, len(rs))
 	for i, r := range rs {
-		if !r.Locked() {
-			code = exitNothing
+		switch {
+		case r.Err != nil:
+			code = exitError
+		case !r.Locked():
+			if code == exitOK {
+				code = exitNothing
+			}
 			notes[i] = o.notLockedNote(ctx, client, args[i])
 		}
 	}
 	if o.json {
 		out := make([]jsonKey, len(rs))
 		for i, r := range rs {
-			out[i] = toJSON(r)
+			out[i] = o.toJSON(r)
 			out[i].Note = notes[i]
 		}
-		return code, o.printJSON(out)
+		if err := o.printJSON(out); err != nil {
+			return exitError, err
+		}
+		return code, err
 	}
 	for i, r := range rs {
 		if i > 0 {
@@ -521,7 +536,7 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 			fmt.Fprintf(o.stdout, "  note      %s\n", notes[i])
 		}
 	}
-	return code, nil
+	return code, err
 }
 
 // printReport prints one key's lock, for a person.
@@ -529,6 +544,10 @@ func (o *options) printReport(r distributed.KeyReport) {
 	w := o.stdout
 	fmt.Fprintf(w, "%s\n", r.Key)
 	fmt.Fprintf(w, "  lock      %s\n", r.LockKey)
+	if r.Err != nil {
+		fmt.Fprintf(w, "  error     %v\n", o.explain(r.Err))
+		return
+	}
 	switch {
 	case r.Held:
 		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
@@ -576,13 +595,19 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 	cctx, cancel := context.WithTimeout(ctx, 10*o.timeout)
 	rs, err := distributed.ListKeys(cctx, client, o.prefix, o.match)
 	cancel()
-	if err != nil {
+	if rs == nil && err != nil {
 		return exitError, err
+	}
+	// err, if any, is a key that could not be read: listed with its error,
+	// after the others, and the exit code is 1.
+	code := exitOK
+	if err != nil {
+		code = exitError
 	}
 	if o.json {
 		out := make([]jsonKey, len(rs))
 		for i, r := range rs {
-			out[i] = toJSON(r)
+			out[i] = o.toJSON(r)
 		}
 		if err := o.printJSON(out); err != nil {
 			return exitError, err
@@ -593,6 +618,8 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 		for _, r := range rs {
 			holder, ttl := "-", "-"
 			switch {
+			case r.Err != nil:
+				holder = "(error: see below)"
 			case r.Held:
 				holder, ttl = labelOrDash(r.Label), fmtTTL(r.TTL)
 			case r.Foreign:
@@ -605,6 +632,11 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Key, holder, ttl, len(r.Queue), wait)
 		}
 		tw.Flush()
+		for _, r := range rs {
+			if r.Err != nil {
+				fmt.Fprintf(o.stderr, "keyedmutex list: %v\n", o.explain(r.Err))
+			}
+		}
 	}
 	if len(rs) == 0 {
 		what := "no key held or waited for"
@@ -618,7 +650,10 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 		fmt.Fprintln(o.stderr, "keyedmutex list: "+msg)
 		return exitNothing, nil
 	}
-	return exitOK, nil
+	if o.json && err != nil {
+		return code, err
+	}
+	return code, nil
 }
 
 // otherPrefixes looks, in a bounded SCAN of the first server, for lock
@@ -720,7 +755,7 @@ func signature(r distributed.KeyReport) string {
 func (o *options) printChange(r distributed.KeyReport) error {
 	now := time.Now()
 	if o.json {
-		j := toJSON(r)
+		j := o.toJSON(r)
 		j.Time = now.UTC().Format(time.RFC3339Nano)
 		return o.printJSONLine(j)
 	}
@@ -775,7 +810,7 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 			err = fmt.Errorf("%q is held by %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), r.Owner, o.holder)
 		}
 		if o.json {
-			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: toJSON(r)})
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(r)})
 		}
 		return exitNothing, err
 	}
@@ -818,13 +853,13 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 			code = exitNothing
 		}
 		if o.json {
-			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: toJSON(res.Before)})
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(res.Before)})
 		}
 		return code, err
 	}
 	if o.json {
-		after := toJSON(res.After)
-		return exitOK, o.printJSON(jsonRelease{Key: key, Released: true, Before: toJSON(res.Before), After: &after})
+		after := o.toJSON(res.After)
+		return exitOK, o.printJSON(jsonRelease{Key: key, Released: true, Before: o.toJSON(res.Before), After: &after})
 	}
 	now := "now free"
 	switch a := res.After; {
@@ -869,11 +904,12 @@ type jsonKey struct {
 	Kind     string       `json:"kind"`
 	LockKey  string       `json:"lock_key"`
 	QueueKey string       `json:"queue_key"`
-	State    string       `json:"state"` // held, queued (waiters, no holder), free, foreign
+	State    string       `json:"state"` // held, queued (waiters, no holder), free, foreign, error
 	Holder   *jsonHolder  `json:"holder"`
 	Waiters  []jsonWaiter `json:"waiters"`
 	Value    string       `json:"value,omitempty"` // foreign only
 	Note     string       `json:"note,omitempty"`
+	Error    string       `json:"error,omitempty"` // state "error": the key could not be read
 }
 
 type jsonRelease struct {
@@ -884,9 +920,11 @@ type jsonRelease struct {
 	After    *jsonKey `json:"after,omitempty"`
 }
 
-func toJSON(r distributed.KeyReport) jsonKey {
+func (o *options) toJSON(r distributed.KeyReport) jsonKey {
 	j := jsonKey{Key: r.Key, Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
 	switch {
+	case r.Err != nil:
+		j.State, j.Error = "error", o.explain(r.Err).Error()
 	case r.Held:
 		j.State = "held"
 		j.Holder = &jsonHolder{Owner: r.Owner, Label: r.Label, TTLMs: ttlMs(r.TTL)}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -50,4 +51,45 @@ func TestClusterStalledMaster(t *testing.T) {
 	}
 	km(t, "", addr, "-cluster", "-timeout=1s", "release", healthy, "-holder", "h", "-yes").want(t, 0, "release with another master stalled")
 	node.Resume()
+}
+
+// TestWrongTypeKeyAlone: a key whose lock is a list is reported with its
+// error, the other keys are listed and inspected, and the exit code is 1.
+func TestWrongTypeKeyAlone(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	addr := "-addr=" + srv.Addr()
+	m := newMutex(t, c, distributed.WithLabel("good-holder"))
+	l, err := m.Lock(ctx, "good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	if err := c.RPush(ctx, "keyedmutex:{bad}", "x").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := km(t, "", addr, "list")
+	r.want(t, 1, "list with a WRONGTYPE key")
+	if !strings.Contains(r.stdout, "good-holder") || !strings.Contains(r.stdout, "bad ") || !strings.Contains(r.stderr, "WRONGTYPE") || !strings.Contains(r.stderr, "keyedmutex:{bad}") {
+		t.Errorf("list with a WRONGTYPE key: stdout %q, stderr %q; want good listed, bad listed with its WRONGTYPE error", r.stdout, r.stderr)
+	}
+	r = km(t, "", addr, "list", "-json")
+	r.want(t, 1, "list -json with a WRONGTYPE key")
+	var keys []jsonKey
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || len(keys) != 2 || keys[0].Key != "good" || keys[0].State != "held" ||
+		keys[1].Key != "bad" || keys[1].State != "error" || !strings.Contains(keys[1].Error, "WRONGTYPE") {
+		t.Errorf("list -json = %+v, %v; want good held, then bad with state error\n%s", keys, err, r.stdout)
+	}
+	r = km(t, "", addr, "inspect", "-json", "bad", "good")
+	r.want(t, 1, "inspect -json of a WRONGTYPE key and a held one")
+	keys = nil
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || len(keys) != 2 || keys[0].State != "error" || keys[1].State != "held" {
+		t.Errorf("inspect -json bad good = %+v, %v; want bad error, good held\n%s", keys, err, r.stdout)
+	}
+	r = km(t, "", addr, "inspect", "bad", "good")
+	r.want(t, 1, "inspect of a WRONGTYPE key and a held one")
+	if !strings.Contains(r.stdout, "holder    good-holder") || !strings.Contains(r.stdout, "error     ") {
+		t.Errorf("inspect bad good: stdout %q; want bad's error and good's holder", r.stdout)
+	}
 }

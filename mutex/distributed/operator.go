@@ -41,6 +41,11 @@ type KeyReport struct {
 	Info
 	// Queue is the queue in FIFO order.
 	Queue []QueuedWaiter
+	// Err is set when the key could not be read: errors.Is(Err,
+	// [ErrWrongType]) for a lock or queue key of another type, or the
+	// error of the key's server (a timeout of a stalled Cluster master).
+	// The other fields but Key, Kind, LockKey and QueueKey are then zero.
+	Err error
 
 	clockUs int64 // the server clock (µs) when it was read
 }
@@ -142,10 +147,15 @@ func unescapeTag(tag string) (string, error) {
 // read-only commands (GET, PTTL, ZRANGE, TIME). In a Cluster the clock is
 // read on each key's own server (by a script that runs TIME with the lock
 // key in KEYS), so waited times and dead-waiter flags are by that
-// server's clock, and a key needs only its own master to answer. A key nobody holds or
-// waits for reports Locked false. A key whose lock or queue holds a value
-// of another type gets an error satisfying errors.Is(err, [ErrWrongType]),
-// naming both.
+// server's clock, and a key needs only its own master to answer.
+//
+// A key that cannot be read does not hide the others: its report has Err
+// set (a lock or queue key of another type: errors.Is(Err,
+// [ErrWrongType]), naming it; a server that does not answer: its error),
+// and InspectKeys returns every report with an error that wraps the
+// first key's and counts the others. Invalid arguments, and a
+// non-Cluster server that does not answer, return no reports. A key nobody holds or
+// waits for reports Locked false.
 func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix string, keys ...string) ([]KeyReport, error) {
 	if client == nil {
 		return nil, errors.New("distributed: InspectKeys: nil Redis client")
@@ -169,7 +179,29 @@ func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix strin
 		out = append(out, rs...)
 		keys = keys[n:]
 	}
-	return out, nil
+	return out, keyErrors(out)
+}
+
+// keyErrors returns nil if every report was read, else an error wrapping
+// the first report's Err and counting the others.
+func keyErrors(rs []KeyReport) error {
+	var first error
+	n := 0
+	for _, r := range rs {
+		if r.Err != nil {
+			if first == nil {
+				first = r.Err
+			}
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil
+	case n == 1:
+		return first
+	}
+	return fmt.Errorf("%w (and %d more keys could not be read)", first, n-1)
 }
 
 // clockScript reads the server clock on the node that serves KEYS[1]: in
@@ -214,21 +246,29 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 	for i, k := range keys {
 		nm := namesFor(prefix, k)
 		c := cs[i]
+		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue}
 		if cluster {
 			us, err := clockOf(c.clock)
 			if err != nil {
-				return nil, fmt.Errorf("distributed: inspect %q: TIME of %s's server: %w", k, nm.lock, err)
+				r.Err = fmt.Errorf("distributed: inspect %q: TIME of %s's server: %w", k, nm.lock, err)
+				out[i] = r
+				continue
 			}
 			nowUs = us
 		}
-		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue, clockUs: nowUs}
+		r.clockUs = nowUs
 		for _, e := range []error{c.get.Err(), c.queue.Err(), c.pttl.Err()} {
 			if e != nil && !errors.Is(e, redis.Nil) {
 				if isWrongType(e) {
-					return nil, fmt.Errorf("distributed: inspect %q: %w", k, wrongType(nm, e))
+					e = wrongType(nm, e)
 				}
-				return nil, fmt.Errorf("distributed: inspect %q: %w", k, e)
+				r.Err = fmt.Errorf("distributed: inspect %q: %w", k, e)
+				break
 			}
+		}
+		if r.Err != nil {
+			out[i] = r
+			continue
 		}
 		for _, z := range c.queue.Val() {
 			member, _ := z.Member.(string)
@@ -292,6 +332,9 @@ func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 // ListKeys finds, by SCAN (never KEYS) on every master of a Cluster, the
 // keys under prefix that are held or have waiters, and reports them
 // sorted by the wait of their queue's head, longest first (then by key).
+// A key that cannot be read (see [InspectKeys]) is reported too, with Err
+// set, after the others, and ListKeys then returns the reports with an
+// error.
 // match, if not empty, is a Redis glob pattern the encoded key must match
 // ('%' and '}' in it stand for themselves, as in keys).
 func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match string) ([]KeyReport, error) {
@@ -339,22 +382,25 @@ func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match s
 		return nil, fmt.Errorf("distributed: ListKeys: SCAN: %w", err)
 	}
 	rs, err := InspectKeys(ctx, client, prefix, keys...)
-	if err != nil {
+	if rs == nil && err != nil {
 		return nil, err
 	}
 	out := rs[:0]
 	for _, r := range rs {
-		if r.Locked() {
+		if r.Locked() || r.Err != nil {
 			out = append(out, r) // a key released since the SCAN is left out
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := out[i].Err != nil, out[j].Err != nil; a != b {
+			return b
+		}
 		if a, b := out[i].LongestWait(), out[j].LongestWait(); a != b {
 			return a > b
 		}
 		return out[i].Key < out[j].Key
 	})
-	return out, nil
+	return out, err
 }
 
 // globEscape escapes the glob characters of s for a SCAN MATCH pattern.

@@ -55,6 +55,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
 	"github.com/redis/go-redis/v9"
@@ -94,7 +96,8 @@ Usage:
 
 KEY is the key as the Mutex encodes it (for string keys, the key itself);
 a lock's Redis name (PREFIX{KEY}) is accepted too. Flags may follow the
-command. Every command takes -json.
+command. Every command takes -json. Text output quotes, with Go's
+escapes ("a\nb"), a key with control or non-printable bytes.
 
 Not stored, so not shown: fencing tokens and acquisition times (protocol
 v3 issues tokens from the server clock), so release has no -token: name
@@ -542,15 +545,15 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 // printReport prints one key's lock, for a person.
 func (o *options) printReport(r distributed.KeyReport) {
 	w := o.stdout
-	fmt.Fprintf(w, "%s\n", r.Key)
-	fmt.Fprintf(w, "  lock      %s\n", r.LockKey)
+	fmt.Fprintf(w, "%s\n", show(r.Key))
+	fmt.Fprintf(w, "  lock      %s\n", show(r.LockKey))
 	if r.Err != nil {
 		fmt.Fprintf(w, "  error     %v\n", o.explain(r.Err))
 		return
 	}
 	switch {
 	case r.Held:
-		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
+		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
 	case r.Foreign:
 		fmt.Fprintf(w, "  holder    none: the lock key holds %q, a value keyedmutex did not write (ttl %s)\n", r.Value, fmtTTL(r.TTL))
 	case r.Waiters > 0:
@@ -564,7 +567,7 @@ func (o *options) printReport(r distributed.KeyReport) {
 		if q.Dead {
 			dead = "  (dead: its waiter stopped refreshing it)"
 		}
-		fmt.Fprintf(w, "    %d  %s  waited %s  owner %s%s\n", i+1, labelOrDash(q.Label), fmtDur(q.Waited), q.Owner, dead)
+		fmt.Fprintf(w, "    %d  %s  waited %s  owner %s%s\n", i+1, labelOrDash(q.Label), fmtDur(q.Waited), show(q.Owner), dead)
 	}
 }
 
@@ -572,7 +575,24 @@ func labelOrDash(l string) string {
 	if l == "" {
 		return "-"
 	}
-	return l
+	return show(l)
+}
+
+// show returns s for text output: as is if it is valid UTF-8 of
+// printable characters (spaces included), else (a newline, a tab, an
+// escape, any control or non-printable byte, or a leading '"') quoted
+// with Go's escapes, as strconv.Quote does, so a key can neither forge a
+// row, break the columns nor reach the terminal as a control sequence.
+func show(s string) string {
+	if s != "" && s[0] == '"' {
+		return strconv.Quote(s)
+	}
+	for i, r := range s {
+		if (r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD")) || (!unicode.IsPrint(r) && r != ' ') {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func fmtDur(d time.Duration) string {
@@ -629,7 +649,7 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 			if len(r.Queue) > 0 {
 				wait = fmtDur(r.LongestWait())
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Key, holder, ttl, len(r.Queue), wait)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", show(r.Key), holder, ttl, len(r.Queue), wait)
 		}
 		tw.Flush()
 		for _, r := range rs {
@@ -708,7 +728,7 @@ func (o *options) otherPrefixes(ctx context.Context, client redis.UniversalClien
 func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg string) (int, error) {
 	key := o.keyArg(arg)
 	if !o.json {
-		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", key, o.prefix+"{"+key+"}", o.interval)
+		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", show(key), show(o.prefix+"{"+key+"}"), o.interval)
 	}
 	last, lastErr := "", ""
 	t := time.NewTicker(o.interval)
@@ -762,7 +782,7 @@ func (o *options) printChange(r distributed.KeyReport) error {
 	var b strings.Builder
 	switch {
 	case r.Held:
-		fmt.Fprintf(&b, "held by %s (owner %s, ttl %s)", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
+		fmt.Fprintf(&b, "held by %s (owner %s, ttl %s)", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
 	case r.Foreign:
 		fmt.Fprintf(&b, "not keyedmutex's: the lock key holds %q", r.Value)
 	case len(r.Queue) > 0:
@@ -800,14 +820,14 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 		var err error
 		switch {
 		case r.Foreign:
-			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q; nothing released", key, r.LockKey, r.Value)
+			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q; nothing released", key, show(r.LockKey), r.Value)
 		case !r.Held:
-			err = fmt.Errorf("%q is not locked (no holder in %s); nothing released", key, r.LockKey)
+			err = fmt.Errorf("%q is not locked (no holder in %s); nothing released", key, show(r.LockKey))
 			if n := o.notLockedNote(ctx, client, arg); n != "" && !r.Locked() {
 				err = fmt.Errorf("%w; %s", err, n)
 			}
 		default:
-			err = fmt.Errorf("%q is held by %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), r.Owner, o.holder)
+			err = fmt.Errorf("%q is held by %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), show(r.Owner), show(o.holder))
 		}
 		if o.json {
 			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(r)})
@@ -823,7 +843,7 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 			}
 		}
 		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
-			key, labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL), next)
+			show(key), labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL), next)
 		answer := make(chan string, 1)
 		go func() { // abandoned at an interrupt: the process exits
 			line, _ := bufio.NewReader(o.stdin).ReadString('\n')
@@ -864,11 +884,11 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 	now := "now free"
 	switch a := res.After; {
 	case a.Held:
-		now = "now held by " + labelOrDash(a.Label) + " (owner " + a.Owner + ")"
+		now = "now held by " + labelOrDash(a.Label) + " (owner " + show(a.Owner) + ")"
 	case a.Locked():
 		now = fmt.Sprintf("now without holder, %d waiting", len(a.Queue))
 	}
-	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", key, labelOrDash(res.Before.Label), res.Before.Owner, now)
+	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", show(key), labelOrDash(res.Before.Label), show(res.Before.Owner), now)
 	return exitOK, nil
 }
 

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -91,5 +94,71 @@ func TestWrongTypeKeyAlone(t *testing.T) {
 	r.want(t, 1, "inspect of a WRONGTYPE key and a held one")
 	if !strings.Contains(r.stdout, "holder    good-holder") || !strings.Contains(r.stdout, "error     ") {
 		t.Errorf("inspect bad good: stdout %q; want bad's error and good's holder", r.stdout)
+	}
+}
+
+// TestControlBytesQuoted: keys with a newline, a tab or an escape are
+// quoted in text output (list, inspect, watch): no forged row, no control
+// byte on the terminal; printable keys stay as they are.
+func TestControlBytesQuoted(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	addr := "-addr=" + srv.Addr()
+	m := newMutex(t, c, distributed.WithLabel("lab"))
+	keys := []string{"a\nforged  row", "tab\tkey", "esc\x1b[31mred", "plain key"}
+	for _, k := range keys {
+		l, err := m.Lock(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Unlock()
+	}
+	noControl := func(what, out string) {
+		t.Helper()
+		for _, b := range []byte(out) {
+			if b < ' ' && b != '\n' {
+				t.Errorf("%s: output has control byte %#x:\n%q", what, b, out)
+				return
+			}
+		}
+	}
+	r := km(t, "", addr, "list")
+	r.want(t, 0, "list")
+	noControl("list", r.stdout)
+	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 1+len(keys) {
+		t.Errorf("list: %d lines; want a header and %d rows:\n%s", len(lines), len(keys), r.stdout)
+	}
+	for _, want := range []string{`"a\nforged  row"`, `"tab\tkey"`, `"esc\x1b[31mred"`, "plain key "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("list: output lacks %s:\n%s", want, r.stdout)
+		}
+	}
+	r = km(t, "", addr, "inspect", "--", keys[0], keys[2])
+	r.want(t, 0, "inspect")
+	noControl("inspect", r.stdout)
+	if !strings.Contains(r.stdout, `"a\nforged  row"`+"\n") || !strings.Contains(r.stdout, `"keyedmutex:{esc\x1b[31mred}"`) {
+		t.Errorf("inspect: keys and lock names not quoted:\n%s", r.stdout)
+	}
+
+	cmd := exec.CommandContext(ctx, binary(t), addr, "watch", "-interval=5ms", keys[1])
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var got []string
+	for len(got) < 2 && sc.Scan() {
+		got = append(got, sc.Text())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	all := strings.Join(got, "\n")
+	noControl("watch", all)
+	if len(got) != 2 || !strings.Contains(got[0], `"tab\tkey"`) || !strings.Contains(got[0], `"keyedmutex:{tab\tkey}"`) || !strings.Contains(got[1], "held by lab") {
+		t.Errorf("watch: first lines %q; want the banner and a held line, quoted", got)
 	}
 }

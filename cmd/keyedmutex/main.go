@@ -21,7 +21,11 @@
 // -insecure. -prefix is the Mutexes' key prefix (distributed.WithPrefix;
 // "keyedmutex:" by default). KEY is the key as the Mutex encodes it (for
 // string keys, the key itself); a lock's Redis name is accepted too.
-// Every command takes -json, and flags may follow the command.
+// Every command takes -json, and flags may follow the command. Text
+// output quotes keys with control or non-printable bytes; -json's
+// "key_quoted" is the key Go-quoted, exact even when "key" is not (a key
+// that is not valid UTF-8), and -quoted takes KEY arguments in that form.
+// A KEY that starts with '-' follows "--".
 //
 // Exit codes: 0 success; 1 an error (no server, WRONGTYPE, ...); 2 bad
 // usage; 3 nothing to do: a key not locked, nothing listed, or a lock not
@@ -97,7 +101,11 @@ Usage:
 KEY is the key as the Mutex encodes it (for string keys, the key itself);
 a lock's Redis name (PREFIX{KEY}) is accepted too. Flags may follow the
 command. Every command takes -json. Text output quotes, with Go's
-escapes ("a\nb"), a key with control or non-printable bytes.
+escapes ("a\nb"), a key with control or non-printable bytes. -json's
+"key" loses the bytes of a key that is not valid UTF-8; its "key_quoted"
+is exact: with -quoted, KEY arguments are taken in that form
+(keyedmutex -quoted inspect '"\xffk"'). A KEY that starts with '-'
+follows "--" (keyedmutex inspect -- -k).
 
 Not stored, so not shown: fencing tokens and acquisition times (protocol
 v3 issues tokens from the server clock), so release has no -token: name
@@ -122,6 +130,7 @@ type options struct {
 	prefix                       string
 	timeout                      time.Duration
 	json                         bool
+	quoted                       bool
 
 	match    string        // list
 	interval time.Duration // watch
@@ -149,6 +158,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.prefix, "prefix", o.prefix, "the Mutexes' key `prefix` (distributed.WithPrefix)")
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "`timeout` of each round trip to Redis")
 	fs.BoolVar(&o.json, "json", o.json, "print JSON")
+	fs.BoolVar(&o.quoted, "quoted", o.quoted, `each KEY is Go-quoted ("a\nb", "\xff"), as -json's key_quoted and text output print keys`)
 }
 
 // run runs the command with args and returns its exit code.
@@ -224,6 +234,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "keyedmutex %s: %s\nUsage: keyedmutex %s (keyedmutex %s -h for flags)\n", cmd, fmt.Sprintf(format, a...), synopsis, cmd)
 		return exitUsage
+	}
+	if o.quoted {
+		for i, a := range pos {
+			k, err := strconv.Unquote(a)
+			if err != nil {
+				return usage("-quoted: KEY %s is not a Go-quoted string (as key_quoted in -json prints it, quotes included)", show(a))
+			}
+			pos[i] = k
+		}
 	}
 	switch {
 	case cmd == "inspect" && len(pos) == 0:
@@ -920,7 +939,8 @@ type jsonWaiter struct {
 
 type jsonKey struct {
 	Time     string       `json:"time,omitempty"` // watch only
-	Key      string       `json:"key"`
+	Key      string       `json:"key"`            // not valid UTF-8: its bad bytes read U+FFFD
+	KeyQuot  string       `json:"key_quoted"`     // Go-quoted, exact: give it back with -quoted
 	Kind     string       `json:"kind"`
 	LockKey  string       `json:"lock_key"`
 	QueueKey string       `json:"queue_key"`
@@ -941,7 +961,7 @@ type jsonRelease struct {
 }
 
 func (o *options) toJSON(r distributed.KeyReport) jsonKey {
-	j := jsonKey{Key: r.Key, Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
+	j := jsonKey{Key: r.Key, KeyQuot: strconv.Quote(r.Key), Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
 	switch {
 	case r.Err != nil:
 		j.State, j.Error = "error", o.explain(r.Err).Error()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -160,5 +161,39 @@ func TestControlBytesQuoted(t *testing.T) {
 	noControl("watch", all)
 	if len(got) != 2 || !strings.Contains(got[0], `"tab\tkey"`) || !strings.Contains(got[0], `"keyedmutex:{tab\tkey}"`) || !strings.Contains(got[1], "held by lab") {
 		t.Errorf("watch: first lines %q; want the banner and a held line, quoted", got)
+	}
+}
+
+// TestJSONKeyRoundTrip: -json's key_quoted keeps every byte of a key that
+// is not valid UTF-8, and -quoted takes it back, for inspect and release.
+func TestJSONKeyRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	addr := "-addr=" + srv.Addr()
+	m := newMutex(t, c, distributed.WithLabel("bin"))
+	const key = "\xff\xfe-bin"
+	if _, err := m.Lock(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	r := km(t, "", addr, "list", "-json")
+	r.want(t, 0, "list -json")
+	var keys []jsonKey
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || len(keys) != 1 {
+		t.Fatalf("list -json = %+v, %v\n%s", keys, err, r.stdout)
+	}
+	if k, err := strconv.Unquote(keys[0].KeyQuot); err != nil || k != key {
+		t.Fatalf("key_quoted %q unquotes to %q, %v; want %q", keys[0].KeyQuot, k, err, key)
+	}
+	r = km(t, "", addr, "-quoted", "inspect", "-json", keys[0].KeyQuot)
+	r.want(t, 0, "inspect -quoted of key_quoted")
+	keys = nil
+	if err := json.Unmarshal([]byte(r.stdout), &keys); err != nil || len(keys) != 1 || keys[0].State != "held" {
+		t.Errorf("inspect -quoted %s = %+v, %v; want held", keys[0].KeyQuot, keys, err)
+	}
+	km(t, "", addr, "-quoted", "inspect", "not-quoted").want(t, 2, "-quoted with an unquoted KEY")
+	km(t, "", addr, "-quoted", "release", strconv.Quote(key), "-holder", "bin", "-yes").want(t, 0, "release -quoted")
+	if rs, err := distributed.InspectKeys(ctx, c, distributed.DefaultPrefix, key); err != nil || rs[0].Locked() {
+		t.Errorf("after release -quoted: %+v, %v; want free", rs, err)
 	}
 }

@@ -93,7 +93,9 @@ const usageText = `keyedmutex shows and breaks the locks of keyedmutex/mutex/dis
 Usage:
   keyedmutex [flags] inspect KEY...           holder, TTL and waiters of each key
   keyedmutex [flags] list [-match PATTERN]    every held or queued key (SCAN), longest wait first
-  keyedmutex [flags] watch [-interval D] KEY  print each change of holder and queue until interrupted
+  keyedmutex [flags] watch [-interval D] KEY  sample holder and queue every -interval, print a line
+                                              when they differ from the last sample, until interrupted
+                                              (a change shorter than the interval can be missed)
   keyedmutex [flags] release [-yes] KEY -holder LABEL
                                               break the lock if LABEL (or owner id) holds it and
                                               hand it to the next waiter; asks unless -yes
@@ -206,7 +208,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&o.match, "match", "", "Redis glob `pattern` the keys must match (default: all)")
 	case "watch":
 		synopsis = "watch [-interval D] KEY"
-		fs.DurationVar(&o.interval, "interval", o.interval, "polling `interval`")
+		fs.DurationVar(&o.interval, "interval", o.interval, "sampling `interval`: a line is printed when a sample differs from the last; a change that lasts less than this can be missed")
 	case "release":
 		synopsis = "release [-yes] KEY -holder LABEL"
 		fs.StringVar(&o.holder, "holder", "", "release only if this holder `label` (or owner id) holds the lock")
@@ -994,7 +996,7 @@ func (o *options) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// printJSONLine prints v on one line (watch: one line per change).
+// printJSONLine prints v on one line (watch: one line per changed sample).
 func (o *options) printJSONLine(v any) error {
 	return json.NewEncoder(o.stdout).Encode(v)
 }

@@ -197,3 +197,13 @@ func TestJSONKeyRoundTrip(t *testing.T) {
 		t.Errorf("after release -quoted: %+v, %v; want free", rs, err)
 	}
 }
+
+// TestWatchHelpSays: watch's help says it samples, and what it can miss.
+func TestWatchHelpSays(t *testing.T) {
+	for _, args := range [][]string{{"-h"}, {"watch", "-h"}} {
+		r := km(t, "", args...)
+		if r.code != 0 || !strings.Contains(r.stderr, "can be missed") || strings.Contains(r.stderr, "print each change") {
+			t.Errorf("keyedmutex %s: exit %d, stderr %q; want it to say watch samples and can miss short changes", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+}

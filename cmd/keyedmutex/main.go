@@ -50,6 +50,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -108,6 +109,10 @@ escapes ("a\nb"), a key with control or non-printable bytes. -json's
 is exact: with -quoted, KEY arguments are taken in that form
 (keyedmutex -quoted inspect '"\xffk"'). A KEY that starts with '-'
 follows "--" (keyedmutex inspect -- -k).
+
+A value keyedmutex did not write at a lock key blocks every Lock of the
+key: inspect and list show it (holder "(not keyedmutex's)"); release
+leaves it and prints the redis-cli DEL that clears it.
 
 Not stored, so not shown: fencing tokens and acquisition times (protocol
 v3 issues tokens from the server clock), so release has no -token: name
@@ -576,7 +581,8 @@ func (o *options) printReport(r distributed.KeyReport) {
 	case r.Held:
 		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
 	case r.Foreign:
-		fmt.Fprintf(w, "  holder    none: the lock key holds %q, a value keyedmutex did not write (ttl %s)\n", r.Value, fmtTTL(r.TTL))
+		fmt.Fprintf(w, "  holder    (not keyedmutex's)  ttl %s: the lock key holds %q, a value keyedmutex did not write; it blocks every Lock of the key\n", fmtTTL(r.TTL), r.Value)
+		fmt.Fprintf(w, "  clear     %s\n", o.delHint(r.LockKey))
 	case r.Waiters > 0:
 		fmt.Fprintf(w, "  holder    none (the holder's lock expired; the next waiter's poll serves the queue)\n")
 	default:
@@ -841,7 +847,7 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 		var err error
 		switch {
 		case r.Foreign:
-			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q; nothing released", key, show(r.LockKey), r.Value)
+			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q, a value keyedmutex did not write, which blocks every Lock of the key; nothing released. If no program of yours wrote it, %s", key, show(r.LockKey), r.Value, o.delHint(r.LockKey))
 		case !r.Held:
 			err = fmt.Errorf("%q is not locked (no holder in %s); nothing released", key, show(r.LockKey))
 			if n := o.notLockedNote(ctx, client, arg); n != "" && !r.Locked() {
@@ -911,6 +917,30 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 	}
 	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", show(key), labelOrDash(res.Before.Label), show(res.Before.Owner), now)
 	return exitOK, nil
+}
+
+// delHint says how to delete the lock key name by hand: the redis-cli
+// command for the flags' server.
+func (o *options) delHint(name string) string {
+	if show(name) != name {
+		return fmt.Sprintf("delete the key %s (Go-quoted: give redis-cli its exact bytes) with DEL", show(name))
+	}
+	conn := ""
+	if o.sentinelMaster == "" {
+		if host, port, err := net.SplitHostPort(strings.Split(o.addr, ",")[0]); err == nil {
+			conn = fmt.Sprintf("-h %s -p %s ", host, port)
+		}
+		if o.cluster {
+			conn += "-c "
+		}
+		if o.tls {
+			conn += "--tls "
+		}
+		if o.db != "0" {
+			conn += "-n " + o.db + " "
+		}
+	}
+	return fmt.Sprintf("delete it: redis-cli %sDEL '%s'", conn, strings.ReplaceAll(name, "'", `'\''`))
 }
 
 // isTerminal reports whether r is a terminal (a character device).

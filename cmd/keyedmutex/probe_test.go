@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/redistest"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
@@ -205,5 +206,33 @@ func TestWatchHelpSays(t *testing.T) {
 		if r.code != 0 || !strings.Contains(r.stderr, "can be missed") || strings.Contains(r.stderr, "print each change") {
 			t.Errorf("keyedmutex %s: exit %d, stderr %q; want it to say watch samples and can miss short changes", strings.Join(args, " "), r.code, r.stderr)
 		}
+	}
+}
+
+// TestForeignValueShown: a value keyedmutex did not write at a lock key
+// blocks callers: list and inspect show it (exit 0), and release says how
+// to delete it.
+func TestForeignValueShown(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	addr := "-addr=" + srv.Addr()
+	if err := c.Set(ctx, "keyedmutex:{f'1}", "someone-else", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := km(t, "", addr, "list")
+	r.want(t, 0, "list of a foreign value")
+	if !strings.Contains(r.stdout, "f'1 ") || !strings.Contains(r.stdout, "(not keyedmutex's)") {
+		t.Errorf("list: stdout %q; want f'1 with holder (not keyedmutex's)", r.stdout)
+	}
+	r = km(t, "", addr, "inspect", "f'1")
+	r.want(t, 0, "inspect of a foreign value")
+	if !strings.Contains(r.stdout, "holder    (not keyedmutex's)  ttl ") || !strings.Contains(r.stdout, "someone-else") {
+		t.Errorf("inspect: stdout %q; want holder (not keyedmutex's), its ttl and value", r.stdout)
+	}
+	r = km(t, "", addr, "release", "f'1", "-holder", "x", "-yes")
+	r.want(t, 3, "release of a foreign value")
+	if want := "redis-cli -h 127.0.0.1 -p " + fmt.Sprint(srv.Port()) + ` DEL 'keyedmutex:{f'\''1}'`; !strings.Contains(r.stderr, want) {
+		t.Errorf("release: stderr %q; want it to give %s", r.stderr, want)
 	}
 }

@@ -50,8 +50,10 @@ type KeyReport struct {
 	clockUs int64 // the server clock (µs) when it was read
 }
 
-// Locked reports whether the key is held or has waiters.
-func (r KeyReport) Locked() bool { return r.Held || r.Waiters > 0 }
+// Locked reports whether the key is held, has waiters, or its lock key
+// holds a value this library did not write (Foreign), which blocks every
+// Lock of the key as a holder would, until it expires or is deleted.
+func (r KeyReport) Locked() bool { return r.Held || r.Foreign || r.Waiters > 0 }
 
 // LongestWait is how long the head of the queue has waited; 0 without
 // waiters.
@@ -330,7 +332,8 @@ func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 }
 
 // ListKeys finds, by SCAN (never KEYS) on every master of a Cluster, the
-// keys under prefix that are held or have waiters, and reports them
+// keys under prefix that are held, have waiters or whose lock key holds a
+// foreign value (see [KeyReport.Locked]), and reports them
 // sorted by the wait of their queue's head, longest first (then by key).
 // A key that cannot be read (see [InspectKeys]) is reported too, with Err
 // set, after the others, and ListKeys then returns the reports with an

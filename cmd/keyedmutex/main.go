@@ -466,19 +466,21 @@ func (o *options) keyArg(arg string) string {
 // looks like something else: a Redis key of its own, or a lock's Redis
 // name under another prefix.
 func (o *options) notLockedNote(ctx context.Context, client redis.UniversalClient, arg string) string {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	// A lock found under another prefix first: a fact beats a reading of
+	// the argument's shape.
+	if p := o.lockElsewhere(ctx, client, o.keyArg(arg)); p != "" {
+		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
+	}
 	if i := strings.IndexByte(arg, '{'); i >= 0 && strings.HasSuffix(arg, "}") {
 		p := strings.TrimSuffix(arg[:i], "q:")
 		if k, _, _, ok := distributed.ParseKeyName(p, arg); ok && p != o.prefix {
 			return fmt.Sprintf("%q reads as the Redis name of key %q under prefix %q, not %q: try -prefix %q", arg, k, p, o.prefix, p)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
 	if t, err := client.Type(ctx, arg).Result(); err == nil && t != "none" {
 		return fmt.Sprintf("a Redis key %q exists (a %s): it is not a lock key; KEY is the key a Mutex locks, whose lock is %s{KEY}", arg, t, o.prefix)
-	}
-	if p := o.lockElsewhere(ctx, client, o.keyArg(arg)); p != "" {
-		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
 	}
 	return ""
 }
@@ -755,9 +757,10 @@ func (o *options) otherPrefixes(ctx context.Context, client redis.UniversalClien
 func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg string) (int, error) {
 	key := o.keyArg(arg)
 	if !o.json {
-		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", show(key), show(o.prefix+"{"+key+"}"), o.interval)
+		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", show(key), show(distributed.LockKeyName(o.prefix, key)), o.interval)
 	}
 	last, lastErr := "", ""
+	first := true // the first sample of a free key gets inspect's note
 	t := time.NewTicker(o.interval)
 	defer t.Stop()
 	for {
@@ -774,9 +777,14 @@ func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg s
 			}
 		default:
 			lastErr = ""
+			note := ""
+			if first && !rs[0].Locked() {
+				note = o.notLockedNote(ctx, client, arg)
+			}
+			first = false
 			if s := signature(rs[0]); s != last {
 				last = s
-				if err := o.printChange(rs[0]); err != nil {
+				if err := o.printChange(rs[0], note); err != nil {
 					return exitError, err
 				}
 			}
@@ -799,11 +807,12 @@ func signature(r distributed.KeyReport) string {
 	return b.String()
 }
 
-func (o *options) printChange(r distributed.KeyReport) error {
+func (o *options) printChange(r distributed.KeyReport, note string) error {
 	now := time.Now()
 	if o.json {
 		j := o.toJSON(r)
 		j.Time = now.UTC().Format(time.RFC3339Nano)
+		j.Note = note
 		return o.printJSONLine(j)
 	}
 	var b strings.Builder
@@ -826,6 +835,9 @@ func (o *options) printChange(r distributed.KeyReport) error {
 			}
 		}
 		fmt.Fprintf(&b, "; waiting: %s", strings.Join(labels, ", "))
+	}
+	if note != "" {
+		fmt.Fprintf(&b, " (note: %s)", note)
 	}
 	_, err := fmt.Fprintf(o.stdout, "%s  %s\n", now.Format("15:04:05.000"), b.String())
 	return err

@@ -236,3 +236,36 @@ func TestForeignValueShown(t *testing.T) {
 		t.Errorf("release: stderr %q; want it to give %s", r.stderr, want)
 	}
 }
+
+// TestWatchBanner: watch's banner names the lock as the library does
+// (a '}' in the key escaped), and a key locked under another prefix gets
+// inspect's "try -prefix" note.
+func TestWatchBanner(t *testing.T) {
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	m := newMutex(t, c, distributed.WithPrefix("app:"))
+	l, err := m.Lock(ctx, "{pay-1}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	cmd := exec.CommandContext(ctx, binary(t), "-addr="+srv.Addr(), "-prefix=svc:", "watch", "{pay-1}")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	var got []string
+	for len(got) < 2 && sc.Scan() {
+		got = append(got, sc.Text())
+	}
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	if len(got) != 2 || !strings.Contains(got[0], "(lock svc:{{pay-1%7D})") || !strings.Contains(got[1], `try -prefix "app:"`) {
+		t.Errorf("watch: first lines %q; want the lock svc:{{pay-1%%7D} and a note to try -prefix app:", got)
+	}
+}

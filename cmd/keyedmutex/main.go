@@ -163,7 +163,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.sentinelMaster, "sentinel-master", o.sentinelMaster, "Sentinel master `name`: -addr lists the Sentinels")
 	fs.StringVar(&o.sentinelPass, "sentinel-pass", o.sentinelPass, "Sentinel `password`, if the Sentinels need one")
 	fs.StringVar(&o.prefix, "prefix", o.prefix, "the Mutexes' key `prefix` (distributed.WithPrefix)")
-	fs.DurationVar(&o.timeout, "timeout", o.timeout, "`timeout` of each round trip to Redis")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "`timeout`: how long each step waits for Redis (no retries); a stalled server fails the command within it (list: 10 × it)")
 	fs.BoolVar(&o.json, "json", o.json, "print JSON")
 	fs.BoolVar(&o.quoted, "quoted", o.quoted, `each KEY is Go-quoted ("a\nb", "\xff"), as -json's key_quoted and text output print keys`)
 }
@@ -276,7 +276,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usage("%v", err)
 	}
 	defer client.Close()
+	// go-redis does not abandon a read in flight when its context ends:
+	// at an interrupt, closing the client ends it at once.
+	stopClose := context.AfterFunc(ctx, func() { client.Close() })
+	defer stopClose()
 	if err := o.ping(ctx, client); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "keyedmutex %s: interrupted\n", cmd)
+			return exitError
+		}
 		fmt.Fprintf(stderr, "keyedmutex: %v\n", err)
 		return exitError
 	}
@@ -291,7 +299,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "release":
 		code, err = o.release(ctx, client, pos[0])
 	}
+	if err != nil && ctx.Err() != nil && cmd != "release" {
+		fmt.Fprintf(stderr, "keyedmutex %s: interrupted\n", cmd)
+		return exitError
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted; the lock may or may not have been released (inspect shows it): %w", err)
+		}
 		fmt.Fprintf(stderr, "keyedmutex %s: %v\n", cmd, o.explain(err))
 	}
 	return code
@@ -352,20 +367,20 @@ func (o *options) connect() (redis.UniversalClient, error) {
 		}
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: o.user, Password: o.pass, TLSConfig: tc,
-			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
 		}), nil
 	case o.sentinelMaster != "":
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: o.sentinelMaster, SentinelAddrs: addrs, SentinelPassword: o.sentinelPass,
 			Username: o.user, Password: o.pass, DB: db, TLSConfig: tc,
-			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
 		}), nil
 	case len(addrs) > 1:
 		return nil, fmt.Errorf("-addr %q: several addresses need -cluster or -sentinel-master", o.addr)
 	}
 	return redis.NewClient(&redis.Options{
 		Addr: addrs[0], Username: o.user, Password: o.pass, DB: db, TLSConfig: tc,
-		DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+		DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
 	}), nil
 }
 
@@ -441,8 +456,14 @@ func (o *options) pingMasters(ctx context.Context, cc *redis.ClusterClient) erro
 func (o *options) explain(err error) error {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") || strings.Contains(msg, "i/o timeout"):
+	case o.tls && (strings.Contains(msg, "tls:") || strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "EOF")):
+		return fmt.Errorf("%w (-tls is set: does the server at -addr speak TLS? A plaintext server does not answer a TLS handshake; or it is stalled: -timeout is %v)", err, o.timeout)
+	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host"):
 		return fmt.Errorf("%w (is the server running? -addr sets its address)", err)
+	case strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "deadline exceeded"):
+		return fmt.Errorf("%w (no answer within -timeout %v: is the server stalled or overloaded, or -addr a port that is not Redis? A TLS-only server needs -tls)", err, o.timeout)
+	case !o.tls && (strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset")):
+		return fmt.Errorf("%w (the server closed the connection: does it need -tls?)", err)
 	case strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "WRONGPASS"):
 		return fmt.Errorf("%w (-user and -pass, or REDISCLI_AUTH, set the credentials)", err)
 	case strings.Contains(msg, "MOVED") || strings.Contains(msg, "CROSSSLOT"):

@@ -3,11 +3,14 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,5 +270,104 @@ func TestWatchBanner(t *testing.T) {
 	cmd.Wait()
 	if len(got) != 2 || !strings.Contains(got[0], "(lock svc:{{pay-1%7D})") || !strings.Contains(got[1], `try -prefix "app:"`) {
 		t.Errorf("watch: first lines %q; want the lock svc:{{pay-1%%7D} and a note to try -prefix app:", got)
+	}
+}
+
+// silentServer accepts connections and reads them, never answering, as a
+// stalled server does; each first read is sent on the returned channel.
+func silentServer(t *testing.T) (addr string, reads <-chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan struct{}, 16)
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() {
+				buf := make([]byte, 4096)
+				first := true
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+					if first {
+						first = false
+						select {
+						case ch <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String(), ch
+}
+
+// TestTimeoutsExplained: a server that does not answer gets a hint naming
+// -timeout; -tls against a plaintext server a hint naming TLS; and an
+// interrupt ends a read in flight at once, long before -timeout.
+func TestTimeoutsExplained(t *testing.T) {
+	addr, reads := silentServer(t)
+	r := km(t, "", "-addr="+addr, "-timeout=300ms", "inspect", "k")
+	r.want(t, 1, "a silent server")
+	if !strings.Contains(r.stderr, "no answer within -timeout 300ms") {
+		t.Errorf("a silent server: stderr %q; want a hint naming -timeout", r.stderr)
+	}
+	srv := redistest.Start(t)
+	r = km(t, "", "-addr="+srv.Addr(), "-tls", "-insecure", "-timeout=500ms", "list")
+	r.want(t, 1, "-tls against a plaintext server")
+	if !strings.Contains(r.stderr, "does the server at -addr speak TLS") {
+		t.Errorf("-tls against a plaintext server: stderr %q; want a hint about TLS", r.stderr)
+	}
+
+	for len(reads) > 0 {
+		<-reads
+	}
+	ctx := ctxT(t)
+	// -timeout is far beyond the test's own deadline: only the interrupt
+	// can end the command in time.
+	cmd := exec.CommandContext(ctx, binary(t), "-addr="+addr, "-timeout=1h", "inspect", "k")
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reads: // the command waits for the answer to its first command
+	case <-ctx.Done():
+		t.Fatal("the command never wrote to the server")
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ctx.Err() != nil {
+		t.Fatalf("an interrupt did not end a read in flight (stderr %q)", errb.String())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(errb.String(), "interrupted") {
+		t.Errorf("interrupted: %v, stderr %q; want exit 1 saying interrupted", err, errb.String())
 	}
 }

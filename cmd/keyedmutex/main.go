@@ -404,6 +404,11 @@ func (o *options) ping(ctx context.Context, client redis.UniversalClient) error 
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
+		if o.sentinelMaster != "" {
+			if known, ok := o.sentinelMasters(ctx); ok {
+				return fmt.Errorf("cannot reach %s: the Sentinels know no master named %q (they know: %s); -sentinel-master names it", o.where(), o.sentinelMaster, known)
+			}
+		}
 		return fmt.Errorf("cannot reach %s: %w", o.where(), o.explain(err))
 	}
 	if !o.cluster {
@@ -450,6 +455,49 @@ func (o *options) pingMasters(ctx context.Context, cc *redis.ClusterClient) erro
 		fmt.Fprintf(o.stderr, "keyedmutex: %s (the keys it serves cannot be read)\n", f)
 	}
 	return nil
+}
+
+// sentinelMasters asks the Sentinels of -addr for -sentinel-master, and
+// returns ok true and the names they know if one answers that it knows no
+// master of that name.
+func (o *options) sentinelMasters(ctx context.Context) (known string, ok bool) {
+	for _, a := range strings.Split(o.addr, ",") {
+		sc := redis.NewSentinelClient(&redis.Options{
+			Addr: strings.TrimSpace(a), Password: o.sentinelPass,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
+		})
+		_, err := sc.GetMasterAddrByName(ctx, o.sentinelMaster).Result()
+		if !errors.Is(err, redis.Nil) {
+			sc.Close()
+			continue
+		}
+		var names []string
+		if ms, err := sc.Masters(ctx).Result(); err == nil {
+			for _, m := range ms {
+				// Each master is a list of field, value pairs (RESP2) or a map.
+				switch m := m.(type) {
+				case []any:
+					for i := 0; i+1 < len(m); i += 2 {
+						if m[i] == "name" {
+							names = append(names, fmt.Sprint(m[i+1]))
+						}
+					}
+				case map[any]any:
+					names = append(names, fmt.Sprint(m["name"]))
+				}
+			}
+		}
+		sc.Close()
+		sort.Strings(names)
+		if len(names) == 0 {
+			return "none", true
+		}
+		for i, n := range names {
+			names[i] = strconv.Quote(n)
+		}
+		return strings.Join(names, ", "), true
+	}
+	return "", false
 }
 
 // explain adds a hint to the errors whose cause a person may not guess.

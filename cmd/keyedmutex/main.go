@@ -114,6 +114,10 @@ A value keyedmutex did not write at a lock key blocks every Lock of the
 key: inspect and list show it (holder "(not keyedmutex's)"); release
 leaves it and prints the redis-cli DEL that clears it.
 
+Hybrid (mutex/hybrid) processes show only their remote head, the Lock
+each queues or holds in Redis, not the callers queued locally behind it.
+A KEY that starts with '-' follows "--" (keyedmutex inspect -- -k).
+
 Not stored, so not shown: fencing tokens and acquisition times (protocol
 v3 issues tokens from the server clock), so release has no -token: name
 the holder's label (WithLabel; "host:pid" by default) or owner id.

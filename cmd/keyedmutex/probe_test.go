@@ -371,3 +371,27 @@ func TestTimeoutsExplained(t *testing.T) {
 		t.Errorf("interrupted: %v, stderr %q; want exit 1 saying interrupted", err, errb.String())
 	}
 }
+
+// TestHelpDocumentsLimits: the help says hybrid processes show only their
+// remote head, and that a key starting with '-' follows "--"; and such a
+// key after "--" is inspected.
+func TestHelpDocumentsLimits(t *testing.T) {
+	r := km(t, "", "-h")
+	if !strings.Contains(r.stderr, "remote head") || !strings.Contains(r.stderr, `follows "--"`) {
+		t.Errorf("-h: stderr %q; want the hybrid remote-head limit and the \"--\" rule", r.stderr)
+	}
+	srv := redistest.Start(t)
+	c := srv.Client(t)
+	ctx := ctxT(t)
+	m := newMutex(t, c, distributed.WithLabel("dash"))
+	l, err := m.Lock(ctx, "-k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	r = km(t, "", "-addr="+srv.Addr(), "inspect", "--", "-k")
+	r.want(t, 0, "inspect -- -k")
+	if !strings.Contains(r.stdout, "holder    dash") {
+		t.Errorf("inspect -- -k: stdout %q; want held by dash", r.stdout)
+	}
+}

@@ -464,7 +464,7 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	// read of the key's own server clock (InspectKeys reads it there, in a
 	// Cluster too): tokens issued after the release start above them.
 	top := strconv.FormatInt(before.clockUs+maxAhead, 10)
-	n, err := sc.release.Run(ctx, client, []string{nm.lock, nm.queue}, before.Owner, "a", "", top).Int64()
+	n, err := runInPipeline(ctx, client, sc.release, []string{nm.lock, nm.queue}, before.Owner, "a", "", top)
 	if err != nil {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
@@ -482,6 +482,25 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 		res.After = rs[0]
 	}
 	return res, nil
+}
+
+// runInPipeline runs script as a one-command pipeline (EVALSHA, then EVAL
+// at NOSCRIPT): in a Cluster, a pipeline goes straight to the key's
+// master, while a lone command may first load the command table from an
+// arbitrary node, which waits out its timeout if that node is stalled.
+func runInPipeline(ctx context.Context, client redis.UniversalClient, script *redis.Script, keys []string, args ...any) (int64, error) {
+	var cmd *redis.Cmd
+	_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = script.EvalSha(ctx, p, keys, args...)
+		return nil
+	})
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			cmd = script.Eval(ctx, p, keys, args...)
+			return nil
+		})
+	}
+	return cmd.Int64()
 }
 
 // holderName names the holder of info: its label and owner id.

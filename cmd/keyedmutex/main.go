@@ -21,11 +21,18 @@
 // -insecure. -prefix is the Mutexes' key prefix (distributed.WithPrefix;
 // "keyedmutex:" by default). KEY is the key as the Mutex encodes it (for
 // string keys, the key itself); a lock's Redis name is accepted too.
-// Every command takes -json, and flags may follow the command.
+// Every command takes -json, and flags may follow the command. Text
+// output quotes keys with control or non-printable bytes; -json's
+// "key_quoted" is the key Go-quoted, exact even when "key" is not (a key
+// that is not valid UTF-8), and -quoted takes KEY arguments in that form.
+// A KEY that starts with '-' follows "--".
 //
 // Exit codes: 0 success; 1 an error (no server, WRONGTYPE, ...); 2 bad
 // usage; 3 nothing to do: a key not locked, nothing listed, or a lock not
-// held by the holder named; 4 a release not confirmed at the prompt.
+// held by the holder named; 4 a release not confirmed at the prompt. A
+// key that cannot be read (WRONGTYPE, its Cluster master stalled) does
+// not hide the others: inspect and list print them, and that key with its
+// error ("state": "error" and "error" in -json), and exit 1.
 //
 // Protocol v3 stores no fencing token and no acquisition time (tokens
 // are the server's clock read while the lock is held), so neither can be
@@ -43,14 +50,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
 	"github.com/redis/go-redis/v9"
@@ -83,14 +94,29 @@ const usageText = `keyedmutex shows and breaks the locks of keyedmutex/mutex/dis
 Usage:
   keyedmutex [flags] inspect KEY...           holder, TTL and waiters of each key
   keyedmutex [flags] list [-match PATTERN]    every held or queued key (SCAN), longest wait first
-  keyedmutex [flags] watch [-interval D] KEY  print each change of holder and queue until interrupted
+  keyedmutex [flags] watch [-interval D] KEY  sample holder and queue every -interval, print a line
+                                              when they differ from the last sample, until interrupted
+                                              (a change shorter than the interval can be missed)
   keyedmutex [flags] release [-yes] KEY -holder LABEL
                                               break the lock if LABEL (or owner id) holds it and
                                               hand it to the next waiter; asks unless -yes
 
 KEY is the key as the Mutex encodes it (for string keys, the key itself);
 a lock's Redis name (PREFIX{KEY}) is accepted too. Flags may follow the
-command. Every command takes -json.
+command. Every command takes -json. Text output quotes, with Go's
+escapes ("a\nb"), a key with control or non-printable bytes. -json's
+"key" loses the bytes of a key that is not valid UTF-8; its "key_quoted"
+is exact: with -quoted, KEY arguments are taken in that form
+(keyedmutex -quoted inspect '"\xffk"'). A KEY that starts with '-'
+follows "--" (keyedmutex inspect -- -k).
+
+A value keyedmutex did not write at a lock key blocks every Lock of the
+key: inspect and list show it (holder "(not keyedmutex's)"); release
+leaves it and prints the redis-cli DEL that clears it.
+
+Hybrid (mutex/hybrid) processes show only their remote head, the Lock
+each queues or holds in Redis, not the callers queued locally behind it.
+A KEY that starts with '-' follows "--" (keyedmutex inspect -- -k).
 
 Not stored, so not shown: fencing tokens and acquisition times (protocol
 v3 issues tokens from the server clock), so release has no -token: name
@@ -98,7 +124,9 @@ the holder's label (WithLabel; "host:pid" by default) or owner id.
 
 Exit codes: 0 ok; 1 error (no server, WRONGTYPE, ...); 2 usage; 3 nothing
 to do (a key not locked, nothing listed, a lock not held by that holder);
-4 release not confirmed.
+4 release not confirmed. A key that cannot be read (WRONGTYPE, its Cluster
+master stalled) is shown with its error, the other keys as usual, and
+the exit code is 1.
 
 Flags:
 `
@@ -113,6 +141,7 @@ type options struct {
 	prefix                       string
 	timeout                      time.Duration
 	json                         bool
+	quoted                       bool
 
 	match    string        // list
 	interval time.Duration // watch
@@ -138,8 +167,9 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.sentinelMaster, "sentinel-master", o.sentinelMaster, "Sentinel master `name`: -addr lists the Sentinels")
 	fs.StringVar(&o.sentinelPass, "sentinel-pass", o.sentinelPass, "Sentinel `password`, if the Sentinels need one")
 	fs.StringVar(&o.prefix, "prefix", o.prefix, "the Mutexes' key `prefix` (distributed.WithPrefix)")
-	fs.DurationVar(&o.timeout, "timeout", o.timeout, "`timeout` of each round trip to Redis")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "`timeout`: how long each step waits for Redis (no retries); a stalled server fails the command within it (list: 10 × it)")
 	fs.BoolVar(&o.json, "json", o.json, "print JSON")
+	fs.BoolVar(&o.quoted, "quoted", o.quoted, `each KEY is Go-quoted ("a\nb", "\xff"), as -json's key_quoted and text output print keys`)
 }
 
 // run runs the command with args and returns its exit code.
@@ -187,7 +217,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fs.StringVar(&o.match, "match", "", "Redis glob `pattern` the keys must match (default: all)")
 	case "watch":
 		synopsis = "watch [-interval D] KEY"
-		fs.DurationVar(&o.interval, "interval", o.interval, "polling `interval`")
+		fs.DurationVar(&o.interval, "interval", o.interval, "sampling `interval`: a line is printed when a sample differs from the last; a change that lasts less than this can be missed")
 	case "release":
 		synopsis = "release [-yes] KEY -holder LABEL"
 		fs.StringVar(&o.holder, "holder", "", "release only if this holder `label` (or owner id) holds the lock")
@@ -216,6 +246,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintf(stderr, "keyedmutex %s: %s\nUsage: keyedmutex %s (keyedmutex %s -h for flags)\n", cmd, fmt.Sprintf(format, a...), synopsis, cmd)
 		return exitUsage
 	}
+	if o.quoted {
+		for i, a := range pos {
+			k, err := strconv.Unquote(a)
+			if err != nil {
+				return usage("-quoted: KEY %s is not a Go-quoted string (as key_quoted in -json prints it, quotes included)", show(a))
+			}
+			pos[i] = k
+		}
+	}
 	switch {
 	case cmd == "inspect" && len(pos) == 0:
 		return usage("no KEY given")
@@ -241,7 +280,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return usage("%v", err)
 	}
 	defer client.Close()
+	// go-redis does not abandon a read in flight when its context ends:
+	// at an interrupt, closing the client ends it at once.
+	stopClose := context.AfterFunc(ctx, func() { client.Close() })
+	defer stopClose()
 	if err := o.ping(ctx, client); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(stderr, "keyedmutex %s: interrupted\n", cmd)
+			return exitError
+		}
 		fmt.Fprintf(stderr, "keyedmutex: %v\n", err)
 		return exitError
 	}
@@ -256,7 +303,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "release":
 		code, err = o.release(ctx, client, pos[0])
 	}
+	if err != nil && ctx.Err() != nil && cmd != "release" {
+		fmt.Fprintf(stderr, "keyedmutex %s: interrupted\n", cmd)
+		return exitError
+	}
 	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted; the lock may or may not have been released (inspect shows it): %w", err)
+		}
 		fmt.Fprintf(stderr, "keyedmutex %s: %v\n", cmd, o.explain(err))
 	}
 	return code
@@ -317,20 +371,20 @@ func (o *options) connect() (redis.UniversalClient, error) {
 		}
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: o.user, Password: o.pass, TLSConfig: tc,
-			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
 		}), nil
 	case o.sentinelMaster != "":
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: o.sentinelMaster, SentinelAddrs: addrs, SentinelPassword: o.sentinelPass,
 			Username: o.user, Password: o.pass, DB: db, TLSConfig: tc,
-			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
 		}), nil
 	case len(addrs) > 1:
 		return nil, fmt.Errorf("-addr %q: several addresses need -cluster or -sentinel-master", o.addr)
 	}
 	return redis.NewClient(&redis.Options{
 		Addr: addrs[0], Username: o.user, Password: o.pass, DB: db, TLSConfig: tc,
-		DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout,
+		DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
 	}), nil
 }
 
@@ -348,9 +402,17 @@ func (o *options) where() string {
 // ping checks that the server answers, and with a plain client that it is
 // not a Cluster node.
 func (o *options) ping(ctx context.Context, client redis.UniversalClient) error {
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		return o.pingMasters(ctx, cc)
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	if err := client.Ping(ctx).Err(); err != nil {
+		if o.sentinelMaster != "" {
+			if known, ok := o.sentinelMasters(ctx); ok {
+				return fmt.Errorf("cannot reach %s: the Sentinels know no master named %q (they know: %s); -sentinel-master names it", o.where(), o.sentinelMaster, known)
+			}
+		}
 		return fmt.Errorf("cannot reach %s: %w", o.where(), o.explain(err))
 	}
 	if !o.cluster {
@@ -361,12 +423,99 @@ func (o *options) ping(ctx context.Context, client redis.UniversalClient) error 
 	return nil
 }
 
+// pingMasters pings every master of a Cluster. It fails only if none
+// answers: a stalled master is reported on stderr, and the keys it serves
+// get their own errors, while the keys of the others are read.
+func (o *options) pingMasters(ctx context.Context, cc *redis.ClusterClient) error {
+	// Loading the slot map tries the seeds one by one, each for up to
+	// -timeout: a stalled seed must not use up the time of the others.
+	seeds := len(strings.Split(o.addr, ","))
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(seeds+1)*o.timeout)
+	defer cancel()
+	var mu sync.Mutex
+	var ok int
+	var failed []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		ctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		err := n.Ping(ctx).Err()
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("master %s: %v", n.Options().Addr, o.explain(err)))
+		} else {
+			ok++
+		}
+		return nil
+	})
+	sort.Strings(failed)
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot reach %s: %w", o.where(), o.explain(err))
+	case ok == 0 && len(failed) > 0:
+		return fmt.Errorf("cannot reach %s: %s", o.where(), strings.Join(failed, "; "))
+	}
+	for _, f := range failed {
+		fmt.Fprintf(o.stderr, "keyedmutex: %s (the keys it serves cannot be read)\n", f)
+	}
+	return nil
+}
+
+// sentinelMasters asks the Sentinels of -addr for -sentinel-master, and
+// returns ok true and the names they know if one answers that it knows no
+// master of that name.
+func (o *options) sentinelMasters(ctx context.Context) (known string, ok bool) {
+	for _, a := range strings.Split(o.addr, ",") {
+		sc := redis.NewSentinelClient(&redis.Options{
+			Addr: strings.TrimSpace(a), Password: o.sentinelPass,
+			DialTimeout: o.timeout, ReadTimeout: o.timeout, WriteTimeout: o.timeout, MaxRetries: -1,
+		})
+		_, err := sc.GetMasterAddrByName(ctx, o.sentinelMaster).Result()
+		if !errors.Is(err, redis.Nil) {
+			sc.Close()
+			continue
+		}
+		var names []string
+		if ms, err := sc.Masters(ctx).Result(); err == nil {
+			for _, m := range ms {
+				// Each master is a list of field, value pairs (RESP2) or a map.
+				switch m := m.(type) {
+				case []any:
+					for i := 0; i+1 < len(m); i += 2 {
+						if m[i] == "name" {
+							names = append(names, fmt.Sprint(m[i+1]))
+						}
+					}
+				case map[any]any:
+					names = append(names, fmt.Sprint(m["name"]))
+				}
+			}
+		}
+		sc.Close()
+		sort.Strings(names)
+		if len(names) == 0 {
+			return "none", true
+		}
+		for i, n := range names {
+			names[i] = strconv.Quote(n)
+		}
+		return strings.Join(names, ", "), true
+	}
+	return "", false
+}
+
 // explain adds a hint to the errors whose cause a person may not guess.
 func (o *options) explain(err error) error {
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") || strings.Contains(msg, "i/o timeout"):
+	case o.tls && (strings.Contains(msg, "tls:") || strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "EOF")):
+		return fmt.Errorf("%w (-tls is set: does the server at -addr speak TLS? A plaintext server does not answer a TLS handshake; or it is stalled: -timeout is %v)", err, o.timeout)
+	case strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host"):
 		return fmt.Errorf("%w (is the server running? -addr sets its address)", err)
+	case strings.Contains(msg, "i/o timeout") || strings.Contains(msg, "deadline exceeded"):
+		return fmt.Errorf("%w (no answer within -timeout %v: is the server stalled or overloaded, or -addr a port that is not Redis? A TLS-only server needs -tls)", err, o.timeout)
+	case !o.tls && (strings.Contains(msg, "EOF") || strings.Contains(msg, "connection reset")):
+		return fmt.Errorf("%w (the server closed the connection: does it need -tls?)", err)
 	case strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "WRONGPASS"):
 		return fmt.Errorf("%w (-user and -pass, or REDISCLI_AUTH, set the credentials)", err)
 	case strings.Contains(msg, "MOVED") || strings.Contains(msg, "CROSSSLOT"):
@@ -390,19 +539,21 @@ func (o *options) keyArg(arg string) string {
 // looks like something else: a Redis key of its own, or a lock's Redis
 // name under another prefix.
 func (o *options) notLockedNote(ctx context.Context, client redis.UniversalClient, arg string) string {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	// A lock found under another prefix first: a fact beats a reading of
+	// the argument's shape.
+	if p := o.lockElsewhere(ctx, client, o.keyArg(arg)); p != "" {
+		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
+	}
 	if i := strings.IndexByte(arg, '{'); i >= 0 && strings.HasSuffix(arg, "}") {
 		p := strings.TrimSuffix(arg[:i], "q:")
 		if k, _, _, ok := distributed.ParseKeyName(p, arg); ok && p != o.prefix {
 			return fmt.Sprintf("%q reads as the Redis name of key %q under prefix %q, not %q: try -prefix %q", arg, k, p, o.prefix, p)
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
 	if t, err := client.Type(ctx, arg).Result(); err == nil && t != "none" {
 		return fmt.Sprintf("a Redis key %q exists (a %s): it is not a lock key; KEY is the key a Mutex locks, whose lock is %s{KEY}", arg, t, o.prefix)
-	}
-	if p := o.lockElsewhere(ctx, client, o.keyArg(arg)); p != "" {
-		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
 	}
 	return ""
 }
@@ -451,24 +602,34 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	rs, err := distributed.InspectKeys(cctx, client, o.prefix, keys...)
 	cancel()
-	if err != nil {
+	if rs == nil {
 		return exitError, err
 	}
+	// err, if any, is a key that could not be read: it is reported with
+	// its key, and the others are printed.
 	code := exitOK
 	notes := make([]string, len(rs))
 	for i, r := range rs {
-		if !r.Locked() {
-			code = exitNothing
+		switch {
+		case r.Err != nil:
+			code = exitError
+		case !r.Locked():
+			if code == exitOK {
+				code = exitNothing
+			}
 			notes[i] = o.notLockedNote(ctx, client, args[i])
 		}
 	}
 	if o.json {
 		out := make([]jsonKey, len(rs))
 		for i, r := range rs {
-			out[i] = toJSON(r)
+			out[i] = o.toJSON(r)
 			out[i].Note = notes[i]
 		}
-		return code, o.printJSON(out)
+		if err := o.printJSON(out); err != nil {
+			return exitError, err
+		}
+		return code, err
 	}
 	for i, r := range rs {
 		if i > 0 {
@@ -479,19 +640,24 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 			fmt.Fprintf(o.stdout, "  note      %s\n", notes[i])
 		}
 	}
-	return code, nil
+	return code, err
 }
 
 // printReport prints one key's lock, for a person.
 func (o *options) printReport(r distributed.KeyReport) {
 	w := o.stdout
-	fmt.Fprintf(w, "%s\n", r.Key)
-	fmt.Fprintf(w, "  lock      %s\n", r.LockKey)
+	fmt.Fprintf(w, "%s\n", show(r.Key))
+	fmt.Fprintf(w, "  lock      %s\n", show(r.LockKey))
+	if r.Err != nil {
+		fmt.Fprintf(w, "  error     %v\n", o.explain(r.Err))
+		return
+	}
 	switch {
 	case r.Held:
-		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
+		fmt.Fprintf(w, "  holder    %s  owner %s  ttl %s\n", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
 	case r.Foreign:
-		fmt.Fprintf(w, "  holder    none: the lock key holds %q, a value keyedmutex did not write (ttl %s)\n", r.Value, fmtTTL(r.TTL))
+		fmt.Fprintf(w, "  holder    (not keyedmutex's)  ttl %s: the lock key holds %q, a value keyedmutex did not write; it blocks every Lock of the key\n", fmtTTL(r.TTL), r.Value)
+		fmt.Fprintf(w, "  clear     %s\n", o.delHint(r.LockKey))
 	case r.Waiters > 0:
 		fmt.Fprintf(w, "  holder    none (the holder's lock expired; the next waiter's poll serves the queue)\n")
 	default:
@@ -503,7 +669,7 @@ func (o *options) printReport(r distributed.KeyReport) {
 		if q.Dead {
 			dead = "  (dead: its waiter stopped refreshing it)"
 		}
-		fmt.Fprintf(w, "    %d  %s  waited %s  owner %s%s\n", i+1, labelOrDash(q.Label), fmtDur(q.Waited), q.Owner, dead)
+		fmt.Fprintf(w, "    %d  %s  waited %s  owner %s%s\n", i+1, labelOrDash(q.Label), fmtDur(q.Waited), show(q.Owner), dead)
 	}
 }
 
@@ -511,7 +677,24 @@ func labelOrDash(l string) string {
 	if l == "" {
 		return "-"
 	}
-	return l
+	return show(l)
+}
+
+// show returns s for text output: as is if it is valid UTF-8 of
+// printable characters (spaces included), else (a newline, a tab, an
+// escape, any control or non-printable byte, or a leading '"') quoted
+// with Go's escapes, as strconv.Quote does, so a key can neither forge a
+// row, break the columns nor reach the terminal as a control sequence.
+func show(s string) string {
+	if s != "" && s[0] == '"' {
+		return strconv.Quote(s)
+	}
+	for i, r := range s {
+		if (r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD")) || (!unicode.IsPrint(r) && r != ' ') {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 func fmtDur(d time.Duration) string {
@@ -534,13 +717,19 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 	cctx, cancel := context.WithTimeout(ctx, 10*o.timeout)
 	rs, err := distributed.ListKeys(cctx, client, o.prefix, o.match)
 	cancel()
-	if err != nil {
+	if rs == nil && err != nil {
 		return exitError, err
+	}
+	// err, if any, is a key that could not be read: listed with its error,
+	// after the others, and the exit code is 1.
+	code := exitOK
+	if err != nil {
+		code = exitError
 	}
 	if o.json {
 		out := make([]jsonKey, len(rs))
 		for i, r := range rs {
-			out[i] = toJSON(r)
+			out[i] = o.toJSON(r)
 		}
 		if err := o.printJSON(out); err != nil {
 			return exitError, err
@@ -551,6 +740,8 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 		for _, r := range rs {
 			holder, ttl := "-", "-"
 			switch {
+			case r.Err != nil:
+				holder = "(error: see below)"
 			case r.Held:
 				holder, ttl = labelOrDash(r.Label), fmtTTL(r.TTL)
 			case r.Foreign:
@@ -560,9 +751,14 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 			if len(r.Queue) > 0 {
 				wait = fmtDur(r.LongestWait())
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Key, holder, ttl, len(r.Queue), wait)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", show(r.Key), holder, ttl, len(r.Queue), wait)
 		}
 		tw.Flush()
+		for _, r := range rs {
+			if r.Err != nil {
+				fmt.Fprintf(o.stderr, "keyedmutex list: %v\n", o.explain(r.Err))
+			}
+		}
 	}
 	if len(rs) == 0 {
 		what := "no key held or waited for"
@@ -576,7 +772,10 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 		fmt.Fprintln(o.stderr, "keyedmutex list: "+msg)
 		return exitNothing, nil
 	}
-	return exitOK, nil
+	if o.json && err != nil {
+		return code, err
+	}
+	return code, nil
 }
 
 // otherPrefixes looks, in a bounded SCAN of the first server, for lock
@@ -631,9 +830,10 @@ func (o *options) otherPrefixes(ctx context.Context, client redis.UniversalClien
 func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg string) (int, error) {
 	key := o.keyArg(arg)
 	if !o.json {
-		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", key, o.prefix+"{"+key+"}", o.interval)
+		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", show(key), show(distributed.LockKeyName(o.prefix, key)), o.interval)
 	}
 	last, lastErr := "", ""
+	first := true // the first sample of a free key gets inspect's note
 	t := time.NewTicker(o.interval)
 	defer t.Stop()
 	for {
@@ -650,9 +850,14 @@ func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg s
 			}
 		default:
 			lastErr = ""
+			note := ""
+			if first && !rs[0].Locked() {
+				note = o.notLockedNote(ctx, client, arg)
+			}
+			first = false
 			if s := signature(rs[0]); s != last {
 				last = s
-				if err := o.printChange(rs[0]); err != nil {
+				if err := o.printChange(rs[0], note); err != nil {
 					return exitError, err
 				}
 			}
@@ -675,17 +880,18 @@ func signature(r distributed.KeyReport) string {
 	return b.String()
 }
 
-func (o *options) printChange(r distributed.KeyReport) error {
+func (o *options) printChange(r distributed.KeyReport, note string) error {
 	now := time.Now()
 	if o.json {
-		j := toJSON(r)
+		j := o.toJSON(r)
 		j.Time = now.UTC().Format(time.RFC3339Nano)
+		j.Note = note
 		return o.printJSONLine(j)
 	}
 	var b strings.Builder
 	switch {
 	case r.Held:
-		fmt.Fprintf(&b, "held by %s (owner %s, ttl %s)", labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL))
+		fmt.Fprintf(&b, "held by %s (owner %s, ttl %s)", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
 	case r.Foreign:
 		fmt.Fprintf(&b, "not keyedmutex's: the lock key holds %q", r.Value)
 	case len(r.Queue) > 0:
@@ -702,6 +908,9 @@ func (o *options) printChange(r distributed.KeyReport) error {
 			}
 		}
 		fmt.Fprintf(&b, "; waiting: %s", strings.Join(labels, ", "))
+	}
+	if note != "" {
+		fmt.Fprintf(&b, " (note: %s)", note)
 	}
 	_, err := fmt.Fprintf(o.stdout, "%s  %s\n", now.Format("15:04:05.000"), b.String())
 	return err
@@ -723,17 +932,17 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 		var err error
 		switch {
 		case r.Foreign:
-			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q; nothing released", key, r.LockKey, r.Value)
+			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q, a value keyedmutex did not write, which blocks every Lock of the key; nothing released. If no program of yours wrote it, %s", key, show(r.LockKey), r.Value, o.delHint(r.LockKey))
 		case !r.Held:
-			err = fmt.Errorf("%q is not locked (no holder in %s); nothing released", key, r.LockKey)
+			err = fmt.Errorf("%q is not locked (no holder in %s); nothing released", key, show(r.LockKey))
 			if n := o.notLockedNote(ctx, client, arg); n != "" && !r.Locked() {
 				err = fmt.Errorf("%w; %s", err, n)
 			}
 		default:
-			err = fmt.Errorf("%q is held by %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), r.Owner, o.holder)
+			err = fmt.Errorf("%q is held by %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), show(r.Owner), show(o.holder))
 		}
 		if o.json {
-			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: toJSON(r)})
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(r)})
 		}
 		return exitNothing, err
 	}
@@ -746,7 +955,7 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 			}
 		}
 		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
-			key, labelOrDash(r.Label), r.Owner, fmtTTL(r.TTL), next)
+			show(key), labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL), next)
 		answer := make(chan string, 1)
 		go func() { // abandoned at an interrupt: the process exits
 			line, _ := bufio.NewReader(o.stdin).ReadString('\n')
@@ -776,23 +985,47 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 			code = exitNothing
 		}
 		if o.json {
-			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: toJSON(res.Before)})
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(res.Before)})
 		}
 		return code, err
 	}
 	if o.json {
-		after := toJSON(res.After)
-		return exitOK, o.printJSON(jsonRelease{Key: key, Released: true, Before: toJSON(res.Before), After: &after})
+		after := o.toJSON(res.After)
+		return exitOK, o.printJSON(jsonRelease{Key: key, Released: true, Before: o.toJSON(res.Before), After: &after})
 	}
 	now := "now free"
 	switch a := res.After; {
 	case a.Held:
-		now = "now held by " + labelOrDash(a.Label) + " (owner " + a.Owner + ")"
+		now = "now held by " + labelOrDash(a.Label) + " (owner " + show(a.Owner) + ")"
 	case a.Locked():
 		now = fmt.Sprintf("now without holder, %d waiting", len(a.Queue))
 	}
-	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", key, labelOrDash(res.Before.Label), res.Before.Owner, now)
+	fmt.Fprintf(o.stdout, "released %s held by %s (owner %s); %s\n", show(key), labelOrDash(res.Before.Label), show(res.Before.Owner), now)
 	return exitOK, nil
+}
+
+// delHint says how to delete the lock key name by hand: the redis-cli
+// command for the flags' server.
+func (o *options) delHint(name string) string {
+	if show(name) != name {
+		return fmt.Sprintf("delete the key %s (Go-quoted: give redis-cli its exact bytes) with DEL", show(name))
+	}
+	conn := ""
+	if o.sentinelMaster == "" {
+		if host, port, err := net.SplitHostPort(strings.Split(o.addr, ",")[0]); err == nil {
+			conn = fmt.Sprintf("-h %s -p %s ", host, port)
+		}
+		if o.cluster {
+			conn += "-c "
+		}
+		if o.tls {
+			conn += "--tls "
+		}
+		if o.db != "0" {
+			conn += "-n " + o.db + " "
+		}
+	}
+	return fmt.Sprintf("delete it: redis-cli %sDEL '%s'", conn, strings.ReplaceAll(name, "'", `'\''`))
 }
 
 // isTerminal reports whether r is a terminal (a character device).
@@ -823,15 +1056,17 @@ type jsonWaiter struct {
 
 type jsonKey struct {
 	Time     string       `json:"time,omitempty"` // watch only
-	Key      string       `json:"key"`
+	Key      string       `json:"key"`            // not valid UTF-8: its bad bytes read U+FFFD
+	KeyQuot  string       `json:"key_quoted"`     // Go-quoted, exact: give it back with -quoted
 	Kind     string       `json:"kind"`
 	LockKey  string       `json:"lock_key"`
 	QueueKey string       `json:"queue_key"`
-	State    string       `json:"state"` // held, queued (waiters, no holder), free, foreign
+	State    string       `json:"state"` // held, queued (waiters, no holder), free, foreign, error
 	Holder   *jsonHolder  `json:"holder"`
 	Waiters  []jsonWaiter `json:"waiters"`
 	Value    string       `json:"value,omitempty"` // foreign only
 	Note     string       `json:"note,omitempty"`
+	Error    string       `json:"error,omitempty"` // state "error": the key could not be read
 }
 
 type jsonRelease struct {
@@ -842,9 +1077,11 @@ type jsonRelease struct {
 	After    *jsonKey `json:"after,omitempty"`
 }
 
-func toJSON(r distributed.KeyReport) jsonKey {
-	j := jsonKey{Key: r.Key, Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
+func (o *options) toJSON(r distributed.KeyReport) jsonKey {
+	j := jsonKey{Key: r.Key, KeyQuot: strconv.Quote(r.Key), Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
 	switch {
+	case r.Err != nil:
+		j.State, j.Error = "error", o.explain(r.Err).Error()
 	case r.Held:
 		j.State = "held"
 		j.Holder = &jsonHolder{Owner: r.Owner, Label: r.Label, TTLMs: ttlMs(r.TTL)}
@@ -874,7 +1111,7 @@ func (o *options) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// printJSONLine prints v on one line (watch: one line per change).
+// printJSONLine prints v on one line (watch: one line per changed sample).
 func (o *options) printJSONLine(v any) error {
 	return json.NewEncoder(o.stdout).Encode(v)
 }

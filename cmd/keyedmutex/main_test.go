@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -522,8 +523,9 @@ func TestSentinel(t *testing.T) {
 	}
 	r = km(t, "", "-sentinel-master", "no-such-master", "-addr", strings.Join(s.SentinelAddrs(), ","), "-timeout=2s", "list")
 	r.want(t, 1, "an unknown Sentinel master")
-	if !strings.Contains(r.stderr, "cannot reach Sentinel master") {
-		t.Errorf("an unknown Sentinel master: stderr %q; want it to say it cannot reach it", r.stderr)
+	if !strings.Contains(r.stderr, "cannot reach Sentinel master") || !strings.Contains(r.stderr, `know no master named "no-such-master"`) ||
+		!strings.Contains(r.stderr, strconv.Quote(s.MasterName())) {
+		t.Errorf("an unknown Sentinel master: stderr %q; want it to say the Sentinels know no such master, and name %q", r.stderr, s.MasterName())
 	}
 }
 

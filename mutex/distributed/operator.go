@@ -41,12 +41,19 @@ type KeyReport struct {
 	Info
 	// Queue is the queue in FIFO order.
 	Queue []QueuedWaiter
+	// Err is set when the key could not be read: errors.Is(Err,
+	// [ErrWrongType]) for a lock or queue key of another type, or the
+	// error of the key's server (a timeout of a stalled Cluster master).
+	// The other fields but Key, Kind, LockKey and QueueKey are then zero.
+	Err error
 
 	clockUs int64 // the server clock (µs) when it was read
 }
 
-// Locked reports whether the key is held or has waiters.
-func (r KeyReport) Locked() bool { return r.Held || r.Waiters > 0 }
+// Locked reports whether the key is held, has waiters, or its lock key
+// holds a value this library did not write (Foreign), which blocks every
+// Lock of the key as a holder would, until it expires or is deleted.
+func (r KeyReport) Locked() bool { return r.Held || r.Foreign || r.Waiters > 0 }
 
 // LongestWait is how long the head of the queue has waited; 0 without
 // waiters.
@@ -139,10 +146,18 @@ func unescapeTag(tag string) (string, error) {
 }
 
 // InspectKeys reports the locks of keys under prefix, in one pipeline of
-// read-only commands (GET, PTTL, ZRANGE, TIME). A key nobody holds or
-// waits for reports Locked false. A key whose lock or queue holds a value
-// of another type gets an error satisfying errors.Is(err, [ErrWrongType]),
-// naming both.
+// read-only commands (GET, PTTL, ZRANGE, TIME). In a Cluster the clock is
+// read on each key's own server (by a script that runs TIME with the lock
+// key in KEYS), so waited times and dead-waiter flags are by that
+// server's clock, and a key needs only its own master to answer.
+//
+// A key that cannot be read does not hide the others: its report has Err
+// set (a lock or queue key of another type: errors.Is(Err,
+// [ErrWrongType]), naming it; a server that does not answer: its error),
+// and InspectKeys returns every report with an error that wraps the
+// first key's and counts the others. Invalid arguments, and a
+// non-Cluster server that does not answer, return no reports. A key nobody holds or
+// waits for reports Locked false.
 func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix string, keys ...string) ([]KeyReport, error) {
 	if client == nil {
 		return nil, errors.New("distributed: InspectKeys: nil Redis client")
@@ -166,44 +181,96 @@ func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix strin
 		out = append(out, rs...)
 		keys = keys[n:]
 	}
-	return out, nil
+	return out, keyErrors(out)
 }
+
+// keyErrors returns nil if every report was read, else an error wrapping
+// the first report's Err and counting the others.
+func keyErrors(rs []KeyReport) error {
+	var first error
+	n := 0
+	for _, r := range rs {
+		if r.Err != nil {
+			if first == nil {
+				first = r.Err
+			}
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil
+	case n == 1:
+		return first
+	}
+	return fmt.Errorf("%w (and %d more keys could not be read)", first, n-1)
+}
+
+// clockScript reads the server clock on the node that serves KEYS[1]: in
+// a Cluster, a keyless TIME goes to any node, whose clock may be skewed
+// from the key's server, and which may be stalled while the key's is not.
+const clockScript = "return redis.call('TIME')"
 
 func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix string, keys []string) ([]KeyReport, error) {
 	type cmds struct {
 		get   *redis.StringCmd
 		pttl  *redis.DurationCmd
 		queue *redis.ZSliceCmd
+		clock *redis.Cmd // Cluster: the key's own server clock
 	}
+	_, cluster := client.(*redis.ClusterClient)
 	cs := make([]cmds, len(keys))
 	var now *redis.TimeCmd
 	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
 			nm := namesFor(prefix, k)
-			cs[i] = cmds{p.Get(ctx, nm.lock), p.PTTL(ctx, nm.lock), p.ZRangeWithScores(ctx, nm.queue, 0, -1)}
+			cs[i] = cmds{get: p.Get(ctx, nm.lock), pttl: p.PTTL(ctx, nm.lock), queue: p.ZRangeWithScores(ctx, nm.queue, 0, -1)}
+			if cluster {
+				cs[i].clock = p.Eval(ctx, clockScript, []string{nm.lock})
+			}
 		}
-		now = p.Time(ctx)
+		if !cluster {
+			now = p.Time(ctx)
+		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) && !cluster {
 		return nil, fmt.Errorf("distributed: inspect: %w", err)
 	}
-	if err := now.Err(); err != nil {
-		return nil, fmt.Errorf("distributed: inspect: TIME: %w", err)
+	var nowUs int64
+	if !cluster {
+		if err := now.Err(); err != nil {
+			return nil, fmt.Errorf("distributed: inspect: TIME: %w", err)
+		}
+		nowUs = now.Val().UnixMicro()
 	}
-	nowUs := now.Val().UnixMicro()
 	out := make([]KeyReport, len(keys))
 	for i, k := range keys {
 		nm := namesFor(prefix, k)
-		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue, clockUs: nowUs}
 		c := cs[i]
-		for _, e := range []error{c.get.Err(), c.queue.Err()} {
+		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue}
+		if cluster {
+			us, err := clockOf(c.clock)
+			if err != nil {
+				r.Err = fmt.Errorf("distributed: inspect %q: TIME of %s's server: %w", k, nm.lock, err)
+				out[i] = r
+				continue
+			}
+			nowUs = us
+		}
+		r.clockUs = nowUs
+		for _, e := range []error{c.get.Err(), c.queue.Err(), c.pttl.Err()} {
 			if e != nil && !errors.Is(e, redis.Nil) {
 				if isWrongType(e) {
-					return nil, fmt.Errorf("distributed: inspect %q: %w", k, wrongType(nm, e))
+					e = wrongType(nm, e)
 				}
-				return nil, fmt.Errorf("distributed: inspect %q: %w", k, e)
+				r.Err = fmt.Errorf("distributed: inspect %q: %w", k, e)
+				break
 			}
+		}
+		if r.Err != nil {
+			out[i] = r
+			continue
 		}
 		for _, z := range c.queue.Val() {
 			member, _ := z.Member.(string)
@@ -223,6 +290,34 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 	return out, nil
 }
 
+// clockOf parses the reply of clockScript (TIME: seconds, microseconds)
+// into microseconds.
+func clockOf(c *redis.Cmd) (int64, error) {
+	v, err := c.Slice()
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 2 {
+		return 0, fmt.Errorf("TIME replied %v", v)
+	}
+	var f [2]int64
+	for i, x := range v {
+		switch x := x.(type) {
+		case string:
+			n, err := strconv.ParseInt(x, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("TIME replied %v", v)
+			}
+			f[i] = n
+		case int64:
+			f[i] = x
+		default:
+			return 0, fmt.Errorf("TIME replied %v", v)
+		}
+	}
+	return f[0]*1_000_000 + f[1], nil
+}
+
 // parseEntry parses a queue member joined at score (server µs), at now.
 func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 	f := strings.Split(member, " ")
@@ -237,8 +332,12 @@ func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 }
 
 // ListKeys finds, by SCAN (never KEYS) on every master of a Cluster, the
-// keys under prefix that are held or have waiters, and reports them
+// keys under prefix that are held, have waiters or whose lock key holds a
+// foreign value (see [KeyReport.Locked]), and reports them
 // sorted by the wait of their queue's head, longest first (then by key).
+// A key that cannot be read (see [InspectKeys]) is reported too, with Err
+// set, after the others, and ListKeys then returns the reports with an
+// error.
 // match, if not empty, is a Redis glob pattern the encoded key must match
 // ('%' and '}' in it stand for themselves, as in keys).
 func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match string) ([]KeyReport, error) {
@@ -286,22 +385,25 @@ func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match s
 		return nil, fmt.Errorf("distributed: ListKeys: SCAN: %w", err)
 	}
 	rs, err := InspectKeys(ctx, client, prefix, keys...)
-	if err != nil {
+	if rs == nil && err != nil {
 		return nil, err
 	}
 	out := rs[:0]
 	for _, r := range rs {
-		if r.Locked() {
+		if r.Locked() || r.Err != nil {
 			out = append(out, r) // a key released since the SCAN is left out
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
+		if a, b := out[i].Err != nil, out[j].Err != nil; a != b {
+			return b
+		}
 		if a, b := out[i].LongestWait(), out[j].LongestWait(); a != b {
 			return a > b
 		}
 		return out[i].Key < out[j].Key
 	})
-	return out, nil
+	return out, err
 }
 
 // globEscape escapes the glob characters of s for a SCAN MATCH pattern.
@@ -359,9 +461,10 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	sc := newScripts(DefaultTTL.Milliseconds(), prefix)
 	// The holder's tokens (a block of LockN's, for hybrid) run at most
 	// maxAhead past the clock at its acquisition, which came before the
-	// read: tokens issued after the release start above them.
+	// read of the key's own server clock (InspectKeys reads it there, in a
+	// Cluster too): tokens issued after the release start above them.
 	top := strconv.FormatInt(before.clockUs+maxAhead, 10)
-	n, err := sc.release.Run(ctx, client, []string{nm.lock, nm.queue}, before.Owner, "a", "", top).Int64()
+	n, err := runInPipeline(ctx, client, sc.release, []string{nm.lock, nm.queue}, before.Owner, "a", "", top)
 	if err != nil {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
@@ -379,6 +482,25 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 		res.After = rs[0]
 	}
 	return res, nil
+}
+
+// runInPipeline runs script as a one-command pipeline (EVALSHA, then EVAL
+// at NOSCRIPT): in a Cluster, a pipeline goes straight to the key's
+// master, while a lone command may first load the command table from an
+// arbitrary node, which waits out its timeout if that node is stalled.
+func runInPipeline(ctx context.Context, client redis.UniversalClient, script *redis.Script, keys []string, args ...any) (int64, error) {
+	var cmd *redis.Cmd
+	_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		cmd = script.EvalSha(ctx, p, keys, args...)
+		return nil
+	})
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		_, _ = client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			cmd = script.Eval(ctx, p, keys, args...)
+			return nil
+		})
+	}
+	return cmd.Int64()
 }
 
 // holderName names the holder of info: its label and owner id.

@@ -50,7 +50,23 @@ func (m *Mutex[K]) LockOrder(keys []K) ([]K, error) {
 	if m.core == nil {
 		return nil, errNotNew
 	}
-	encs, err := m.encodeAll(keys)
+	return lockOrder(m.encode, keys)
+}
+
+// LockOrder is [Mutex.LockOrder] for an RWMutex: the same order (the
+// bytes of the encoded key), so [mutex.LockAll] of write locks takes the
+// keys of a set in one order in every process.
+func (m *RWMutex[K]) LockOrder(keys []K) ([]K, error) {
+	if m.core == nil {
+		return nil, errRWNotNew
+	}
+	return lockOrder(m.encode, keys)
+}
+
+// lockOrder sorts the distinct keys of keys by their encoding, refusing
+// a key that cannot be locked.
+func lockOrder[K comparable](encode func(K) (string, error), keys []K) ([]K, error) {
+	encs, err := encodeAll(encode, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -73,10 +89,10 @@ func (m *Mutex[K]) LockOrder(keys []K) ([]K, error) {
 	return out, nil
 }
 
-func (m *Mutex[K]) encodeAll(keys []K) ([]string, error) {
+func encodeAll[K comparable](encode func(K) (string, error), keys []K) ([]string, error) {
 	encs := make([]string, len(keys))
 	for i, k := range keys {
-		enc, err := m.encode(k)
+		enc, err := encode(k)
 		if err == nil {
 			err = checkEncoded(enc)
 		}
@@ -137,7 +153,7 @@ func (m *Mutex[K]) lockSet(ctx context.Context, keys []K, try bool) ([]mutex.Lea
 	if ctx == nil {
 		return nil, fmt.Errorf("distributed: %s: nil context.Context (use context.Background())", op)
 	}
-	encs, err := m.encodeAll(keys)
+	encs, err := encodeAll(m.encode, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +252,7 @@ func (m *Mutex[K]) TryLockPrefixN(ctx context.Context, keys []K, n uint64) ([]mu
 	if n < 1 || n > MaxReserve {
 		return nil, fmt.Errorf("distributed: TryLockPrefixN: n = %d; want 1 <= n <= %d", n, MaxReserve)
 	}
-	encs, err := m.encodeAll(keys)
+	encs, err := encodeAll(m.encode, keys)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package distributed
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +28,52 @@ func TestRWConformance(t *testing.T) {
 			New:       func(t *testing.T) mutex.Keyed[string] { return newRW(t) },
 			Instances: 3,
 		})
+		keyedtest.RunMulti(t, keyedtest.Config{
+			New:       func(t *testing.T) mutex.Keyed[string] { return newRW(t) },
+			Instances: 3,
+		})
 	})
+}
+
+// TestRWLockOrder: an RWMutex orders a set as a Mutex does (by encoded
+// key, the same in every process, whatever the key type), collapses keys
+// that encode alike, and refuses an invalid key before taking anything.
+func TestRWLockOrder(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
+	defer c.Close()
+	type acct struct{ ID int }
+	enc := WithKeyEncoder(func(a acct) (string, error) { return fmt.Sprint("acct-", a.ID), nil })
+	rw, err := NewRW[acct](c, enc, WithoutEvictionCheck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	m, err := New[acct](c, enc, WithoutEvictionCheck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	keys := []acct{{10}, {9}, {2}, {10}, {1}}
+	got, err := rw.LockOrder(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := m.LockOrder(keys)
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 4 {
+		t.Errorf("RWMutex.LockOrder(%v) = %v; want %v, the Mutex's (4 distinct keys)", keys, got, want)
+	}
+
+	anyRW, err := NewRW[any](c, WithoutEvictionCheck())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anyRW.Close()
+	if got, err := anyRW.LockOrder([]any{"1", 1}); err != nil || len(got) != 1 {
+		t.Errorf(`LockOrder("1", 1) = %v, %v; want one key: they name one lock`, got, err)
+	}
+	if _, err := anyRW.LockOrder([]any{"a", ""}); !errors.Is(err, mutex.ErrInvalidKey) {
+		t.Errorf(`LockOrder("a", "") = %v; want ErrInvalidKey`, err)
+	}
 }
 
 // TestRWRefusesSpin: a spinning writer would not queue, and so could be

@@ -43,6 +43,16 @@ func TestRWDistributedConformance(t *testing.T) {
 				New:       func(t *testing.T) mutex.Keyed[string] { return newM(t) },
 				Instances: 3,
 			})
+			keyedtest.RunMulti(t, keyedtest.Config{
+				New:       func(t *testing.T) mutex.Keyed[string] { return newM(t) },
+				Instances: 3,
+			})
+			m := newM(t)
+			got, err := m.LockOrder([]string{"b", "a", "b"})
+			want, _ := newDistributedRW(t, b, prefix).LockOrder([]string{"b", "a", "b"})
+			if err != nil || len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+				t.Errorf("LockOrder = %v, %v; want %v, the remote's", got, err, want)
+			}
 		})
 	}
 }

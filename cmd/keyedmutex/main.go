@@ -613,7 +613,7 @@ func (o *options) notLockedNote(ctx context.Context, client redis.UniversalClien
 		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
 	}
 	if i := strings.IndexByte(arg, '{'); i >= 0 && strings.HasSuffix(arg, "}") {
-		p := strings.TrimSuffix(arg[:i], "q:")
+		p := prefixOf(arg[:i])
 		if k, _, _, ok := distributed.ParseKeyName(p, arg); ok && p != o.prefix {
 			return fmt.Sprintf("%q reads as the Redis name of key %q under prefix %q, not %q: try -prefix %q", arg, k, p, o.prefix, p)
 		}
@@ -646,7 +646,7 @@ func (o *options) lockElsewhere(ctx context.Context, client redis.UniversalClien
 			return ""
 		}
 		for _, name := range page {
-			p := strings.TrimSuffix(strings.TrimSuffix(name, suffix), "q:")
+			p := prefixOf(strings.TrimSuffix(name, suffix))
 			if k, _, _, ok := distributed.ParseKeyName(p, name); ok && k == key && p != o.prefix {
 				return p
 			}
@@ -891,7 +891,7 @@ func (o *options) otherPrefixes(ctx context.Context, client redis.UniversalClien
 		}
 		for _, name := range page {
 			i := strings.IndexByte(name, '{')
-			p := strings.TrimSuffix(name[:i], "q:")
+			p := prefixOf(name[:i])
 			if _, _, _, ok := distributed.ParseKeyName(p, name); ok && p != o.prefix {
 				found[p] = true
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
 )
@@ -50,4 +51,17 @@ func waiterKind(q distributed.QueuedWaiter) string {
 		return "reader"
 	}
 	return "writer"
+}
+
+// prefixOf returns the prefix of head, the part of a lock's Redis name
+// before its '{': head without the kind's own part ("q:" of a Mutex's
+// queue, "rw:", "rwr:", "rwq:" of an RWMutex's names), which
+// ParseKeyName then checks.
+func prefixOf(head string) string {
+	for _, part := range []string{"rwq:", "rwr:", "rw:", "q:"} {
+		if p, ok := strings.CutSuffix(head, part); ok {
+			return p
+		}
+	}
+	return head
 }

@@ -114,6 +114,14 @@ A value keyedmutex did not write at a lock key blocks every Lock of the
 key: inspect and list show it (holder "(not keyedmutex's)"); release
 leaves it and prints the redis-cli DEL that clears it.
 
+Read-write locks (distributed.RWMutex) are other locks than the Mutex's
+of the same key, shown as kind "rw": the writer or the readers (a
+reader's label is not stored: "-"), and the queue with each waiter's
+kind (reader, writer). A plain KEY shows each kind that is held or
+queued (the Mutex's, free, if neither is); a Redis name (PREFIX{KEY},
+PREFIXrw:{KEY}, ...) only its own kind. release does not break
+read-write locks yet (exit 3).
+
 Hybrid (mutex/hybrid) processes show only their remote head, the Lock
 each queues or holds in Redis, not the callers queued locally behind it.
 A KEY that starts with '-' follows "--" (keyedmutex inspect -- -k).

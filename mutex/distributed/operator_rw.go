@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,4 +67,83 @@ func parseReaders(zs []redis.Z, nowUs int64) []Reader {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].TTL < out[j].TTL })
 	return out
+}
+
+// ForceReleaseRW breaks a hold of key's [RWMutex] lock ([KindRW]): the
+// writer's, if holder is its label ([WithLabel]) or owner id, or one
+// reader's share, if holder is that reader's owner id (a holding
+// reader's label is not stored, so a reader is named by owner id only;
+// [InspectRWKeys] lists them). It releases as the holder's own release
+// would (rwrelease.lua in its abort mode, by owner id, so a writer that
+// changed meanwhile is left alone): a release that leaves the key
+// without holders hands it to the head of the queue (the first live
+// writer, or the run of live readers at its head). The holder's lease
+// finds its loss at its next renewal or at its Unlock: errors.Is(err,
+// [mutex.ErrLost]).
+//
+// A key whose read-write lock has no writer and no reader gets an error
+// satisfying errors.Is(err, [ErrNotLocked]); one whose holders do not
+// include holder, errors.Is(err, [ErrHeldByOther]), naming them.
+func ForceReleaseRW(ctx context.Context, client redis.UniversalClient, prefix, key, holder string) (ReleaseResult, error) {
+	if holder == "" {
+		return ReleaseResult{}, errors.New("distributed: ForceReleaseRW: empty holder: name the writer's label or owner id, or a reader's owner id")
+	}
+	rs, err := InspectRWKeys(ctx, client, prefix, key)
+	if err != nil {
+		return ReleaseResult{}, err
+	}
+	before := rs[0]
+	res := ReleaseResult{Before: before, After: before}
+	owner, top := "", ""
+	switch {
+	case before.Foreign:
+		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: %s holds %q, a value this library did not write", key, ErrNotLocked, before.LockKey, before.Value)
+	case before.Held && (before.Label == holder || before.Owner == holder):
+		// The writer's tokens run at most maxAhead past the clock (see
+		// ForceRelease): the release's free marker floors later tokens.
+		owner, top = before.Owner, strconv.FormatInt(before.clockUs+maxAhead, 10)
+	default:
+		for _, rd := range before.Readers {
+			if rd.Owner == holder {
+				owner = rd.Owner
+			}
+		}
+	}
+	if owner == "" {
+		switch {
+		case before.Held:
+			return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: held by writer %s, not %s", key, ErrHeldByOther, holderName(before.Info), holder)
+		case len(before.Readers) > 0:
+			owners := make([]string, len(before.Readers))
+			for i, rd := range before.Readers {
+				owners[i] = rd.Owner
+			}
+			return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: held by readers (owners %s), not %s (a reader is named by owner id)", key, ErrHeldByOther, strings.Join(owners, ", "), holder)
+		}
+		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w (%s: no writer, %s: no reader)", key, ErrNotLocked, before.LockKey, before.ReadersKey)
+	}
+	nm := rwNamesFor(prefix, key)
+	sc := newRWScripts(DefaultTTL.Milliseconds(), prefix)
+	args := []any{owner, "a", ""}
+	if top != "" {
+		args = append(args, top)
+	}
+	n, err := runInPipeline(ctx, client, sc.release, nm.keys(), args...)
+	if err != nil {
+		if isWrongType(err) {
+			err = wrongType(nm, err)
+		}
+		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w", key, err)
+	}
+	switch n {
+	case 0:
+		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: the lock changed hands before the release", key, ErrHeldByOther)
+	case 2:
+		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: the hold expired before the release", key, ErrNotLocked)
+	}
+	res.After = KeyReport{}
+	if rs, err = InspectRWKeys(ctx, client, prefix, key); err == nil {
+		res.After = rs[0]
+	}
+	return res, nil
 }

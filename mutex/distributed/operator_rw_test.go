@@ -1,10 +1,12 @@
 package distributed
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keyedtest"
+	"github.com/keyedmutex/keyedmutex/mutex"
 )
 
 // TestParseKeyNameRW: the names of an RWMutex's key parse back to the key,
@@ -101,5 +103,81 @@ func TestInspectRWKeys(t *testing.T) {
 	}
 	if ls, err := ListKeys(ctx, admin, DefaultPrefix, key); err != nil || len(ls) != 0 {
 		t.Fatalf("ListKeys after every release = %+v, %v; want none", ls, err)
+	}
+}
+
+// TestForceReleaseRW: a writer is released by label and the queued
+// readers are granted as by a normal release; a reader's share by owner
+// id; wrong holders and a free key are refused; the broken leases find
+// their loss.
+func TestForceReleaseRW(t *testing.T) {
+	srv, admin := rwEnv(t)
+	ctx := ctxT(t, time.Minute)
+	key := keyedtest.Key(t)
+	wm := rwProcess(t, srv, WithLabel("stuck-w"))
+	rm := rwProcess(t, srv, WithLabel("reader-2"))
+
+	if _, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, "stuck-w"); !errors.Is(err, ErrNotLocked) {
+		t.Fatalf("ForceReleaseRW(free key) = %v; want ErrNotLocked", err)
+	}
+	wl, err := wm.Lock(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan mutex.Lease, 1)
+	go func() {
+		l, err := rm.RLock(ctx, key)
+		if err != nil {
+			t.Errorf("the queued RLock: %v", err)
+		}
+		got <- l
+	}()
+	eventually(t, "reader-2 queued", func() bool {
+		rs, err := InspectRWKeys(ctx, admin, DefaultPrefix, key)
+		return err == nil && len(rs[0].Queue) == 1
+	})
+	if _, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, "reader-2"); !errors.Is(err, ErrHeldByOther) {
+		t.Fatalf("ForceReleaseRW(wrong holder) = %v; want ErrHeldByOther", err)
+	}
+	res, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, "stuck-w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Before.Label != "stuck-w" || res.After.Held || len(res.After.Readers) != 1 {
+		t.Fatalf("ForceReleaseRW = %+v; want stuck-w before, reader-2 reading after", res)
+	}
+	rl := <-got
+	if rl == nil {
+		t.FailNow()
+	}
+	select {
+	case <-wl.Done():
+	case <-ctx.Done():
+		t.Fatal("the writer's lease never found its loss")
+	}
+	if err := wl.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Errorf("the writer's Unlock = %v; want ErrLost", err)
+	}
+
+	rs, err := InspectRWKeys(ctx, admin, DefaultPrefix, key)
+	if err != nil || len(rs[0].Readers) != 1 {
+		t.Fatalf("InspectRWKeys = %+v, %v; want one reader", rs, err)
+	}
+	if _, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, "nobody"); !errors.Is(err, ErrHeldByOther) {
+		t.Fatalf("ForceReleaseRW(not a reader) = %v; want ErrHeldByOther", err)
+	}
+	if _, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, rs[0].Readers[0].Owner); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rl.Done():
+	case <-ctx.Done():
+		t.Fatal("the reader's lease never found its loss")
+	}
+	if err := rl.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Errorf("the reader's Unlock = %v; want ErrLost", err)
+	}
+	if ls, err := ListKeys(ctx, admin, DefaultPrefix, key); err != nil || len(ls) != 0 {
+		t.Fatalf("ListKeys after the releases = %+v, %v; want none", ls, err)
 	}
 }

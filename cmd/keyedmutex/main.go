@@ -1056,14 +1056,7 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 	}
 	r := ms[0]
 	if rw, kind := rws[0], o.kindArg(arg); kind == distributed.KindRW || (kind == "" && !r.Held && !r.Foreign && rw.Locked()) {
-		err := fmt.Errorf("%q: breaking read-write locks (RWMutex) is not supported yet; nothing released", key)
-		if rw.Err == nil && rw.Locked() {
-			err = fmt.Errorf("%q is locked by a read-write lock (RWMutex, %s): breaking read-write locks is not supported yet; nothing released (keyedmutex inspect shows its holders)", key, show(rw.LockKey))
-		}
-		if o.json {
-			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(rw)})
-		}
-		return exitNothing, err
+		return o.releaseRW(ctx, client, rw)
 	}
 	if !r.Held || (r.Label != o.holder && r.Owner != o.holder) {
 		// Refused before asking (ForceRelease checks again, atomically).
@@ -1092,31 +1085,46 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 				break
 			}
 		}
-		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
+		prompt := fmt.Sprintf("Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
 			show(key), labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL), next)
-		answer := make(chan string, 1)
-		go func() { // abandoned at an interrupt: the process exits
-			line, _ := bufio.NewReader(o.stdin).ReadString('\n')
-			answer <- line
-		}()
-		var line string
-		select {
-		case line = <-answer:
-		case <-ctx.Done():
-			fmt.Fprintln(o.stderr, "\nkeyedmutex release: interrupted; nothing released")
-			return exitDeclined, nil
-		}
-		if !isTerminal(o.stdin) {
-			fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
-		}
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(o.stderr, "keyedmutex release: not confirmed; nothing released")
-			return exitDeclined, nil
+		if ok, code := o.confirm(ctx, prompt); !ok {
+			return code, nil
 		}
 	}
 	cctx, cancel = context.WithTimeout(ctx, o.timeout)
 	res, err := distributed.ForceRelease(cctx, client, o.prefix, key, o.holder)
 	cancel()
+	return o.released(key, res, err)
+}
+
+// confirm asks prompt on stderr and reads the answer: ok if yes, else
+// the exit code.
+func (o *options) confirm(ctx context.Context, prompt string) (ok bool, code int) {
+	fmt.Fprint(o.stderr, prompt)
+	answer := make(chan string, 1)
+	go func() { // abandoned at an interrupt: the process exits
+		line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+		answer <- line
+	}()
+	var line string
+	select {
+	case line = <-answer:
+	case <-ctx.Done():
+		fmt.Fprintln(o.stderr, "\nkeyedmutex release: interrupted; nothing released")
+		return false, exitDeclined
+	}
+	if !isTerminal(o.stdin) {
+		fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
+	}
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		fmt.Fprintln(o.stderr, "keyedmutex release: not confirmed; nothing released")
+		return false, exitDeclined
+	}
+	return true, exitOK
+}
+
+// released reports the result of a ForceRelease or ForceReleaseRW.
+func (o *options) released(key string, res distributed.ReleaseResult, err error) (int, error) {
 	if err != nil {
 		code := exitError
 		if errors.Is(err, distributed.ErrNotLocked) || errors.Is(err, distributed.ErrHeldByOther) {

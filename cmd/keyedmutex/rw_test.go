@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -81,7 +82,8 @@ func rwWatch(t *testing.T, ctx context.Context, addr, key string) <-chan jsonKey
 // TestRWInspectListWatch: inspect, list and watch show an RWMutex's
 // readers, writer and queue with each waiter's kind; a plain key shows
 // both kinds when both are locked, a Redis name only its own; release
-// refuses a read-write lock with exit code 3.
+// breaks a reader's share by owner id and a writer by label, and refuses
+// a holder that does not hold (exit code 3).
 func TestRWInspectListWatch(t *testing.T) {
 	srv := redistest.Start(t)
 	c := srv.Client(t)
@@ -177,10 +179,11 @@ func TestRWInspectListWatch(t *testing.T) {
 		t.Errorf("list -json = %+v, %v; want doc-1 kind rw with 2 waiters\n%s", keys, err, r.stdout)
 	}
 
+	// release names a writer by label, a reader by owner id.
 	r = km(t, "", addr, "release", key, "-holder", "writer-2", "-yes")
-	r.want(t, 3, "release of a read-write lock")
-	if !strings.Contains(r.stderr, "not supported yet") || strings.Contains(r.stderr, "is not locked") {
-		t.Errorf("release of a read-write lock: stderr %q; want it to say breaking read-write locks is not supported", r.stderr)
+	r.want(t, 3, "release of a queued writer")
+	if !strings.Contains(r.stderr, "held by 1 reader(s)") || !strings.Contains(r.stderr, "owner id") {
+		t.Errorf("release of a queued writer: stderr %q; want it to name the readers and say a reader is named by owner id", r.stderr)
 	}
 
 	// A Mutex of the same key is another lock: inspect shows both.
@@ -199,8 +202,22 @@ func TestRWInspectListWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := r1.Unlock(); err != nil {
-		t.Fatal(err)
+	rws, err := distributed.InspectRWKeys(ctx, c, distributed.DefaultPrefix, key)
+	if err != nil || len(rws[0].Readers) != 1 {
+		t.Fatalf("InspectRWKeys = %+v, %v; want one reader", rws, err)
+	}
+	r = km(t, "", addr, "release", key, "-holder", rws[0].Readers[0].Owner, "-yes")
+	r.want(t, 0, "release of reader-1's share by owner id")
+	if !strings.Contains(r.stdout, "released the share of reader") || !strings.Contains(r.stdout, "now held by writer writer-2") {
+		t.Errorf("release of a reader: stdout %q; want the share released and writer-2 holding", r.stdout)
+	}
+	select {
+	case <-r1.Done():
+	case <-ctx.Done():
+		t.Fatal("reader-1's lease never found its loss")
+	}
+	if err := r1.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Fatalf("reader-1's Unlock after the release = %v; want ErrLost", err)
 	}
 	w := <-w2
 	if w.err != nil {
@@ -209,8 +226,13 @@ func TestRWInspectListWatch(t *testing.T) {
 	next("writer-2 holding", func(k jsonKey) bool {
 		return k.Kind == "rw" && k.State == "held" && k.Holder != nil && k.Holder.Label == "writer-2" && len(k.Waiters) == 1 && k.Waiters[0].Kind == "reader"
 	})
-	if err := w.l.Unlock(); err != nil {
-		t.Fatal(err)
+	r = km(t, "y\n", addr, "release", "keyedmutex:rw:{doc-1}", "-holder", "writer-2")
+	r.want(t, 0, "release of writer-2 by label, confirmed")
+	if !strings.Contains(r.stdout, "held by writer writer-2") || !strings.Contains(r.stdout, "now held by 1 reader(s)") || !strings.Contains(r.stderr, "[y/N]") {
+		t.Errorf("release of writer-2: stdout %q stderr %q; want writer-2 released after the prompt, reader-3 granted", r.stdout, r.stderr)
+	}
+	if err := w.l.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Fatalf("writer-2's Unlock after the release = %v; want ErrLost", err)
 	}
 	rd := <-r3
 	if rd.err != nil {

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
+	"github.com/redis/go-redis/v9"
 )
 
 // printRWReport prints one key's read-write lock (an RWMutex's), for a
@@ -64,4 +66,71 @@ func prefixOf(head string) string {
 		}
 	}
 	return head
+}
+
+// releaseRW breaks a hold of key's read-write lock r (an RWMutex's): the
+// writer's, named by label or owner id, or a reader's share, named by
+// owner id (a holding reader's label is not stored).
+func (o *options) releaseRW(ctx context.Context, client redis.UniversalClient, r distributed.KeyReport) (int, error) {
+	key := r.Key
+	if r.Err != nil {
+		return exitError, r.Err
+	}
+	var what string
+	switch {
+	case r.Foreign:
+		what = ""
+	case r.Held && (r.Label == o.holder || r.Owner == o.holder):
+		what = fmt.Sprintf("the read-write lock of %s held by writer %s (owner %s, ttl %s)", show(key), labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
+	default:
+		for _, rd := range r.Readers {
+			if rd.Owner == o.holder {
+				what = fmt.Sprintf("the share of reader %s in the read-write lock of %s (ttl %s)", show(rd.Owner), show(key), fmtTTL(rd.TTL))
+			}
+		}
+	}
+	if what == "" {
+		var err error
+		switch {
+		case r.Foreign:
+			err = fmt.Errorf("%q is not locked by keyedmutex: %s holds %q, a value keyedmutex did not write, which blocks every Lock and RLock of the key; nothing released. If no program of yours wrote it, %s", key, show(r.LockKey), r.Value, o.delHint(r.LockKey))
+		case r.Held:
+			err = fmt.Errorf("%q: its read-write lock is held by writer %s (owner %s), not by %s; nothing released", key, labelOrDash(r.Label), show(r.Owner), show(o.holder))
+		case len(r.Readers) > 0:
+			owners := make([]string, len(r.Readers))
+			for i, rd := range r.Readers {
+				owners[i] = show(rd.Owner)
+			}
+			err = fmt.Errorf("%q: its read-write lock is held by %d reader(s) (owners %s), not by %s; a reader is named by its owner id (a holding reader's label is not stored); nothing released", key, len(r.Readers), strings.Join(owners, ", "), show(o.holder))
+		default:
+			err = fmt.Errorf("%q: its read-write lock has no holder (no writer in %s, no reader in %s); nothing released", key, show(r.LockKey), show(r.ReadersKey))
+		}
+		if o.json {
+			_ = o.printJSON(jsonRelease{Key: key, Released: false, Reason: err.Error(), Before: o.toJSON(r)})
+		}
+		return exitNothing, err
+	}
+	if !o.yes {
+		prompt := fmt.Sprintf("Release %s? If that leaves it without holders, the head of its queue gets it; the holder finds its lease lost at its next renewal. [y/N] ", what)
+		if ok, code := o.confirm(ctx, prompt); !ok {
+			return code, nil
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.timeout)
+	res, err := distributed.ForceReleaseRW(cctx, client, o.prefix, key, o.holder)
+	cancel()
+	if err != nil || o.json {
+		return o.released(key, res, err)
+	}
+	now := "now free"
+	switch a := res.After; {
+	case a.Held:
+		now = "now held by writer " + labelOrDash(a.Label) + " (owner " + show(a.Owner) + ")"
+	case len(a.Readers) > 0:
+		now = fmt.Sprintf("now held by %d reader(s)", len(a.Readers))
+	case a.Locked():
+		now = fmt.Sprintf("now without holder, %d waiting", len(a.Queue))
+	}
+	fmt.Fprintf(o.stdout, "released %s; %s\n", what, now)
+	return exitOK, nil
 }

@@ -119,8 +119,11 @@ of the same key, shown as kind "rw": the writer or the readers (a
 reader's label is not stored: "-"), and the queue with each waiter's
 kind (reader, writer). A plain KEY shows each kind that is held or
 queued (the Mutex's, free, if neither is); a Redis name (PREFIX{KEY},
-PREFIXrw:{KEY}, ...) only its own kind. release does not break
-read-write locks yet (exit 3).
+PREFIXrw:{KEY}, ...) only its own kind. release of a key whose Mutex
+is free but whose read-write lock is held (or of PREFIXrw:{KEY}) breaks
+the writer (-holder: label or owner id) or one reader's share (-holder:
+the reader's owner id, which inspect shows), and hands the lock on as a
+release does.
 
 Hybrid (mutex/hybrid) processes show only their remote head, the Lock
 each queues or holds in Redis, not the callers queued locally behind it.

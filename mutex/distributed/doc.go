@@ -270,7 +270,8 @@
 // of every process from a bare client and the prefix, by encoded key;
 // the keyedmutex command (cmd/keyedmutex) is built on them.
 // [InspectRWKeys] shows an [RWMutex]'s locks ([KindRW]), which ListKeys
-// lists too; ForceRelease breaks only a Mutex's.
+// lists too; [ForceReleaseRW] breaks their writers and readers as
+// ForceRelease breaks a Mutex's holder.
 //
 // # Compatibility
 //

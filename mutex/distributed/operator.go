@@ -505,7 +505,11 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	case before.Foreign:
 		return res, fmt.Errorf("distributed: ForceRelease %q: %w: %s holds %q, a value this library did not write", key, ErrNotLocked, before.LockKey, before.Value)
 	case !before.Held:
-		return res, fmt.Errorf("distributed: ForceRelease %q: %w (%s: no holder)", key, ErrNotLocked, before.LockKey)
+		note := ""
+		if rws, err := InspectRWKeys(ctx, client, prefix, key); err == nil && rws[0].Locked() {
+			note = "; its RWMutex lock is held or queued: ForceReleaseRW breaks that"
+		}
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w (%s: no holder)%s", key, ErrNotLocked, before.LockKey, note)
 	case before.Label != holder && before.Owner != holder:
 		return res, fmt.Errorf("distributed: ForceRelease %q: %w: held by %s, not %s", key, ErrHeldByOther, holderName(before.Info), holder)
 	}

@@ -2,8 +2,11 @@ package distributed_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
+	"github.com/keyedmutex/keyedmutex/mutex"
 	"github.com/keyedmutex/keyedmutex/mutex/distributed"
 )
 
@@ -27,4 +30,41 @@ func ExampleInspectRWKeys() {
 	// Output:
 	// rw keyedmutex:rw:{catalog} writer: false readers: 2
 	// mutex locked: false
+}
+
+// ForceReleaseRW breaks the writer of an RWMutex's lock by its label; the
+// queued reader gets the lock as at a normal release.
+func ExampleForceReleaseRW() {
+	rdb, stop := startRedis()
+	defer stop()
+	w, _ := distributed.NewRW[string](rdb, distributed.WithLabel("stuck-writer"))
+	defer w.Close()
+	r, _ := distributed.NewRW[string](rdb, distributed.WithLabel("reader"))
+	defer r.Close()
+	ctx := context.Background()
+	lease, _ := w.Lock(ctx, "catalog")
+	read := make(chan error, 1)
+	go func() {
+		l, err := r.RLock(ctx, "catalog")
+		if err == nil {
+			err = l.Unlock()
+		}
+		read <- err
+	}()
+	for { // until the reader queues
+		rs, _ := distributed.InspectRWKeys(ctx, rdb, distributed.DefaultPrefix, "catalog")
+		if len(rs[0].Queue) == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	res, err := distributed.ForceReleaseRW(ctx, rdb, distributed.DefaultPrefix, "catalog", "stuck-writer")
+	fmt.Println("released:", res.Before.Label, err)
+	fmt.Println("reader:", <-read)
+	fmt.Println("writer's Unlock lost:", errors.Is(lease.Unlock(), mutex.ErrLost))
+	// Output:
+	// released: stuck-writer <nil>
+	// reader: <nil>
+	// writer's Unlock lost: true
 }

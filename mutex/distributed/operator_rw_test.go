@@ -2,6 +2,7 @@ package distributed
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,6 +139,9 @@ func TestForceReleaseRW(t *testing.T) {
 	})
 	if _, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, "reader-2"); !errors.Is(err, ErrHeldByOther) {
 		t.Fatalf("ForceReleaseRW(wrong holder) = %v; want ErrHeldByOther", err)
+	}
+	if _, err := ForceRelease(ctx, admin, DefaultPrefix, key, "stuck-w"); !errors.Is(err, ErrNotLocked) || !strings.Contains(err.Error(), "ForceReleaseRW") {
+		t.Fatalf("ForceRelease (the Mutex) of a key an RWMutex writer holds = %v; want ErrNotLocked pointing at ForceReleaseRW", err)
 	}
 	res, err := ForceReleaseRW(ctx, admin, DefaultPrefix, key, "stuck-w")
 	if err != nil {

@@ -114,6 +114,17 @@ A value keyedmutex did not write at a lock key blocks every Lock of the
 key: inspect and list show it (holder "(not keyedmutex's)"); release
 leaves it and prints the redis-cli DEL that clears it.
 
+Read-write locks (distributed.RWMutex) are other locks than the Mutex's
+of the same key, shown as kind "rw": the writer or the readers (a
+reader's label is not stored: "-"), and the queue with each waiter's
+kind (reader, writer). A plain KEY shows each kind that is held or
+queued (the Mutex's, free, if neither is); a Redis name (PREFIX{KEY},
+PREFIXrw:{KEY}, ...) only its own kind. release of a key whose Mutex
+is free but whose read-write lock is held (or of PREFIXrw:{KEY}) breaks
+the writer (-holder: label or owner id) or one reader's share (-holder:
+the reader's owner id, which inspect shows), and hands the lock on as a
+release does.
+
 Hybrid (mutex/hybrid) processes show only their remote head, the Lock
 each queues or holds in Redis, not the callers queued locally behind it.
 A KEY that starts with '-' follows "--" (keyedmutex inspect -- -k).
@@ -529,10 +540,76 @@ func (o *options) explain(err error) error {
 // keyArg returns the encoded key of a command-line KEY: the key itself,
 // or the key of a lock's Redis name under the prefix.
 func (o *options) keyArg(arg string) string {
-	if k, kind, _, ok := distributed.ParseKeyName(o.prefix, arg); ok && kind == distributed.KindMutex {
+	if k, _, _, ok := distributed.ParseKeyName(o.prefix, arg); ok {
 		return k
 	}
 	return arg
+}
+
+// kindArg returns the kind of lock a command-line KEY names: a Mutex's
+// Redis name (PREFIX{KEY}, PREFIXq:{KEY}) names its Mutex lock, an
+// RWMutex's (PREFIXrw:{KEY}, PREFIXrwr:{KEY}, PREFIXrwq:{KEY}) its
+// read-write lock, and a plain key both ("").
+func (o *options) kindArg(arg string) distributed.Kind {
+	if _, kind, _, ok := distributed.ParseKeyName(o.prefix, arg); ok {
+		return kind
+	}
+	return ""
+}
+
+// pick chooses the reports to show for a KEY of kind (see kindArg) from
+// its Mutex report m and its read-write report rw: for a plain key, each
+// that is locked (or could not be read), or the Mutex's if neither is.
+func pick(kind distributed.Kind, m, rw distributed.KeyReport) []distributed.KeyReport {
+	switch kind {
+	case distributed.KindMutex:
+		return []distributed.KeyReport{m}
+	case distributed.KindRW:
+		return []distributed.KeyReport{rw}
+	}
+	var out []distributed.KeyReport
+	if m.Locked() || m.Err != nil {
+		out = append(out, m)
+	}
+	if rw.Locked() || rw.Err != nil {
+		out = append(out, rw)
+	}
+	if len(out) == 0 {
+		out = append(out, m)
+	}
+	return out
+}
+
+// inspectBoth reads the Mutex and the read-write lock of keys.
+func inspectBoth(ctx context.Context, client redis.UniversalClient, prefix string, keys []string) (m, rw []distributed.KeyReport, err error) {
+	m, err = distributed.InspectKeys(ctx, client, prefix, keys...)
+	if m == nil {
+		return nil, nil, err
+	}
+	rw, rwErr := distributed.InspectRWKeys(ctx, client, prefix, keys...)
+	if rw == nil {
+		return nil, nil, rwErr
+	}
+	return m, rw, nil
+}
+
+// firstErr is the Err of the first report of rs that has one, counting
+// the others.
+func firstErr(rs []distributed.KeyReport) error {
+	var first error
+	n := 0
+	for _, r := range rs {
+		if r.Err != nil {
+			if first == nil {
+				first = r.Err
+			}
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("%w (and %d more locks could not be read)", first, n-1)
+	}
+	return first
 }
 
 // notLockedNote explains a KEY that is not locked, when the argument
@@ -547,7 +624,7 @@ func (o *options) notLockedNote(ctx context.Context, client redis.UniversalClien
 		return fmt.Sprintf("the key is locked under prefix %q: try -prefix %q", p, p)
 	}
 	if i := strings.IndexByte(arg, '{'); i >= 0 && strings.HasSuffix(arg, "}") {
-		p := strings.TrimSuffix(arg[:i], "q:")
+		p := prefixOf(arg[:i])
 		if k, _, _, ok := distributed.ParseKeyName(p, arg); ok && p != o.prefix {
 			return fmt.Sprintf("%q reads as the Redis name of key %q under prefix %q, not %q: try -prefix %q", arg, k, p, o.prefix, p)
 		}
@@ -580,7 +657,7 @@ func (o *options) lockElsewhere(ctx context.Context, client redis.UniversalClien
 			return ""
 		}
 		for _, name := range page {
-			p := strings.TrimSuffix(strings.TrimSuffix(name, suffix), "q:")
+			p := prefixOf(strings.TrimSuffix(name, suffix))
 			if k, _, _, ok := distributed.ParseKeyName(p, name); ok && k == key && p != o.prefix {
 				return p
 			}
@@ -600,13 +677,22 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 		keys[i] = o.keyArg(a)
 	}
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
-	rs, err := distributed.InspectKeys(cctx, client, o.prefix, keys...)
+	ms, rws, err := inspectBoth(cctx, client, o.prefix, keys)
 	cancel()
-	if rs == nil {
+	if ms == nil {
 		return exitError, err
+	}
+	var rs []distributed.KeyReport
+	var argOf []int
+	for i := range keys {
+		for _, r := range pick(o.kindArg(args[i]), ms[i], rws[i]) {
+			rs = append(rs, r)
+			argOf = append(argOf, i)
+		}
 	}
 	// err, if any, is a key that could not be read: it is reported with
 	// its key, and the others are printed.
+	err = firstErr(rs)
 	code := exitOK
 	notes := make([]string, len(rs))
 	for i, r := range rs {
@@ -617,7 +703,9 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 			if code == exitOK {
 				code = exitNothing
 			}
-			notes[i] = o.notLockedNote(ctx, client, args[i])
+			if r.Kind == distributed.KindMutex {
+				notes[i] = o.notLockedNote(ctx, client, args[argOf[i]])
+			}
 		}
 	}
 	if o.json {
@@ -645,6 +733,10 @@ func (o *options) inspect(ctx context.Context, client redis.UniversalClient, arg
 
 // printReport prints one key's lock, for a person.
 func (o *options) printReport(r distributed.KeyReport) {
+	if r.Kind == distributed.KindRW {
+		o.printRWReport(r)
+		return
+	}
 	w := o.stdout
 	fmt.Fprintf(w, "%s\n", show(r.Key))
 	fmt.Fprintf(w, "  lock      %s\n", show(r.LockKey))
@@ -736,7 +828,7 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 		}
 	} else if len(rs) > 0 {
 		tw := tabwriter.NewWriter(o.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tHOLDER\tTTL\tWAITERS\tLONGEST WAIT")
+		fmt.Fprintln(tw, "KEY\tKIND\tHOLDER\tTTL\tWAITERS\tLONGEST WAIT")
 		for _, r := range rs {
 			holder, ttl := "-", "-"
 			switch {
@@ -744,14 +836,19 @@ func (o *options) list(ctx context.Context, client redis.UniversalClient) (int, 
 				holder = "(error: see below)"
 			case r.Held:
 				holder, ttl = labelOrDash(r.Label), fmtTTL(r.TTL)
+				if r.Kind == distributed.KindRW {
+					holder = "writer " + holder
+				}
 			case r.Foreign:
 				holder, ttl = "(not keyedmutex's)", fmtTTL(r.TTL)
+			case len(r.Readers) > 0:
+				holder, ttl = fmt.Sprintf("%d reader(s)", len(r.Readers)), fmtTTL(r.Readers[0].TTL)
 			}
 			wait := "-"
 			if len(r.Queue) > 0 {
 				wait = fmtDur(r.LongestWait())
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", show(r.Key), holder, ttl, len(r.Queue), wait)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", show(r.Key), r.Kind, holder, ttl, len(r.Queue), wait)
 		}
 		tw.Flush()
 		for _, r := range rs {
@@ -805,7 +902,7 @@ func (o *options) otherPrefixes(ctx context.Context, client redis.UniversalClien
 		}
 		for _, name := range page {
 			i := strings.IndexByte(name, '{')
-			p := strings.TrimSuffix(name[:i], "q:")
+			p := prefixOf(name[:i])
 			if _, _, _, ok := distributed.ParseKeyName(p, name); ok && p != o.prefix {
 				found[p] = true
 			}
@@ -832,14 +929,20 @@ func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg s
 	if !o.json {
 		fmt.Fprintf(o.stdout, "watching %s (lock %s) every %v; interrupt to stop\n", show(key), show(distributed.LockKeyName(o.prefix, key)), o.interval)
 	}
-	last, lastErr := "", ""
+	// A plain key watches its Mutex lock and, from when it is first seen
+	// locked, its read-write lock; a Redis name, the lock it names.
+	kind := o.kindArg(arg)
+	last, lastRW, lastErr := "", "", ""
 	first := true // the first sample of a free key gets inspect's note
 	t := time.NewTicker(o.interval)
 	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, o.timeout)
-		rs, err := distributed.InspectKeys(cctx, client, o.prefix, key)
+		ms, rws, err := inspectBoth(cctx, client, o.prefix, []string{key})
 		cancel()
+		if err == nil {
+			err = firstErr([]distributed.KeyReport{ms[0], rws[0]})
+		}
 		switch {
 		case ctx.Err() != nil:
 			return exitOK, nil
@@ -850,14 +953,21 @@ func (o *options) watch(ctx context.Context, client redis.UniversalClient, arg s
 			}
 		default:
 			lastErr = ""
+			m, rw := ms[0], rws[0]
 			note := ""
-			if first && !rs[0].Locked() {
+			if first && kind != distributed.KindRW && !m.Locked() && !rw.Locked() {
 				note = o.notLockedNote(ctx, client, arg)
 			}
 			first = false
-			if s := signature(rs[0]); s != last {
+			if s := signature(m); kind != distributed.KindRW && s != last {
 				last = s
-				if err := o.printChange(rs[0], note); err != nil {
+				if err := o.printChange(m, note); err != nil {
+					return exitError, err
+				}
+			}
+			if s := signature(rw); kind != distributed.KindMutex && s != lastRW && (kind == distributed.KindRW || rw.Locked() || lastRW != "") {
+				lastRW = s
+				if err := o.printChange(rw, ""); err != nil {
 					return exitError, err
 				}
 			}
@@ -877,6 +987,10 @@ func signature(r distributed.KeyReport) string {
 	for _, q := range r.Queue {
 		fmt.Fprintf(&b, "%s %v,", q.Owner, q.Dead)
 	}
+	b.WriteString("|")
+	for _, rd := range r.Readers {
+		fmt.Fprintf(&b, "%s,", rd.Owner)
+	}
 	return b.String()
 }
 
@@ -889,7 +1003,18 @@ func (o *options) printChange(r distributed.KeyReport, note string) error {
 		return o.printJSONLine(j)
 	}
 	var b strings.Builder
+	if r.Kind == distributed.KindRW {
+		b.WriteString("read-write lock: ")
+	}
 	switch {
+	case r.Held && r.Kind == distributed.KindRW:
+		fmt.Fprintf(&b, "held by writer %s (owner %s, ttl %s)", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
+	case len(r.Readers) > 0:
+		owners := make([]string, len(r.Readers))
+		for i, rd := range r.Readers {
+			owners[i] = show(rd.Owner)
+		}
+		fmt.Fprintf(&b, "held by %d reader(s) (owners %s)", len(r.Readers), strings.Join(owners, ", "))
 	case r.Held:
 		fmt.Fprintf(&b, "held by %s (owner %s, ttl %s)", labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL))
 	case r.Foreign:
@@ -903,6 +1028,9 @@ func (o *options) printChange(r distributed.KeyReport, note string) error {
 		labels := make([]string, len(r.Queue))
 		for i, q := range r.Queue {
 			labels[i] = labelOrDash(q.Label)
+			if r.Kind == distributed.KindRW {
+				labels[i] = waiterKind(q) + " " + labels[i]
+			}
 			if q.Dead {
 				labels[i] += "(dead)"
 			}
@@ -921,12 +1049,18 @@ func (o *options) printChange(r distributed.KeyReport, note string) error {
 func (o *options) release(ctx context.Context, client redis.UniversalClient, arg string) (int, error) {
 	key := o.keyArg(arg)
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
-	rs, err := distributed.InspectKeys(cctx, client, o.prefix, key)
+	ms, rws, err := inspectBoth(cctx, client, o.prefix, []string{key})
 	cancel()
+	if err == nil {
+		err = ms[0].Err
+	}
 	if err != nil {
 		return exitError, err
 	}
-	r := rs[0]
+	r := ms[0]
+	if rw, kind := rws[0], o.kindArg(arg); kind == distributed.KindRW || (kind == "" && !r.Held && !r.Foreign && rw.Locked()) {
+		return o.releaseRW(ctx, client, rw)
+	}
 	if !r.Held || (r.Label != o.holder && r.Owner != o.holder) {
 		// Refused before asking (ForceRelease checks again, atomically).
 		var err error
@@ -954,31 +1088,46 @@ func (o *options) release(ctx context.Context, client redis.UniversalClient, arg
 				break
 			}
 		}
-		fmt.Fprintf(o.stderr, "Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
+		prompt := fmt.Sprintf("Release %s held by %s (owner %s, ttl %s)? %s; the holder finds its lease lost at its next renewal. [y/N] ",
 			show(key), labelOrDash(r.Label), show(r.Owner), fmtTTL(r.TTL), next)
-		answer := make(chan string, 1)
-		go func() { // abandoned at an interrupt: the process exits
-			line, _ := bufio.NewReader(o.stdin).ReadString('\n')
-			answer <- line
-		}()
-		var line string
-		select {
-		case line = <-answer:
-		case <-ctx.Done():
-			fmt.Fprintln(o.stderr, "\nkeyedmutex release: interrupted; nothing released")
-			return exitDeclined, nil
-		}
-		if !isTerminal(o.stdin) {
-			fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
-		}
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(o.stderr, "keyedmutex release: not confirmed; nothing released")
-			return exitDeclined, nil
+		if ok, code := o.confirm(ctx, prompt); !ok {
+			return code, nil
 		}
 	}
 	cctx, cancel = context.WithTimeout(ctx, o.timeout)
 	res, err := distributed.ForceRelease(cctx, client, o.prefix, key, o.holder)
 	cancel()
+	return o.released(key, res, err)
+}
+
+// confirm asks prompt on stderr and reads the answer: ok if yes, else
+// the exit code.
+func (o *options) confirm(ctx context.Context, prompt string) (ok bool, code int) {
+	fmt.Fprint(o.stderr, prompt)
+	answer := make(chan string, 1)
+	go func() { // abandoned at an interrupt: the process exits
+		line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+		answer <- line
+	}()
+	var line string
+	select {
+	case line = <-answer:
+	case <-ctx.Done():
+		fmt.Fprintln(o.stderr, "\nkeyedmutex release: interrupted; nothing released")
+		return false, exitDeclined
+	}
+	if !isTerminal(o.stdin) {
+		fmt.Fprintln(o.stderr, strings.TrimSpace(line)) // the answer a terminal would echo
+	}
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		fmt.Fprintln(o.stderr, "keyedmutex release: not confirmed; nothing released")
+		return false, exitDeclined
+	}
+	return true, exitOK
+}
+
+// released reports the result of a ForceRelease or ForceReleaseRW.
+func (o *options) released(key string, res distributed.ReleaseResult, err error) (int, error) {
 	if err != nil {
 		code := exitError
 		if errors.Is(err, distributed.ErrNotLocked) || errors.Is(err, distributed.ErrHeldByOther) {
@@ -1047,6 +1196,7 @@ type jsonHolder struct {
 }
 
 type jsonWaiter struct {
+	Kind     string `json:"kind,omitempty"` // read-write lock only: reader or writer
 	Owner    string `json:"owner"`
 	Label    string `json:"label"`
 	Mutex    string `json:"mutex"`
@@ -1055,18 +1205,22 @@ type jsonWaiter struct {
 }
 
 type jsonKey struct {
-	Time     string       `json:"time,omitempty"` // watch only
-	Key      string       `json:"key"`            // not valid UTF-8: its bad bytes read U+FFFD
-	KeyQuot  string       `json:"key_quoted"`     // Go-quoted, exact: give it back with -quoted
-	Kind     string       `json:"kind"`
-	LockKey  string       `json:"lock_key"`
-	QueueKey string       `json:"queue_key"`
-	State    string       `json:"state"` // held, queued (waiters, no holder), free, foreign, error
-	Holder   *jsonHolder  `json:"holder"`
-	Waiters  []jsonWaiter `json:"waiters"`
-	Value    string       `json:"value,omitempty"` // foreign only
-	Note     string       `json:"note,omitempty"`
-	Error    string       `json:"error,omitempty"` // state "error": the key could not be read
+	Time     string `json:"time,omitempty"` // watch only
+	Key      string `json:"key"`            // not valid UTF-8: its bad bytes read U+FFFD
+	KeyQuot  string `json:"key_quoted"`     // Go-quoted, exact: give it back with -quoted
+	Kind     string `json:"kind"`
+	LockKey  string `json:"lock_key"`
+	QueueKey string `json:"queue_key"`
+	// ReadersKey and Readers: a read-write lock (kind "rw") only; its
+	// holder is its writer.
+	ReadersKey string       `json:"readers_key,omitempty"`
+	State      string       `json:"state"` // held, read (readers hold), queued (waiters, no holder), free, foreign, error
+	Holder     *jsonHolder  `json:"holder"`
+	Readers    []jsonHolder `json:"readers,omitempty"`
+	Waiters    []jsonWaiter `json:"waiters"`
+	Value      string       `json:"value,omitempty"` // foreign only
+	Note       string       `json:"note,omitempty"`
+	Error      string       `json:"error,omitempty"` // state "error": the key could not be read
 }
 
 type jsonRelease struct {
@@ -1078,7 +1232,10 @@ type jsonRelease struct {
 }
 
 func (o *options) toJSON(r distributed.KeyReport) jsonKey {
-	j := jsonKey{Key: r.Key, KeyQuot: strconv.Quote(r.Key), Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, Waiters: []jsonWaiter{}}
+	j := jsonKey{Key: r.Key, KeyQuot: strconv.Quote(r.Key), Kind: string(r.Kind), LockKey: r.LockKey, QueueKey: r.QueueKey, ReadersKey: r.ReadersKey, Waiters: []jsonWaiter{}}
+	for _, rd := range r.Readers {
+		j.Readers = append(j.Readers, jsonHolder{Owner: rd.Owner, Label: rd.Label, TTLMs: ttlMs(rd.TTL)})
+	}
 	switch {
 	case r.Err != nil:
 		j.State, j.Error = "error", o.explain(r.Err).Error()
@@ -1087,13 +1244,19 @@ func (o *options) toJSON(r distributed.KeyReport) jsonKey {
 		j.Holder = &jsonHolder{Owner: r.Owner, Label: r.Label, TTLMs: ttlMs(r.TTL)}
 	case r.Foreign:
 		j.State, j.Value = "foreign", r.Value
+	case len(r.Readers) > 0:
+		j.State = "read"
 	case r.Waiters > 0:
 		j.State = "queued"
 	default:
 		j.State = "free"
 	}
 	for _, q := range r.Queue {
-		j.Waiters = append(j.Waiters, jsonWaiter{Owner: q.Owner, Label: q.Label, Mutex: q.MutexID, WaitedMs: q.Waited.Milliseconds(), Dead: q.Dead})
+		kind := ""
+		if r.Kind == distributed.KindRW {
+			kind = waiterKind(q)
+		}
+		j.Waiters = append(j.Waiters, jsonWaiter{Kind: kind, Owner: q.Owner, Label: q.Label, Mutex: q.MutexID, WaitedMs: q.Waited.Milliseconds(), Dead: q.Dead})
 	}
 	return j
 }

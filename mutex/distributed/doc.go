@@ -269,6 +269,9 @@
 // [InspectKeys], [ListKeys] and [ForceRelease] show and break the locks
 // of every process from a bare client and the prefix, by encoded key;
 // the keyedmutex command (cmd/keyedmutex) is built on them.
+// [InspectRWKeys] shows an [RWMutex]'s locks ([KindRW]), which ListKeys
+// lists too; [ForceReleaseRW] breaks their writers and readers as
+// ForceRelease breaks a Mutex's holder.
 //
 // # Compatibility
 //

@@ -24,8 +24,8 @@ import (
 type Kind string
 
 // KindMutex is the kind of a [Mutex]'s locks: a lock key (a string) and
-// a queue key (a sorted set). Other kinds (a reader/writer lock) may be
-// added; [ListKeys] reports only the kinds it knows.
+// a queue key (a sorted set). [KindRW] is the kind of an [RWMutex]'s.
+// [ListKeys] reports only the kinds it knows.
 const KindMutex Kind = "mutex"
 
 // KeyReport is an operator's view of one key's lock.
@@ -33,8 +33,12 @@ type KeyReport struct {
 	// Key is the encoded key; Kind the kind of lock.
 	Key  string
 	Kind Kind
-	// LockKey and QueueKey are its Redis names.
-	LockKey, QueueKey string
+	// LockKey and QueueKey are its Redis names. For [KindRW], LockKey is
+	// the writer key and ReadersKey the readers' set; Held, Owner, Label
+	// and TTL are the writer's, and Readers the readers that hold.
+	LockKey, QueueKey, ReadersKey string
+	// Readers are the readers holding a [KindRW] lock (live shares only).
+	Readers []Reader
 	// Info is what [Mutex.Inspect] reports (Waiters: the queue's length).
 	// No fencing token and no acquisition time is stored (protocol v3:
 	// tokens are the server clock read while the lock is held).
@@ -53,7 +57,10 @@ type KeyReport struct {
 // Locked reports whether the key is held, has waiters, or its lock key
 // holds a value this library did not write (Foreign), which blocks every
 // Lock of the key as a holder would, until it expires or is deleted.
-func (r KeyReport) Locked() bool { return r.Held || r.Foreign || r.Waiters > 0 }
+// For [KindRW], readers holding it count too.
+func (r KeyReport) Locked() bool {
+	return r.Held || r.Foreign || r.Waiters > 0 || len(r.Readers) > 0
+}
 
 // LongestWait is how long the head of the queue has waited; 0 without
 // waiters.
@@ -74,6 +81,9 @@ type QueuedWaiter struct {
 	// Dead reports an entry its waiter stopped refreshing (a crashed or
 	// partitioned process): it is skipped when it reaches the head.
 	Dead bool
+	// Reader reports, in a [KindRW] queue, a reader (RLock); false for
+	// a writer, and always false in a [KindMutex] queue.
+	Reader bool
 }
 
 // ErrNotLocked is returned by [ForceRelease] for a key nobody holds.
@@ -96,10 +106,13 @@ type keyName struct {
 var keyNames = []keyName{
 	{KindMutex, "lock", "{"},
 	{KindMutex, "queue", "q:{"},
+	{KindRW, "writer", "rw:{"},
+	{KindRW, "readers", "rwr:{"},
+	{KindRW, "queue", "rwq:{"},
 }
 
 // ParseKeyName returns the encoded key, the kind of lock and the part
-// ("lock", "queue") of the Redis name name under prefix, or ok false if
+// ("lock", "queue"; for [KindRW] "writer", "readers", "queue") of the Redis name name under prefix, or ok false if
 // name is not the name of a lock of a known kind under prefix.
 func ParseKeyName(prefix, name string) (key string, kind Kind, part string, ok bool) {
 	rest, found := strings.CutPrefix(name, prefix)
@@ -170,11 +183,16 @@ func InspectKeys(ctx context.Context, client redis.UniversalClient, prefix strin
 			return nil, fmt.Errorf("distributed: InspectKeys: key %q: %w", k, err)
 		}
 	}
+	return inspectKeys(ctx, client, prefix, KindMutex, keys)
+}
+
+// inspectKeys reads the locks of kind of keys, checked.
+func inspectKeys(ctx context.Context, client redis.UniversalClient, prefix string, kind Kind, keys []string) ([]KeyReport, error) {
 	out := make([]KeyReport, 0, len(keys))
 	const chunk = 256
 	for len(keys) > 0 {
 		n := min(len(keys), chunk)
-		rs, err := inspectChunk(ctx, client, prefix, keys[:n])
+		rs, err := inspectChunk(ctx, client, prefix, kind, keys[:n])
 		if err != nil {
 			return nil, err
 		}
@@ -211,20 +229,28 @@ func keyErrors(rs []KeyReport) error {
 // from the key's server, and which may be stalled while the key's is not.
 const clockScript = "return redis.call('TIME')"
 
-func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix string, keys []string) ([]KeyReport, error) {
+func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix string, kind Kind, keys []string) ([]KeyReport, error) {
 	type cmds struct {
-		get   *redis.StringCmd
-		pttl  *redis.DurationCmd
-		queue *redis.ZSliceCmd
-		clock *redis.Cmd // Cluster: the key's own server clock
+		get     *redis.StringCmd
+		pttl    *redis.DurationCmd
+		queue   *redis.ZSliceCmd
+		readers *redis.ZSliceCmd // KindRW only
+		clock   *redis.Cmd       // Cluster: the key's own server clock
+	}
+	namesOf := namesFor
+	if kind == KindRW {
+		namesOf = rwNamesFor
 	}
 	_, cluster := client.(*redis.ClusterClient)
 	cs := make([]cmds, len(keys))
 	var now *redis.TimeCmd
 	_, err := client.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			nm := namesFor(prefix, k)
+			nm := namesOf(prefix, k)
 			cs[i] = cmds{get: p.Get(ctx, nm.lock), pttl: p.PTTL(ctx, nm.lock), queue: p.ZRangeWithScores(ctx, nm.queue, 0, -1)}
+			if kind == KindRW {
+				cs[i].readers = p.ZRangeWithScores(ctx, nm.readers, 0, -1)
+			}
 			if cluster {
 				cs[i].clock = p.Eval(ctx, clockScript, []string{nm.lock})
 			}
@@ -246,9 +272,9 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 	}
 	out := make([]KeyReport, len(keys))
 	for i, k := range keys {
-		nm := namesFor(prefix, k)
+		nm := namesOf(prefix, k)
 		c := cs[i]
-		r := KeyReport{Key: k, Kind: KindMutex, LockKey: nm.lock, QueueKey: nm.queue}
+		r := KeyReport{Key: k, Kind: kind, LockKey: nm.lock, QueueKey: nm.queue, ReadersKey: nm.readers}
 		if cluster {
 			us, err := clockOf(c.clock)
 			if err != nil {
@@ -259,7 +285,11 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 			nowUs = us
 		}
 		r.clockUs = nowUs
-		for _, e := range []error{c.get.Err(), c.queue.Err(), c.pttl.Err()} {
+		errs := []error{c.get.Err(), c.queue.Err(), c.pttl.Err()}
+		if c.readers != nil {
+			errs = append(errs, c.readers.Err())
+		}
+		for _, e := range errs {
 			if e != nil && !errors.Is(e, redis.Nil) {
 				if isWrongType(e) {
 					e = wrongType(nm, e)
@@ -274,7 +304,12 @@ func inspectChunk(ctx context.Context, client redis.UniversalClient, prefix stri
 		}
 		for _, z := range c.queue.Val() {
 			member, _ := z.Member.(string)
-			r.Queue = append(r.Queue, parseEntry(member, int64(z.Score), nowUs))
+			w := parseEntry(member, int64(z.Score), nowUs)
+			w.Reader = kind == KindRW && field(strings.Split(member, " "), 2) == "0"
+			r.Queue = append(r.Queue, w)
+		}
+		if c.readers != nil {
+			r.Readers = parseReaders(c.readers.Val(), nowUs)
 		}
 		r.Waiters = int64(len(r.Queue))
 		if v, err := c.get.Result(); err == nil {
@@ -332,7 +367,9 @@ func parseEntry(member string, score, nowUs int64) QueuedWaiter {
 }
 
 // ListKeys finds, by SCAN (never KEYS) on every master of a Cluster, the
-// keys under prefix that are held, have waiters or whose lock key holds a
+// keys under prefix, of every kind (a [Mutex]'s, [KindMutex], and an
+// [RWMutex]'s, [KindRW]: one report per kind of a key), that are held
+// (for [KindRW], by a writer or by readers), have waiters or whose lock key holds a
 // foreign value (see [KeyReport.Locked]), and reports them
 // sorted by the wait of their queue's head, longest first (then by key).
 // A key that cannot be read (see [InspectKeys]) is reported too, with Err
@@ -352,7 +389,7 @@ func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match s
 	}
 	pattern := globEscape(prefix) + "*{" + escapeTag(match) + "}"
 	seen := map[string]bool{}
-	var keys []string
+	var keys, rwKeys []string
 	var mu sync.Mutex // ForEachMaster scans the masters concurrently
 	scan := func(ctx context.Context, node redis.Cmdable) error {
 		var cursor uint64
@@ -363,9 +400,13 @@ func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match s
 			}
 			mu.Lock()
 			for _, name := range page {
-				if k, kind, _, ok := ParseKeyName(prefix, name); ok && kind == KindMutex && !seen[k] {
-					seen[k] = true
-					keys = append(keys, k)
+				if k, kind, _, ok := ParseKeyName(prefix, name); ok && !seen[string(kind)+":"+k] {
+					seen[string(kind)+":"+k] = true
+					if kind == KindRW {
+						rwKeys = append(rwKeys, k)
+					} else {
+						keys = append(keys, k)
+					}
 				}
 			}
 			mu.Unlock()
@@ -388,6 +429,14 @@ func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match s
 	if rs == nil && err != nil {
 		return nil, err
 	}
+	if len(rwKeys) > 0 {
+		rws, rwErr := InspectRWKeys(ctx, client, prefix, rwKeys...)
+		if rws == nil && rwErr != nil {
+			return nil, rwErr
+		}
+		rs = append(rs, rws...)
+		err = keyErrors(rs)
+	}
 	out := rs[:0]
 	for _, r := range rs {
 		if r.Locked() || r.Err != nil {
@@ -401,7 +450,10 @@ func ListKeys(ctx context.Context, client redis.UniversalClient, prefix, match s
 		if a, b := out[i].LongestWait(), out[j].LongestWait(); a != b {
 			return a > b
 		}
-		return out[i].Key < out[j].Key
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Kind < out[j].Kind
 	})
 	return out, err
 }
@@ -453,7 +505,11 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	case before.Foreign:
 		return res, fmt.Errorf("distributed: ForceRelease %q: %w: %s holds %q, a value this library did not write", key, ErrNotLocked, before.LockKey, before.Value)
 	case !before.Held:
-		return res, fmt.Errorf("distributed: ForceRelease %q: %w (%s: no holder)", key, ErrNotLocked, before.LockKey)
+		note := ""
+		if rws, err := InspectRWKeys(ctx, client, prefix, key); err == nil && rws[0].Locked() {
+			note = "; its RWMutex lock is held or queued: ForceReleaseRW breaks that"
+		}
+		return res, fmt.Errorf("distributed: ForceRelease %q: %w (%s: no holder)%s", key, ErrNotLocked, before.LockKey, note)
 	case before.Label != holder && before.Owner != holder:
 		return res, fmt.Errorf("distributed: ForceRelease %q: %w: held by %s, not %s", key, ErrHeldByOther, holderName(before.Info), holder)
 	}

@@ -16,7 +16,8 @@
 -- ARGV[2] "a" (abort) or "r" (requeue, a writer only: unlock, then
 --         queue a new writer at the back of the queue)
 -- ARGV[3] a queue member to remove first, or ""
--- ARGV[4] requeue only: the lease's top token, or ""
+-- ARGV[4] requeue, and abort by an operator (ForceReleaseRW): the
+--         lease's top token, or ""; absent for a Lock that gave up
 -- ARGV[5..8] requeue only: the new writer's id, its n, its queue entry
 --         without deadline and its liveness (ms), as release.lua's
 --
@@ -54,9 +55,7 @@ if abort or requeue then
 	if ARGV[3] ~= '' then
 		redis.call('ZREM', Q, ARGV[3])
 	end
-	if requeue then
-		top = ARGV[4]
-	end
+	top = ARGV[4]
 else
 	top = ARGV[2]
 end

@@ -149,7 +149,7 @@ func NewRW[K comparable](r mutex.RWKeyed[K], opts ...Option) (*RWMutex[K], error
 // ctx end the error satisfies errors.Is(err, ctx.Err()); after Close,
 // errors.Is(err, [mutex.ErrClosed]).
 func (m *RWMutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "lock", key, true, false)
+	return m.lock(ctx, "Lock", key, true, false)
 }
 
 // TryLock takes the write lock for key only if no goroutine of this
@@ -157,7 +157,7 @@ func (m *RWMutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 // otherwise it returns an error satisfying errors.Is(err,
 // [mutex.ErrLocked]).
 func (m *RWMutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "trylock", key, true, true)
+	return m.lock(ctx, "TryLock", key, true, true)
 }
 
 // RLock blocks until the caller holds the read lock for key, ctx is done,
@@ -165,7 +165,7 @@ func (m *RWMutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 // the key, and their remote read lease, unless a local writer waits (it
 // then queues behind it) or the run has served its bound.
 func (m *RWMutex[K]) RLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "rlock", key, false, false)
+	return m.lock(ctx, "RLock", key, false, false)
 }
 
 // TryRLock takes the read lock for key only if no local writer holds or
@@ -173,7 +173,7 @@ func (m *RWMutex[K]) RLock(ctx context.Context, key K) (mutex.Lease, error) {
 // share, or the remote grants one at once; otherwise it returns an error
 // satisfying errors.Is(err, [mutex.ErrLocked]).
 func (m *RWMutex[K]) TryRLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "trylock", key, false, true)
+	return m.lock(ctx, "TryRLock", key, false, true)
 }
 
 // Locker returns a [sync.Locker] for the write lock of key; see
@@ -508,7 +508,7 @@ func (m *RWMutex[K]) acquireRemote(ctx context.Context, key K, write, try bool) 
 // errors other than its loss.
 func (m *RWMutex[K]) releaseRemote(key K, r mutex.Lease) {
 	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
+		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 	}
 }
 

@@ -156,7 +156,7 @@ func (l *rwLease[K]) Unlock() error {
 	l.mu.Lock()
 	if l.unlocked {
 		l.mu.Unlock()
-		return lockErr("unlock", l.key, mutex.ErrUnlocked)
+		return lockErr("Unlock", l.key, mutex.ErrUnlocked)
 	}
 	lost := l.err
 	if lost == nil {
@@ -181,16 +181,16 @@ func (l *rwLease[K]) Unlock() error {
 	switch {
 	case lost != nil:
 		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
+			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
 		}
 		return lost
 	case errors.Is(err, mutex.ErrLost): // with the remote's reason
 		l.mu.Lock()
 		l.err = lockErr("lease", key, err)
 		l.mu.Unlock()
-		return lockErr("unlock", key, err)
+		return lockErr("Unlock", key, err)
 	case err != nil:
-		return lockErr("unlock", key, fmt.Errorf("release remote lease: %w", err))
+		return lockErr("Unlock", key, fmt.Errorf("release remote lease: %w", err))
 	}
 	return nil
 }

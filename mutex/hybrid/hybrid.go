@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/mutex"
-	"golang.org/x/sync/errgroup"
 )
 
 var (
@@ -32,56 +28,26 @@ var (
 // before the Lock or TryLock of this Mutex that next returns a lease for
 // that key; across processes the remote mutex gives the same guarantee.
 type Mutex[K comparable] struct {
-	remote         mutex.Keyed[K]
-	reserver       mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
-	block          uint64                 // tokens reserved per remote lease: bound+1, or 1
-	logger         *slog.Logger           // nil: slog.Default()
-	obs            mutex.Observer         // nil: none
-	closer         io.Closer              // the remote, if owned (WithOwnedRemote)
-	yield          time.Duration          // fixed yield after a bound release, if !adapt
-	adapt          bool
-	releaseLatency atomic.Int64 // moving average (EWMA) of the remote release latency, ns
+	core[K]
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort. There is no
 	// lock that every key shares.
 	t       keylock.Table[K, cohort]
 	lockers lockutil.LockerSet[K]
-
-	closing atomic.Bool
-	wg      sync.WaitGroup // the watchers started by Done
 }
 
 // New returns a Mutex that coordinates processes through the remote mutex
 // r. A nil r or an invalid option is an error. The Mutex does not own r
 // (Close leaves it open) unless [WithOwnedRemote] says so.
 func New[K comparable](r mutex.Keyed[K], opts ...Option) (*Mutex[K], error) {
-	switch {
-	case r == nil:
-		return nil, errors.New("hybrid: New: nil remote mutex")
-	case lockutil.IsNilPointer(r):
-		return nil, fmt.Errorf("hybrid: New: nil remote mutex (%T)", r)
+	c, err := configure("New", r, opts)
+	if err != nil {
+		return nil, err
 	}
-	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
-	}
-	m := &Mutex[K]{remote: r, block: 1, logger: c.logger, obs: c.obs, yield: c.yield, adapt: !c.yieldSet}
-	if c.ownRemote {
-		closer, ok := r.(io.Closer)
-		if !ok {
-			return nil, fmt.Errorf("hybrid: WithOwnedRemote: the remote (%T) has no Close method", r)
-		}
-		m.closer = closer
-	}
-	if b, ok := remote.ReserverOf(r); ok && c.maxHandoffs > 0 {
-		m.reserver = b
-		m.block = uint64(c.maxHandoffs) + 1
+	m := &Mutex[K]{}
+	if err := m.init(r, c); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -119,17 +85,6 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 	return m.lockers.Locker(m, key, func(key K, err error) {
 		m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
 	})
-}
-
-func (m *Mutex[K]) log() *slog.Logger { return lockutil.Logger(m.logger) }
-
-// observe tells the observer, if any, about e.
-func (m *Mutex[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e mutex.Event) {
-	if m.obs == nil {
-		return
-	}
-	e.Kind, e.Backend, e.Key = kind, "hybrid", keylock.KeyString(key)
-	m.obs.Observe(ctx, e)
 }
 
 // errNotNew is the error of a Mutex that New did not make.
@@ -252,11 +207,7 @@ func (m *Mutex[K]) acquire(ctx context.Context, key K, tk remote.Ticket, notBefo
 	if tk != nil && !try {
 		// The previous holder requeued this process in the remote's
 		// queue: wait for that turn.
-		rs, err := tk.Wait(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		return rs, max(1, min(rs.Reserved(), m.block)), nil
+		return m.waitTicket(ctx, tk)
 	}
 	if tk != nil {
 		tk.Cancel()
@@ -264,69 +215,7 @@ func (m *Mutex[K]) acquire(ctx context.Context, key K, tk remote.Ticket, notBefo
 	if err := awaitTurn(ctx, notBefore); err != nil {
 		return nil, 0, err
 	}
-	return m.acquireRemote(ctx, key, try)
-}
-
-// awaitTurn waits until notBefore (the yield after a bound release), or
-// ctx's end.
-func awaitTurn(ctx context.Context, notBefore time.Time) error {
-	if notBefore.IsZero() {
-		return nil
-	}
-	d := time.Until(notBefore)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// acquireRemote takes the remote lease, reserving a token per local
-// holder it may serve; it returns the lease and how many tokens it holds.
-func (m *Mutex[K]) acquireRemote(ctx context.Context, key K, try bool) (mutex.Lease, uint64, error) {
-	var (
-		r   mutex.Reservation
-		l   mutex.Lease
-		err error
-	)
-	switch {
-	case m.reserver != nil && try:
-		r, err = m.reserver.TryLockN(ctx, key, m.block)
-	case m.reserver != nil:
-		r, err = m.reserver.LockN(ctx, key, m.block)
-	case try:
-		l, err = m.remote.TryLock(ctx, key)
-	default:
-		l, err = m.remote.Lock(ctx, key)
-	}
-	switch {
-	case err != nil:
-		return nil, 0, err
-	case r != nil:
-		return r, max(1, min(r.Reserved(), m.block)), nil
-	}
-	return l, 1, nil
-}
-
-// releaseFailed reports whether err, from the Unlock of a remote lease
-// nobody will use again, is a failure to report: not its loss, nor its
-// end by a requeue or Close before (nothing was left to release).
-func releaseFailed(err error) bool {
-	return err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked)
-}
-
-// releaseRemote releases a remote lease nobody will use again, reporting
-// errors other than its loss.
-func (m *Mutex[K]) releaseRemote(key K, r mutex.Lease) {
-	if err := r.Unlock(); releaseFailed(err) {
-		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
-	}
+	return m.acquireWrite(ctx, key, try)
 }
 
 // release ends the holding of e: it passes the key, with the cohort's
@@ -363,25 +252,6 @@ func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
 		c.yieldAfter(time.Now().Add(m.yieldFor()))
 	}
 	e.Unlock()
-	return err
-}
-
-// releaseTimed releases r (if not nil). The release latency feeds the
-// yield after a bound-forced release, so only such releases (bound set)
-// and the first are timed: the clock is not free on every Unlock.
-func (m *Mutex[K]) releaseTimed(r mutex.Lease, bound bool) error {
-	if r == nil {
-		return nil
-	}
-	timed := m.adapt && (bound || m.releaseLatency.Load() == 0)
-	var start time.Time
-	if timed {
-		start = time.Now()
-	}
-	err := r.Unlock()
-	if err == nil && timed {
-		m.recordReleaseLatency(time.Since(start))
-	}
 	return err
 }
 
@@ -446,72 +316,7 @@ func (m *Mutex[K]) Close() error {
 			contenders = append(contenders, contending)
 		}
 	})
-	for _, tk := range tickets {
-		tk.Cancel()
-	}
-	errs := releaseAll(remotes)
-	for _, done := range contenders {
-		<-done
-	}
-	m.wg.Wait()
-	if m.closer != nil {
-		if err := m.closer.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("hybrid: close the remote: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// closeParallel bounds how many remote leases Close releases at once.
-const closeParallel = 64
-
-// releaseAll releases remote leases in parallel, at most closeParallel at
-// a time, so that Close takes about one release's time (bounded by the
-// remote's own unlock timeout), not one per lease; it returns the errors
-// other than a loss.
-func releaseAll(remotes []mutex.Lease) []error {
-	var (
-		g    errgroup.Group
-		mu   sync.Mutex // guards errs
-		errs []error
-	)
-	g.SetLimit(closeParallel)
-	for _, r := range remotes {
-		g.Go(func() error {
-			// ErrUnlocked: a requeue in progress ended the lease before
-			// Close took it from the cohort; nothing is left to release.
-			if err := r.Unlock(); releaseFailed(err) {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("hybrid: close: release remote lease: %w", err))
-				mu.Unlock()
-			}
-			return nil
-		})
-	}
-	_ = g.Wait()
-	return errs
-}
-
-// yieldFor is how long the next local head waits after a bound release.
-func (m *Mutex[K]) yieldFor() time.Duration {
-	if !m.adapt {
-		return m.yield
-	}
-	return min(max(2*time.Duration(m.releaseLatency.Load()), minYield), maxYield)
-}
-
-// recordReleaseLatency folds a remote release latency into releaseLatency.
-func (m *Mutex[K]) recordReleaseLatency(d time.Duration) {
-	for {
-		old := m.releaseLatency.Load()
-		v := int64(d)
-		if old != 0 {
-			v = old + (v-old)/8
-		}
-		if m.releaseLatency.CompareAndSwap(old, v) {
-			return
-		}
-	}
+	return m.shutdown(remotes, tickets, contenders)
 }
 
 // lease is one local holding of a key: a share of the cohort's remote
@@ -716,9 +521,7 @@ func (l *lease[K]) unlock() error {
 	err := l.m.release(l.e, lost != nil)
 	switch {
 	case lost != nil:
-		if releaseFailed(err) {
-			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
-		}
+		l.m.reportRelease(key, err)
 		return lost
 	case errors.Is(err, mutex.ErrLost): // with the remote's reason
 		l.mu.Lock()

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/keyedmutex/keyedmutex/internal/lockutil"
-	"io"
-	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/internal/rlocker"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -36,24 +33,15 @@ var (
 // read lease before the next Lock or TryLock that does; across
 // processes the remote gives the same guarantees.
 type RWMutex[K comparable] struct {
-	remote         mutex.RWKeyed[K]
-	reserver       mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
-	block          uint64                 // write tokens reserved per remote write lease: bound+1, or 1
-	perRead        int                    // local readers one remote read lease serves: bound+1
-	logger         *slog.Logger           // nil: slog.Default()
-	closer         io.Closer              // the remote, if owned (WithOwnedRemote)
-	yield          time.Duration          // fixed yield after a bound release, if !adapt
-	adapt          bool
-	releaseLatency atomic.Int64 // EWMA of the remote release latency, ns
+	core[K]                  // its remote is rw, as a Keyed: the write side
+	rw      mutex.RWKeyed[K] // the remote
+	perRead int              // local readers one remote read lease serves: bound+1
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort.
 	t        keylock.RWTable[K, rwCohort]
 	lockers  lockutil.LockerSet[K]
 	rlockers rlocker.Set[K]
-
-	closing atomic.Bool
-	wg      sync.WaitGroup // the watchers started by Done
 }
 
 // rwCohort is the remote side of one key: the remote write lease that
@@ -108,37 +96,17 @@ func (c *rwCohort) drop(s *readShare) {
 // acquires its own with a bound of 0). [WithObserver] is not supported
 // yet, and is an error. A nil r is an error.
 func NewRW[K comparable](r mutex.RWKeyed[K], opts ...Option) (*RWMutex[K], error) {
-	switch {
-	case r == nil:
-		return nil, errors.New("hybrid: NewRW: nil remote mutex")
-	case lockutil.IsNilPointer(r):
-		return nil, fmt.Errorf("hybrid: NewRW: nil remote mutex (%T)", r)
-	}
-	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	c, err := configure[K]("NewRW", r, opts)
+	if err != nil {
+		return nil, err
 	}
 	if c.obs != nil {
 		return nil, errors.New("hybrid: NewRW: WithObserver is not supported by RWMutex yet")
 	}
-	m := &RWMutex[K]{remote: r, block: 1, logger: c.logger, yield: c.yield, adapt: !c.yieldSet}
-	if c.ownRemote {
-		closer, ok := r.(io.Closer)
-		if !ok {
-			return nil, fmt.Errorf("hybrid: WithOwnedRemote: the remote (%T) has no Close method", r)
-		}
-		m.closer = closer
+	m := &RWMutex[K]{rw: r, perRead: c.maxHandoffs + 1}
+	if err := m.init(r, c); err != nil {
+		return nil, err
 	}
-	if b, ok := r.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
-		m.reserver = b
-		m.block = uint64(c.maxHandoffs) + 1
-	}
-	m.perRead = c.maxHandoffs + 1
 	return m, nil
 }
 
@@ -197,13 +165,6 @@ func (m *RWMutex[K]) RLocker(key K) sync.Locker {
 
 func (m *RWMutex[K]) lockerError(key K, err error) {
 	m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
-}
-
-func (m *RWMutex[K]) log() *slog.Logger {
-	if m.logger != nil {
-		return m.logger
-	}
-	return slog.Default()
 }
 
 // errNotNewRW is the error of an RWMutex that NewRW did not make.
@@ -338,7 +299,7 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 // caller holds e as a reader.
 func (m *RWMutex[K]) tryOwnRead(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort]) (mutex.Lease, error) {
 	c, key := &e.Value, e.Key()
-	r, err := m.remote.TryRLock(ctx, key)
+	r, err := m.rw.TryRLock(ctx, key)
 	if err != nil {
 		m.leaveRead(e, nil)
 		return nil, lockErr(op, key, err)
@@ -403,15 +364,12 @@ func (m *RWMutex[K]) contendLocked(caller context.Context, e *keylock.RWEntry[K,
 	if tk != nil && write && !try {
 		// The previous holder requeued this process in the remote's
 		// queue: wait for that turn.
-		var rs mutex.Reservation
-		if rs, err = tk.Wait(ctx); err == nil {
-			r, reserved = rs, max(1, min(rs.Reserved(), m.block))
-		}
+		r, reserved, err = m.waitTicket(ctx, tk)
 	} else {
 		if tk != nil {
 			tk.Cancel()
 		}
-		if err = m.awaitTurn(ctx, c); err == nil {
+		if err = awaitTurn(ctx, takeNotBefore(c)); err == nil {
 			r, reserved, err = m.acquireRemote(ctx, key, write, try)
 		}
 	}
@@ -447,29 +405,15 @@ func (m *RWMutex[K]) contendLocked(caller context.Context, e *keylock.RWEntry[K,
 	return nil, 0, err
 }
 
-// awaitTurn waits until the cohort's notBefore (the yield after a bound
-// release), or ctx's end. The caller holds e (alone, or as the reader
-// that contends for its run), so notBefore is its to clear.
-func (m *RWMutex[K]) awaitTurn(ctx context.Context, c *rwCohort) error {
+// takeNotBefore takes the cohort's notBefore (the yield after a bound
+// release). The caller holds e (alone, or as the reader that contends for
+// its run), so notBefore is its to clear.
+func takeNotBefore(c *rwCohort) time.Time {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	nb := c.notBefore
 	c.notBefore = time.Time{}
-	c.mu.Unlock()
-	if nb.IsZero() {
-		return nil
-	}
-	d := time.Until(nb)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nb
 }
 
 // acquireRemote takes the remote lease: a read lease, or a write lease
@@ -477,39 +421,21 @@ func (m *RWMutex[K]) awaitTurn(ctx context.Context, c *rwCohort) error {
 // lease and how many write tokens it holds (1 for a read lease).
 func (m *RWMutex[K]) acquireRemote(ctx context.Context, key K, write, try bool) (mutex.Lease, uint64, error) {
 	var (
-		r   mutex.Reservation
 		l   mutex.Lease
 		err error
 	)
 	switch {
-	case !write && try:
-		l, err = m.remote.TryRLock(ctx, key)
-	case !write:
-		l, err = m.remote.RLock(ctx, key)
-	case m.reserver != nil && try:
-		r, err = m.reserver.TryLockN(ctx, key, m.block)
-	case m.reserver != nil:
-		r, err = m.reserver.LockN(ctx, key, m.block)
+	case write:
+		return m.acquireWrite(ctx, key, try)
 	case try:
-		l, err = m.remote.TryLock(ctx, key)
+		l, err = m.rw.TryRLock(ctx, key)
 	default:
-		l, err = m.remote.Lock(ctx, key)
+		l, err = m.rw.RLock(ctx, key)
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		return nil, 0, err
-	case r != nil:
-		return r, max(1, min(r.Reserved(), m.block)), nil
 	}
 	return l, 1, nil
-}
-
-// releaseRemote releases a remote lease nobody will use again, reporting
-// errors other than its loss.
-func (m *RWMutex[K]) releaseRemote(key K, r mutex.Lease) {
-	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
-	}
 }
 
 // takeRemote detaches the cohort's remote lease, if any, and its requeue
@@ -561,20 +487,7 @@ func (m *RWMutex[K]) releaseCohort(e *keylock.RWEntry[K, rwCohort], bound bool) 
 	if tk != nil {
 		tk.Cancel()
 	}
-	var err error
-	if r != nil {
-		// The release latency feeds the yield after a bound-forced
-		// release, so only such releases (and the first) are timed.
-		timed := m.adapt && (bound || m.releaseLatency.Load() == 0)
-		var start time.Time
-		if timed {
-			start = time.Now()
-		}
-		err = r.Unlock()
-		if err == nil && timed {
-			m.recordReleaseLatency(time.Since(start))
-		}
-	}
+	err := m.releaseTimed(r, bound)
 	if bound {
 		// If a local waiter takes the key next, let another process's
 		// waiter take the remote lock first.
@@ -697,40 +610,5 @@ func (m *RWMutex[K]) Close() error {
 		}
 		c.mu.Unlock()
 	})
-	for _, tk := range tickets {
-		tk.Cancel()
-	}
-	errs := releaseAll(remotes)
-	for _, done := range contenders {
-		<-done
-	}
-	m.wg.Wait()
-	if m.closer != nil {
-		if err := m.closer.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("hybrid: close the remote: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// yieldFor is how long the next local head waits after a bound release.
-func (m *RWMutex[K]) yieldFor() time.Duration {
-	if !m.adapt {
-		return m.yield
-	}
-	return min(max(2*time.Duration(m.releaseLatency.Load()), minYield), maxYield)
-}
-
-// recordReleaseLatency folds a remote release latency into the moving average.
-func (m *RWMutex[K]) recordReleaseLatency(d time.Duration) {
-	for {
-		old := m.releaseLatency.Load()
-		v := int64(d)
-		if old != 0 {
-			v = old + (v-old)/8
-		}
-		if m.releaseLatency.CompareAndSwap(old, v) {
-			return
-		}
-	}
+	return m.shutdown(remotes, tickets, contenders)
 }

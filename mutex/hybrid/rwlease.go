@@ -180,9 +180,7 @@ func (l *rwLease[K]) Unlock() error {
 	}
 	switch {
 	case lost != nil:
-		if err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-			l.m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("Unlock", key, err))
-		}
+		l.m.reportRelease(key, err)
 		return lost
 	case errors.Is(err, mutex.ErrLost): // with the remote's reason
 		l.mu.Lock()

@@ -84,44 +84,6 @@ func (m *core[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e mu
 	m.obs.Observe(ctx, e)
 }
 
-// acquireWrite takes the remote (write) lease, reserving a token per
-// local holder it may serve; it returns the lease and how many tokens it
-// holds.
-func (m *core[K]) acquireWrite(ctx context.Context, key K, try bool) (mutex.Lease, uint64, error) {
-	var (
-		r   mutex.Reservation
-		l   mutex.Lease
-		err error
-	)
-	switch {
-	case m.reserver != nil && try:
-		r, err = m.reserver.TryLockN(ctx, key, m.block)
-	case m.reserver != nil:
-		r, err = m.reserver.LockN(ctx, key, m.block)
-	case try:
-		l, err = m.remote.TryLock(ctx, key)
-	default:
-		l, err = m.remote.Lock(ctx, key)
-	}
-	switch {
-	case err != nil:
-		return nil, 0, err
-	case r != nil:
-		return r, max(1, min(r.Reserved(), m.block)), nil
-	}
-	return l, 1, nil
-}
-
-// waitTicket waits for the remote turn that a requeue queued, and returns
-// its lease and how many tokens it holds.
-func (m *core[K]) waitTicket(ctx context.Context, tk remote.Ticket) (mutex.Lease, uint64, error) {
-	rs, err := tk.Wait(ctx)
-	if err != nil {
-		return nil, 0, err
-	}
-	return rs, max(1, min(rs.Reserved(), m.block)), nil
-}
-
 // releaseFailed reports whether err, from the Unlock of a remote lease
 // nobody will use again, is a failure to report: not its loss, nor its
 // end by a requeue or Close before (nothing was left to release).

@@ -139,7 +139,7 @@ func (m *Mutex[K]) lockLocal(ctx context.Context, op string, key K, try bool, wa
 	if err != nil {
 		if e != nil {
 			// Handed to us as ctx ended: pass it on, remote lease and all.
-			m.release(e, false)
+			m.release(e, &e.Value, false)
 		}
 		if errors.Is(err, mutex.ErrClosed) {
 			return nil, lockErr(op, key, mutex.ErrClosed)
@@ -166,128 +166,13 @@ func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
 // holds locally, and returns the first local lease of it. On failure the
 // local lock passes on to the next waiter, which contends in its turn.
 func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K, cohort], try bool) (mutex.Lease, error) {
-	c, key := &e.Value, e.Key()
-	// A lost remote lease left behind by the previous holder (it never
-	// hands a lost one on, but a loss can come after the handoff).
-	if stale := c.detach(); stale != nil {
-		m.releaseRemote(key, stale)
-	}
-	ctx, cancel := context.WithCancel(caller)
-	defer cancel()
-	tk, notBefore, closed := c.begin(cancel, try)
-	if closed {
+	key := e.Key()
+	r, err := m.contendWrite(caller, &e.Value, key, try)
+	if err != nil {
 		e.Unlock()
-		return nil, lockErr(op, key, mutex.ErrClosed)
+		return nil, lockErr(op, key, err)
 	}
-	r, reserved, err := m.acquire(ctx, key, tk, notBefore, try)
-	closed, contending := c.install(r, reserved, err)
-	switch {
-	case err == nil && !closed:
-		close(contending)
-		m.observe(caller, mutex.RemoteAcquired, key, mutex.Event{})
-		return &lease[K]{m: m, e: e, key: key, remote: r, token: r.Token()}, nil
-	case err == nil: // Close came first: it expects no remote lease left
-		if uerr := r.Unlock(); uerr != nil && !errors.Is(uerr, mutex.ErrLost) {
-			err = uerr
-		}
-		err = errors.Join(mutex.ErrClosed, err)
-	case closed && caller.Err() == nil:
-		err = fmt.Errorf("%w: %w", mutex.ErrClosed, err)
-	}
-	close(contending)
-	e.Unlock()
-	return nil, lockErr(op, key, err)
-}
-
-// acquire gets the cohort a remote lease: by waiting on the requeue
-// ticket tk if there is one (a Lock only; a TryLock cancels it), else,
-// once notBefore has passed, from the remote. It returns the lease and
-// how many tokens it holds.
-func (m *Mutex[K]) acquire(ctx context.Context, key K, tk remote.Ticket, notBefore time.Time, try bool) (mutex.Lease, uint64, error) {
-	if tk != nil && !try {
-		// The previous holder requeued this process in the remote's
-		// queue: wait for that turn.
-		return m.waitTicket(ctx, tk)
-	}
-	if tk != nil {
-		tk.Cancel()
-	}
-	if err := awaitTurn(ctx, notBefore); err != nil {
-		return nil, 0, err
-	}
-	return m.acquireWrite(ctx, key, try)
-}
-
-// release ends the holding of e: it passes the key, with the cohort's
-// remote lease, to the next local waiter if the lease is live and has a
-// token left; otherwise it releases the remote lease (yielding, if the
-// bound forced it, before the next local contender) and the local lock.
-// It returns the remote release's error.
-func (m *Mutex[K]) release(e *keylock.Entry[K, cohort], lost bool) error {
-	c := &e.Value
-	if c.hasTicket() {
-		// A requeued turn nobody took (a waiter gave up as it was handed
-		// the key): the next waiter takes it, or it is cancelled.
-		if e.HandOff() {
-			return nil
-		}
-		if tk := c.takeTicket(); tk != nil {
-			tk.Cancel()
-		}
-	}
-	r, live, handOff := c.plan(lost)
-	if handOff && e.HandOff() {
-		m.observe(context.Background(), mutex.LocalHandoff, e.Key(), mutex.Event{})
-		return nil // cohort handoff: no remote command
-	}
-	if live && !handOff && e.Waiting() {
-		if done, err := m.requeue(e, r); done {
-			return err
-		}
-	}
-	err := m.releaseTimed(c.detach(), live && !handOff)
-	if live && !handOff {
-		// The bound forced this release: if a local waiter takes the key
-		// next, let another process's waiter take the remote lock first.
-		c.yieldAfter(time.Now().Add(m.yieldFor()))
-	}
-	e.Unlock()
-	return err
-}
-
-// requeue ends the cohort at its bound with local waiters left: if the
-// remote lease can requeue, it hands the remote lock to the next process
-// in the remote's queue and queues this process again, in one step, and
-// passes the key with that queued turn to the next local waiter. It
-// reports whether it did (false: release as usual).
-func (m *Mutex[K]) requeue(e *keylock.Entry[K, cohort], r mutex.Lease) (bool, error) {
-	rq, ok := r.(remote.Lease)
-	if !ok {
-		return false, nil
-	}
-	tk, err := rq.Requeue(m.block)
-	if errors.Is(err, remote.ErrUnavailable) {
-		return false, nil
-	}
-	c := &e.Value
-	closed := c.requeued(r, tk, err)
-	switch {
-	case err != nil:
-		e.Unlock()
-		return true, err
-	case closed:
-		tk.Cancel()
-		e.Unlock()
-		return true, nil
-	case e.HandOff():
-		return true, nil
-	}
-	// The waiters left meanwhile: nobody will take the turn.
-	if tk := c.takeTicket(); tk != nil {
-		tk.Cancel()
-	}
-	e.Unlock()
-	return true, nil
+	return &lease[K]{m: m, e: e, key: key, remote: r, token: r.Token()}, nil
 }
 
 // Close ends m; see the package documentation. It returns once no
@@ -518,7 +403,7 @@ func (l *lease[K]) unlock() error {
 	l.stopWatching()
 
 	key := l.key
-	err := l.m.release(l.e, lost != nil)
+	err := l.m.release(l.e, &l.e.Value, lost != nil)
 	switch {
 	case lost != nil:
 		l.m.reportRelease(key, err)

@@ -90,7 +90,7 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 	ents := make([]*keylock.Entry[K, cohort], 0, len(keys))
 	giveBack := func(from int) {
 		for _, e := range ents[from:] {
-			m.release(e, false)
+			m.release(e, &e.Value, false)
 		}
 	}
 	for _, k := range keys {
@@ -98,12 +98,8 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 		if err != nil {
 			break
 		}
-		c := &e.Value
-		c.mu.Lock()
-		fresh := c.remote == nil && c.ticket == nil && c.notBefore.IsZero() && !c.closed
-		c.mu.Unlock()
-		if !fresh {
-			m.release(e, false)
+		if !e.Value.isFresh() {
+			m.release(e, &e.Value, false)
 			break
 		}
 		ents = append(ents, e)
@@ -121,16 +117,8 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 	out := make([]mutex.Lease, 0, len(rs))
 	var closedErr error
 	for i, r := range rs {
-		e, c := ents[i], &ents[i].Value
-		c.mu.Lock()
-		closed := c.closed
-		if !closed {
-			c.remote = r
-			c.next = r.Token() + 1
-			c.end = r.Token() + max(1, min(r.Reserved(), m.block))
-		}
-		c.mu.Unlock()
-		if closed {
+		e := ents[i]
+		if e.Value.adopt(r, max(1, min(r.Reserved(), m.block))) {
 			// Close came first: it expects no remote lease left.
 			_ = r.Unlock()
 			e.Unlock()

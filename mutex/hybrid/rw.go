@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
@@ -42,49 +41,6 @@ type RWMutex[K comparable] struct {
 	t        keylock.RWTable[K, rwCohort]
 	lockers  lockutil.LockerSet[K]
 	rlockers rlocker.Set[K]
-}
-
-// rwCohort is the remote side of one key: the remote write lease that
-// local writers pass on, or the remote read leases that local readers
-// share. Readers use it together, so every field is guarded by mu.
-type rwCohort struct {
-	mu        sync.Mutex
-	remote    mutex.Lease   // the writers' remote write lease, or nil
-	next      uint64        // token of the next local writer of remote
-	end       uint64        // one past the last token reserved with remote
-	share     *readShare    // the remote read lease new local readers join, or nil
-	shares    []*readShare  // every remote read lease local readers hold
-	closed    bool          // Close took the remote leases away
-	notBefore time.Time     // after a bound release: contend not before
-	ticket    remote.Ticket // the remote write waiter queued by a requeue
-	// While a holder acquires a remote lease: cancel stops it, and
-	// contending is closed when the acquisition has ended. Readers wait
-	// for it rather than acquire a second read lease.
-	cancel     context.CancelFunc
-	contending chan struct{}
-}
-
-// readShare is one remote read lease and the local readers that share it.
-// Its counts are guarded by the cohort's mu.
-type readShare struct {
-	remote mutex.Lease
-	refs   int // local readers holding it now
-	served int // local readers it has served
-}
-
-// drop removes s from c.shares. c.mu is held.
-func (c *rwCohort) drop(s *readShare) {
-	for i, x := range c.shares {
-		if x == s {
-			c.shares[i] = c.shares[len(c.shares)-1]
-			c.shares[len(c.shares)-1] = nil
-			c.shares = c.shares[:len(c.shares)-1]
-			break
-		}
-	}
-	if c.share == s {
-		c.share = nil
-	}
 }
 
 // NewRW returns an RWMutex that coordinates processes through the remote
@@ -216,24 +172,33 @@ func (m *RWMutex[K]) lock(ctx context.Context, op string, key K, write, try bool
 // or a reader's.
 func (m *RWMutex[K]) releaseLocal(e *keylock.RWEntry[K, rwCohort], write, lost bool) error {
 	if write {
-		return m.releaseWrite(e, lost)
+		return m.release(rwWriter[K]{e}, &e.Value.cohort, lost)
 	}
 	return m.leaveRead(e, nil)
+}
+
+// rwWriter is an entry held for writing, as a writer's release sees it:
+// only a writer next can take the remote write lease (a reader waits for
+// Unlock, which lets the readers at the head in).
+type rwWriter[K comparable] struct {
+	*keylock.RWEntry[K, rwCohort]
+}
+
+// Waiting reports whether the first waiter is a writer.
+func (w rwWriter[K]) Waiting() bool {
+	waiting, writer := w.Next()
+	return waiting && writer
 }
 
 // shareWrite returns a lease on the cohort's remote write lease if it is
 // still held and has a token left: a local handoff. The caller holds e
 // alone.
 func (m *RWMutex[K]) shareWrite(e *keylock.RWEntry[K, rwCohort]) *rwLease[K] {
-	c := &e.Value
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.remote == nil || c.next >= c.end || ended(c.remote) {
+	r, token, ok := e.Value.share()
+	if !ok {
 		return nil
 	}
-	l := &rwLease[K]{m: m, e: e, key: e.Key(), write: true, remote: c.remote, token: c.next}
-	c.next++
-	return l
+	return &rwLease[K]{m: m, e: e, key: e.Key(), write: true, remote: r, token: token}
 }
 
 // contendWrite acquires the remote write lease for the key of e, which
@@ -241,13 +206,17 @@ func (m *RWMutex[K]) shareWrite(e *keylock.RWEntry[K, rwCohort]) *rwLease[K] {
 // it. On failure the local lock passes on.
 func (m *RWMutex[K]) contendWrite(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort], try bool) (mutex.Lease, error) {
 	key := e.Key()
-	e.Value.mu.Lock()
-	r, _, err := m.contendLocked(ctx, e, true, try)
+	r, err := m.core.contendWrite(ctx, &e.Value.cohort, key, try)
 	if err != nil {
 		e.Unlock()
 		return nil, lockErr(op, key, err)
 	}
 	return &rwLease[K]{m: m, e: e, key: key, write: true, remote: r, token: r.Token()}, nil
+}
+
+// readLease is a local read lease of s.
+func (m *RWMutex[K]) readLease(e *keylock.RWEntry[K, rwCohort], s *readShare) *rwLease[K] {
+	return &rwLease[K]{m: m, e: e, key: e.Key(), share: s, remote: s.remote, token: s.remote.Token()}
 }
 
 // joinRead shares the remote read lease that the local readers hold, if
@@ -257,34 +226,26 @@ func (m *RWMutex[K]) contendWrite(ctx context.Context, op string, e *keylock.RWE
 func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort], try bool) (mutex.Lease, error) {
 	c, key := &e.Value, e.Key()
 	for {
-		c.mu.Lock()
-		s := c.share
-		switch {
-		case c.closed:
-			c.mu.Unlock()
+		t := c.join(ctx, m.perRead, try)
+		switch t.step {
+		case joinClosed:
 			m.leaveRead(e, nil)
 			return nil, lockErr(op, key, mutex.ErrClosed)
-		case s != nil && s.served < m.perRead && !ended(s.remote):
-			s.refs++
-			s.served++
-			c.mu.Unlock()
-			return &rwLease[K]{m: m, e: e, key: key, share: s, remote: s.remote, token: s.remote.Token()}, nil
-		case c.contending != nil && try:
+		case joinShared:
+			return m.readLease(e, t.share), nil
+		case joinOwn:
 			// Not waiting for that acquisition: try one of our own.
-			c.mu.Unlock()
 			return m.tryOwnRead(ctx, op, e)
-		case c.contending != nil:
-			wait := c.contending
-			c.mu.Unlock()
+		case joinWait:
 			select {
-			case <-wait:
+			case <-t.wait:
 				continue
 			case <-ctx.Done():
 				m.leaveRead(e, nil)
 				return nil, lockErr(op, key, ctxErrOf(ctx))
 			}
 		}
-		l, _, err := m.contendLocked(ctx, e, false, try)
+		l, err := m.contendRead(ctx, e, t, try)
 		if err != nil {
 			m.leaveRead(e, nil)
 			return nil, lockErr(op, key, err)
@@ -293,30 +254,47 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 	}
 }
 
+// contendRead acquires the run's remote read lease, as join began it
+// (t), and returns the caller's local lease of it. Readers that come
+// meanwhile wait for it. The caller holds e as a reader.
+func (m *RWMutex[K]) contendRead(caller context.Context, e *keylock.RWEntry[K, rwCohort], t readTurn, try bool) (mutex.Lease, error) {
+	defer t.cancel()
+	if t.tk != nil {
+		t.tk.Cancel() // a requeued turn is a writer's
+	}
+	var r mutex.Lease
+	err := awaitTurn(t.ctx, t.notBefore)
+	if err == nil {
+		r, err = m.acquireRead(t.ctx, e.Key(), try)
+	}
+	s, closed, contending := e.Value.installRead(r, err)
+	if err == nil && !closed {
+		close(contending)
+		return m.readLease(e, s), nil
+	}
+	err = abandoned(caller, r, err, closed)
+	close(contending)
+	return nil, err
+}
+
 // tryOwnRead takes a remote read lease for the caller alone, with
 // TryRLock, beside an acquisition in progress that a TryRLock must not
 // wait for. Readers that come later join the one in progress. The
 // caller holds e as a reader.
 func (m *RWMutex[K]) tryOwnRead(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort]) (mutex.Lease, error) {
-	c, key := &e.Value, e.Key()
+	key := e.Key()
 	r, err := m.rw.TryRLock(ctx, key)
 	if err != nil {
 		m.leaveRead(e, nil)
 		return nil, lockErr(op, key, err)
 	}
-	s := &readShare{remote: r, refs: 1, served: 1}
-	c.mu.Lock()
-	closed := c.closed
-	if !closed {
-		c.shares = append(c.shares, s)
-	}
-	c.mu.Unlock()
+	s, closed := e.Value.addOwn(r)
 	if closed { // Close came first: it expects no remote lease left
 		m.releaseRemote(key, r)
 		m.leaveRead(e, nil)
 		return nil, lockErr(op, key, mutex.ErrClosed)
 	}
-	return &rwLease[K]{m: m, e: e, key: key, share: s, remote: r, token: r.Token()}, nil
+	return m.readLease(e, s), nil
 }
 
 // ctxErrOf returns ctx's error, with its cause if that differs.
@@ -328,218 +306,12 @@ func ctxErrOf(ctx context.Context) error {
 	return err
 }
 
-// contendLocked acquires a remote lease for the key of e and installs it
-// in the cohort. For a writer, it returns the remote write lease and how
-// many tokens it reserved, and releases a (lost) write lease left in the
-// cohort. For a reader, it returns the caller's local lease of the new
-// read share. The caller holds e, and c.mu, which contendLocked unlocks:
-// readers that come meanwhile see the acquisition in progress and wait
-// for it.
-func (m *RWMutex[K]) contendLocked(caller context.Context, e *keylock.RWEntry[K, rwCohort], write, try bool) (mutex.Lease, uint64, error) {
-	c, key := &e.Value, e.Key()
-	ctx, cancel := context.WithCancel(caller)
-	defer cancel()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, 0, mutex.ErrClosed
+// acquireRead takes a remote read lease.
+func (m *RWMutex[K]) acquireRead(ctx context.Context, key K, try bool) (mutex.Lease, error) {
+	if try {
+		return m.rw.TryRLock(ctx, key)
 	}
-	var stale mutex.Lease
-	tk := c.ticket
-	if write {
-		stale = c.remote
-		c.remote = nil
-	}
-	c.ticket = nil
-	c.cancel, c.contending = cancel, make(chan struct{})
-	c.mu.Unlock()
-	if stale != nil {
-		m.releaseRemote(key, stale)
-	}
-
-	var (
-		r        mutex.Lease
-		reserved uint64
-		err      error
-	)
-	if tk != nil && write && !try {
-		// The previous holder requeued this process in the remote's
-		// queue: wait for that turn.
-		r, reserved, err = m.waitTicket(ctx, tk)
-	} else {
-		if tk != nil {
-			tk.Cancel()
-		}
-		if err = awaitTurn(ctx, takeNotBefore(c)); err == nil {
-			r, reserved, err = m.acquireRemote(ctx, key, write, try)
-		}
-	}
-
-	c.mu.Lock()
-	closed := c.closed
-	var l mutex.Lease = r
-	switch {
-	case err != nil || closed:
-	case write:
-		c.remote, c.next, c.end = r, r.Token()+1, r.Token()+reserved
-	default:
-		s := &readShare{remote: r, refs: 1, served: 1}
-		c.share = s
-		c.shares = append(c.shares, s)
-		l = &rwLease[K]{m: m, e: e, key: key, share: s, remote: r, token: r.Token()}
-	}
-	contending := c.contending
-	c.cancel, c.contending = nil, nil
-	c.mu.Unlock()
-	close(contending)
-	switch {
-	case err == nil && !closed:
-		return l, reserved, nil
-	case err == nil: // Close came first: it expects no remote lease left
-		if uerr := r.Unlock(); uerr != nil && !errors.Is(uerr, mutex.ErrLost) {
-			err = uerr
-		}
-		err = errors.Join(mutex.ErrClosed, err)
-	case closed && caller.Err() == nil:
-		err = fmt.Errorf("%w: %w", mutex.ErrClosed, err)
-	}
-	return nil, 0, err
-}
-
-// takeNotBefore takes the cohort's notBefore (the yield after a bound
-// release). The caller holds e (alone, or as the reader that contends for
-// its run), so notBefore is its to clear.
-func takeNotBefore(c *rwCohort) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	nb := c.notBefore
-	c.notBefore = time.Time{}
-	return nb
-}
-
-// acquireRemote takes the remote lease: a read lease, or a write lease
-// that reserves a token per local writer it may serve. It returns the
-// lease and how many write tokens it holds (1 for a read lease).
-func (m *RWMutex[K]) acquireRemote(ctx context.Context, key K, write, try bool) (mutex.Lease, uint64, error) {
-	var (
-		l   mutex.Lease
-		err error
-	)
-	switch {
-	case write:
-		return m.acquireWrite(ctx, key, try)
-	case try:
-		l, err = m.rw.TryRLock(ctx, key)
-	default:
-		l, err = m.rw.RLock(ctx, key)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	return l, 1, nil
-}
-
-// takeRemote detaches the cohort's remote lease, if any, and its requeue
-// ticket.
-func takeRemote(c *rwCohort) (mutex.Lease, remote.Ticket) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, tk := c.remote, c.ticket
-	c.remote, c.ticket = nil, nil
-	return r, tk
-}
-
-// releaseWrite ends the write holding of e: it passes the key, with the
-// cohort's remote write lease, to the next local waiter if that is a
-// writer and the lease is live and has a token left; otherwise it
-// requeues (at the bound, with a writer next) or releases the remote
-// lease, then the local lock. It returns the remote release's error.
-func (m *RWMutex[K]) releaseWrite(e *keylock.RWEntry[K, rwCohort], lost bool) error {
-	c := &e.Value
-	c.mu.Lock()
-	r, tk := c.remote, c.ticket
-	live := !lost && !c.closed && r != nil && !ended(r)
-	handOff := live && c.next < c.end
-	c.mu.Unlock()
-	if (handOff || tk != nil) && e.HandOff() {
-		// A cohort handoff (no remote command), or the requeued turn
-		// passed on to the next writer (a waiter gave up as it was
-		// handed the key).
-		return nil
-	}
-	if live && !handOff {
-		if waiting, writer := e.Next(); waiting && writer {
-			if done, err := m.requeue(e, r); done {
-				return err
-			}
-		}
-	}
-	err := m.releaseCohort(e, live && !handOff)
-	e.Unlock()
-	return err
-}
-
-// releaseCohort releases the cohort's remote lease, if any, and cancels
-// its ticket; after a release forced by the bound it makes the next
-// contender yield. The caller holds e alone.
-func (m *RWMutex[K]) releaseCohort(e *keylock.RWEntry[K, rwCohort], bound bool) error {
-	c := &e.Value
-	r, tk := takeRemote(c)
-	if tk != nil {
-		tk.Cancel()
-	}
-	err := m.releaseTimed(r, bound)
-	if bound {
-		// If a local waiter takes the key next, let another process's
-		// waiter take the remote lock first.
-		c.mu.Lock()
-		c.notBefore = time.Now().Add(m.yieldFor())
-		c.mu.Unlock()
-	}
-	return err
-}
-
-// requeue ends the cohort's write lease at its bound with a local writer
-// next: if the remote lease can requeue, it hands the remote lock to the
-// next process in the remote's queue and queues this process again, in
-// one step, and passes the key with that queued turn to the next local
-// writer. It reports whether it did (false: release as usual).
-func (m *RWMutex[K]) requeue(e *keylock.RWEntry[K, rwCohort], r mutex.Lease) (bool, error) {
-	rq, ok := r.(remote.Lease)
-	if !ok {
-		return false, nil
-	}
-	tk, err := rq.Requeue(m.block)
-	if errors.Is(err, remote.ErrUnavailable) {
-		return false, nil
-	}
-	c := &e.Value
-	c.mu.Lock()
-	if c.remote == r {
-		c.remote = nil
-	}
-	closed := c.closed
-	if err == nil && !closed {
-		c.ticket = tk
-	}
-	c.mu.Unlock()
-	switch {
-	case err != nil:
-		e.Unlock()
-		return true, err
-	case closed:
-		tk.Cancel()
-		e.Unlock()
-		return true, nil
-	case e.HandOff():
-		return true, nil
-	}
-	// The next writer left meanwhile: nobody will take the turn.
-	_, tk = takeRemote(c)
-	if tk != nil {
-		tk.Cancel()
-	}
-	e.Unlock()
-	return true, nil
+	return m.rw.RLock(ctx, key)
 }
 
 // leaveRead ends a read holding of e that shares s (nil: none yet). The
@@ -550,18 +322,7 @@ func (m *RWMutex[K]) requeue(e *keylock.RWEntry[K, rwCohort], r mutex.Lease) (bo
 func (m *RWMutex[K]) leaveRead(e *keylock.RWEntry[K, rwCohort], s *readShare) error {
 	var err error
 	if s != nil {
-		c := &e.Value
-		c.mu.Lock()
-		s.refs--
-		var r mutex.Lease
-		if s.refs == 0 {
-			c.drop(s)
-			if !c.closed { // else Close released it
-				r = s.remote
-			}
-		}
-		c.mu.Unlock()
-		if r != nil {
+		if r := e.Value.leave(s); r != nil {
 			err = r.Unlock()
 		}
 	}
@@ -589,26 +350,17 @@ func (m *RWMutex[K]) Close() error {
 		contenders []chan struct{}
 	)
 	m.t.Range(func(e *keylock.RWEntry[K, rwCohort]) {
-		c := &e.Value
-		c.mu.Lock()
-		c.closed = true
-		if c.remote != nil {
-			remotes = append(remotes, c.remote)
-			c.remote = nil
+		var (
+			tk         remote.Ticket
+			contending chan struct{}
+		)
+		remotes, tk, contending = e.Value.shutdownAll(remotes)
+		if tk != nil {
+			tickets = append(tickets, tk)
 		}
-		for _, s := range c.shares {
-			remotes = append(remotes, s.remote)
+		if contending != nil {
+			contenders = append(contenders, contending)
 		}
-		c.share, c.shares = nil, nil
-		if c.ticket != nil {
-			tickets = append(tickets, c.ticket)
-			c.ticket = nil
-		}
-		if c.cancel != nil {
-			c.cancel()
-			contenders = append(contenders, c.contending)
-		}
-		c.mu.Unlock()
 	})
 	return m.shutdown(remotes, tickets, contenders)
 }

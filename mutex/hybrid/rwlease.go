@@ -55,12 +55,8 @@ func (l *rwLease[K]) lostLocked() error {
 	if l.unlocked {
 		return nil
 	}
-	c := &l.e.Value
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
 	switch {
-	case closed:
+	case l.e.Value.isClosed():
 		return lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
 	case ended(l.remote):
 		return lostErr(l.key, l.remote)
@@ -174,7 +170,7 @@ func (l *rwLease[K]) Unlock() error {
 	key := l.key
 	var err error
 	if l.write {
-		err = l.m.releaseWrite(l.e, lost != nil)
+		err = l.m.releaseLocal(l.e, true, lost != nil)
 	} else {
 		err = l.m.leaveRead(l.e, l.share)
 	}

@@ -159,7 +159,7 @@ func (m *Mutex[K]) share(e *keylock.Entry[K, cohort]) *lease[K] {
 	if !ok {
 		return nil
 	}
-	return &lease[K]{m: m, e: e, key: e.Key(), remote: r, token: token}
+	return m.newLease(e, r, token)
 }
 
 // contend acquires the remote lease for the key of e, which the caller
@@ -172,7 +172,7 @@ func (m *Mutex[K]) contend(caller context.Context, op string, e *keylock.Entry[K
 		e.Unlock()
 		return nil, lockErr(op, key, err)
 	}
-	return &lease[K]{m: m, e: e, key: key, remote: r, token: r.Token()}, nil
+	return m.newLease(e, r, r.Token()), nil
 }
 
 // Close ends m; see the package documentation. It returns once no
@@ -204,170 +204,21 @@ func (m *Mutex[K]) Close() error {
 	return m.shutdown(remotes, tickets, contenders)
 }
 
-// lease is one local holding of a key: a share of the cohort's remote
-// lease.
+// lease is one local holding of a key of a Mutex: a share of the
+// cohort's remote lease.
 type lease[K comparable] struct {
-	m      *Mutex[K]
-	e      *keylock.Entry[K, cohort] // ours while not unlocked
-	key    K
-	remote mutex.Lease // the cohort's remote lease when granted
-	token  uint64
-	since  time.Time // when Lock returned it (observed Mutexes only)
-
-	mu       sync.Mutex         // guards the fields below
-	unwatch  func() bool        // cancels the remote's AfterDone callback, set by watchLocked
-	unlocked bool               // Unlock was called
-	err      error              // set when the lease ended: ErrUnlocked or a loss
-	done     chan struct{}      // made by watchLocked; closed when the lease ends
-	after    lockutil.Callbacks // AfterDone functions, run when the lease ends
+	holding[K]
+	m     *Mutex[K]
+	e     *keylock.Entry[K, cohort] // ours while not unlocked
+	since time.Time                 // when Lock returned it (observed Mutexes only)
 }
 
-func (l *lease[K]) Token() uint64 { return l.token }
-
-// Err is nil while the lease is held; then [mutex.ErrUnlocked] after
-// Unlock, or an error satisfying errors.Is(err, [mutex.ErrLost]) once
-// the remote lease was lost (also [mutex.ErrClosed] after Close). It
-// only reads: a loss it sees first ends the lease (closes Done) when the
-// watch of the remote lease, or Unlock, finds it.
-func (l *lease[K]) Err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.err != nil {
-		return l.err
-	}
-	return l.lostLocked()
-}
-
-// lostLocked returns the loss error if the remote lease was lost or taken
-// by Close while l is held, else nil. l.mu is held.
-func (l *lease[K]) lostLocked() error {
-	if l.unlocked {
-		return nil
-	}
-	switch {
-	case l.e.Value.isClosed():
-		return lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
-	case ended(l.remote):
-		return lostErr(l.key, l.remote)
-	}
-	return nil
-}
-
-// lostErr is the error of a lease whose remote lease r was lost: it
-// satisfies errors.Is(err, mutex.ErrLost) and carries r's reason.
-func lostErr(key any, r mutex.Lease) error {
-	if cause := r.Err(); cause != nil && errors.Is(cause, mutex.ErrLost) {
-		return lockErr("lease", key, cause)
-	}
-	return lockErr("lease", key, mutex.ErrLost)
-}
-
-// endLocked ends l with err unless it ended already. l.mu is held.
-func (l *lease[K]) endLocked(err error) {
-	if l.err != nil {
-		return
-	}
-	l.err = err
-	if l.done != nil {
-		close(l.done)
-	}
-	after := l.after.Take()
-	after.Start()
-}
-
-// Done returns a channel that is closed when the lease ends: at Unlock,
-// or when the remote lease is lost or Close takes it. The first call
-// while held watches the remote lease until then: by its AfterDone if it
-// has one (the remotes of this module), else with a goroutine.
-func (l *lease[K]) Done() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.watchLocked()
-	return l.done
-}
-
-// AfterDone runs f in its own goroutine once the lease has ended, or at
-// once if it has; stop cancels that and reports whether it did (see
-// [remote.Watcher]). It watches the remote lease as Done does.
-func (l *lease[K]) AfterDone(f func()) (stop func() bool) {
-	l.mu.Lock()
-	l.watchLocked()
-	if l.err != nil {
-		l.mu.Unlock()
-		go f()
-		return func() bool { return false }
-	}
-	p := l.after.Add(f)
-	l.mu.Unlock()
-	return func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.after.Remove(p)
-	}
-}
-
-// watchLocked, at its first call, makes l.done and, while l is held,
-// arranges for l to end when its remote lease does. l.mu is held.
-func (l *lease[K]) watchLocked() {
-	if l.done != nil {
-		return
-	}
-	l.done = make(chan struct{})
-	if l.err == nil && !l.unlocked {
-		// Under the cohort's lock (ifOpen), which Close takes to mark it
-		// closed before it waits for the watchers: a watcher is either
-		// counted before that wait, or never started.
-		open := l.e.Value.ifOpen(func() {
-			if ended(l.remote) {
-				l.err = lostErr(l.key, l.remote)
-				return
-			}
-			l.m.wg.Add(1)
-			if w, ok := l.remote.(remote.Watcher); ok {
-				// No goroutine while held: the remote calls back.
-				l.unwatch = w.AfterDone(l.remoteEnded)
-			} else {
-				go l.watch(l.done)
-			}
-		})
-		if !open {
-			l.err = lockErr("lease", l.key, fmt.Errorf("%w: %w", mutex.ErrLost, mutex.ErrClosed))
-		}
-	}
-	if l.err != nil {
-		close(l.done)
-	}
-}
-
-// watch ends l when its remote lease ends before l does.
-func (l *lease[K]) watch(done chan struct{}) {
-	select {
-	case <-done:
-		l.m.wg.Done()
-	case <-l.remote.Done():
-		l.remoteEnded()
-	}
-}
-
-// remoteEnded ends l as lost if its remote lease ended while l is held.
-func (l *lease[K]) remoteEnded() {
-	defer l.m.wg.Done()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err := l.lostLocked(); err != nil {
-		l.endLocked(err)
-	}
-}
-
-// stopWatching cancels the remote's callback, if it has not run.
-func (l *lease[K]) stopWatching() {
-	l.mu.Lock()
-	stop := l.unwatch
-	l.unwatch = nil
-	l.mu.Unlock()
-	if stop != nil && stop() {
-		l.m.wg.Done()
-	}
+// newLease returns a local lease of e on r, the cohort's remote lease,
+// with token.
+func (m *Mutex[K]) newLease(e *keylock.Entry[K, cohort], r mutex.Lease, token uint64) *lease[K] {
+	l := &lease[K]{m: m, e: e}
+	l.core, l.c, l.key, l.remote, l.token = &m.core, &e.Value, e.Key(), r, token
+	return l
 }
 
 // Unlock hands the remote lease to the next local waiter, or releases it;
@@ -384,37 +235,9 @@ func (l *lease[K]) Unlock() error {
 }
 
 func (l *lease[K]) unlock() error {
-	l.mu.Lock()
-	if l.unlocked {
-		l.mu.Unlock()
-		return lockErr("Unlock", l.key, mutex.ErrUnlocked)
+	lost, again := l.beginUnlock()
+	if again != nil {
+		return again
 	}
-	lost := l.err
-	if lost == nil {
-		lost = l.lostLocked()
-	}
-	l.unlocked = true
-	if lost != nil {
-		l.endLocked(lost)
-	} else {
-		l.endLocked(mutex.ErrUnlocked)
-	}
-	l.mu.Unlock()
-	l.stopWatching()
-
-	key := l.key
-	err := l.m.release(l.e, &l.e.Value, lost != nil)
-	switch {
-	case lost != nil:
-		l.m.reportRelease(key, err)
-		return lost
-	case errors.Is(err, mutex.ErrLost): // with the remote's reason
-		l.mu.Lock()
-		l.err = lockErr("lease", key, err)
-		l.mu.Unlock()
-		return lockErr("Unlock", key, err)
-	case err != nil:
-		return lockErr("Unlock", key, fmt.Errorf("release remote lease: %w", err))
-	}
-	return nil
+	return l.endUnlock(lost, l.m.release(l.e, &l.e.Value, lost != nil))
 }

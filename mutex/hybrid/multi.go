@@ -125,7 +125,7 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 			closedErr = lockErr("LockAll", keys[i], mutex.ErrClosed)
 			continue
 		}
-		l := &lease[K]{m: m, e: e, key: keys[i], remote: r, token: r.Token()}
+		l := m.newLease(e, r, r.Token())
 		if m.obs != nil {
 			m.observe(ctx, mutex.RemoteAcquired, keys[i], mutex.Event{})
 			m.observe(ctx, mutex.LockDone, keys[i], mutex.Event{Op: "LockAll", Outcome: mutex.Acquired, Wait: time.Since(start)})

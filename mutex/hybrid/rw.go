@@ -16,6 +16,7 @@ import (
 var (
 	_ mutex.RWKeyed[string] = (*RWMutex[string])(nil)
 	_ mutex.Lease           = (*rwLease[string])(nil)
+	_ remote.Watcher        = (*rwLease[string])(nil)
 )
 
 // RWMutex is a keyed reader/writer mutex, a [mutex.RWKeyed], that queues
@@ -198,7 +199,7 @@ func (m *RWMutex[K]) shareWrite(e *keylock.RWEntry[K, rwCohort]) *rwLease[K] {
 	if !ok {
 		return nil
 	}
-	return &rwLease[K]{m: m, e: e, key: e.Key(), write: true, remote: r, token: token}
+	return m.newLease(e, true, nil, r, token)
 }
 
 // contendWrite acquires the remote write lease for the key of e, which
@@ -211,12 +212,12 @@ func (m *RWMutex[K]) contendWrite(ctx context.Context, op string, e *keylock.RWE
 		e.Unlock()
 		return nil, lockErr(op, key, err)
 	}
-	return &rwLease[K]{m: m, e: e, key: key, write: true, remote: r, token: r.Token()}, nil
+	return m.newLease(e, true, nil, r, r.Token()), nil
 }
 
 // readLease is a local read lease of s.
 func (m *RWMutex[K]) readLease(e *keylock.RWEntry[K, rwCohort], s *readShare) *rwLease[K] {
-	return &rwLease[K]{m: m, e: e, key: e.Key(), share: s, remote: s.remote, token: s.remote.Token()}
+	return m.newLease(e, false, s, s.remote, s.remote.Token())
 }
 
 // joinRead shares the remote read lease that the local readers hold, if

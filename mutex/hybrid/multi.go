@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
-	"sync"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
@@ -151,15 +150,5 @@ func (m *Mutex[K]) TryLockSet(ctx context.Context, keys []K) ([]mutex.Lease, err
 // UnlockSet unlocks the leases of a set together: the remote releases
 // that are due leave at once, rather than one after another.
 func (m *Mutex[K]) UnlockSet(leases []mutex.Lease) []error {
-	errs := make([]error, len(leases))
-	if len(leases) == 0 {
-		return errs
-	}
-	var wg sync.WaitGroup
-	for i, l := range leases[1:] {
-		wg.Go(func() { errs[i+1] = l.Unlock() })
-	}
-	errs[0] = leases[0].Unlock()
-	wg.Wait()
-	return errs
+	return lockutil.UnlockParallel(leases)
 }

@@ -243,7 +243,7 @@ func (t *Table[K, V]) UnlockKey(key K, hint *Entry[K, V]) error {
 
 func (t *Table[K, V]) lock(ctx context.Context, key K, n uint64, wait bool, hold uint64, waiting func()) (*Entry[K, V], uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, ctxErr(ctx)
+		return nil, 0, CtxErr(ctx)
 	}
 	if key != key {
 		return nil, 0, ErrNaN
@@ -431,17 +431,17 @@ func awaitGrant(ctx context.Context, e queued, w *waiter) (tok uint64, held bool
 	putWaiter(w)
 	switch state {
 	case waiting:
-		return 0, false, ctxErr(ctx)
+		return 0, false, CtxErr(ctx)
 	case granted:
-		return tok, true, ctxErr(ctx)
+		return tok, true, CtxErr(ctx)
 	default: // failed: already dequeued and uncounted
 		return 0, false, err
 	}
 }
 
-// ctxErr returns an error satisfying errors.Is for ctx.Err() and for its
-// cause, if that differs.
-func ctxErr(ctx context.Context) error {
+// CtxErr returns an error satisfying errors.Is for ctx.Err() and for its
+// cause, if that differs: the error of a wait that ctx ended.
+func CtxErr(ctx context.Context) error {
 	err := ctx.Err()
 	if cause := context.Cause(ctx); cause != nil && cause != err {
 		return fmt.Errorf("%w (%w)", err, cause)

@@ -110,7 +110,7 @@ func (t *RWTable[K, V]) TryRLock(ctx context.Context, key K, n uint64) (*RWEntry
 
 func (t *RWTable[K, V]) lock(ctx context.Context, key K, n uint64, hold uint64, wait bool, waiting func()) (*RWEntry[K, V], uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, ctxErr(ctx)
+		return nil, 0, CtxErr(ctx)
 	}
 	if key != key {
 		return nil, 0, ErrNaN

@@ -75,6 +75,25 @@ func (m *core[K]) init(r mutex.Keyed[K], c config) error {
 
 func (m *core[K]) log() *slog.Logger { return lockutil.Logger(m.logger) }
 
+// lockerError reports an error that a Locker's Lock retries.
+func (m *core[K]) lockerError(key K, err error) {
+	m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
+}
+
+// check refuses a call of op (Lock, RLock, ...) on m if New did not make
+// m (notNew), with a nil ctx, or for the empty key.
+func (m *core[K]) check(ctx context.Context, op string, key K, notNew error) error {
+	switch {
+	case m.remote == nil:
+		return notNew
+	case ctx == nil:
+		return lockErr(op, key, lockutil.ErrNilContext)
+	case keylock.EmptyKey(key):
+		return lockErr(op, key, errEmptyKey)
+	}
+	return nil
+}
+
 // observe tells the observer, if any, about e.
 func (m *core[K]) observe(ctx context.Context, kind mutex.EventKind, key K, e mutex.Event) {
 	if m.obs == nil {

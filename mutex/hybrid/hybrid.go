@@ -82,9 +82,7 @@ func (m *Mutex[K]) Locker(key K) sync.Locker {
 	if m.remote == nil {
 		panic(errNotNew)
 	}
-	return m.lockers.Locker(m, key, func(key K, err error) {
-		m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
-	})
+	return m.lockers.Locker(m, key, m.lockerError)
 }
 
 // errNotNew is the error of a Mutex that New did not make.
@@ -100,14 +98,8 @@ func lockErr(op string, key any, err error) error {
 }
 
 func (m *Mutex[K]) lock(ctx context.Context, op string, key K, try bool) (mutex.Lease, error) {
-	if m.remote == nil {
-		return nil, errNotNew
-	}
-	if ctx == nil {
-		return nil, lockErr(op, key, lockutil.ErrNilContext)
-	}
-	if keylock.EmptyKey(key) {
-		return nil, lockErr(op, key, errEmptyKey)
+	if err := m.check(ctx, op, key, errNotNew); err != nil {
+		return nil, err
 	}
 	if m.obs == nil {
 		return m.lockLocal(ctx, op, key, try, nil)

@@ -3,7 +3,6 @@ package hybrid
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
@@ -120,21 +119,12 @@ func (m *RWMutex[K]) RLocker(key K) sync.Locker {
 	return m.rlockers.Locker(m, key, m.lockerError)
 }
 
-func (m *RWMutex[K]) lockerError(key K, err error) {
-	m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
-}
-
 // errNotNewRW is the error of an RWMutex that NewRW did not make.
 var errNotNewRW = errors.New("hybrid: RWMutex not created by NewRW (the zero value is not usable): use NewRW")
 
 func (m *RWMutex[K]) lock(ctx context.Context, op string, key K, write, try bool) (mutex.Lease, error) {
-	switch {
-	case m.remote == nil:
-		return nil, errNotNewRW
-	case ctx == nil:
-		return nil, lockErr(op, key, lockutil.ErrNilContext)
-	case keylock.EmptyKey(key):
-		return nil, lockErr(op, key, errEmptyKey)
+	if err := m.check(ctx, op, key, errNotNewRW); err != nil {
+		return nil, err
 	}
 	var (
 		e   *keylock.RWEntry[K, rwCohort]
@@ -243,7 +233,7 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 				continue
 			case <-ctx.Done():
 				m.leaveRead(e, nil)
-				return nil, lockErr(op, key, ctxErrOf(ctx))
+				return nil, lockErr(op, key, keylock.CtxErr(ctx))
 			}
 		}
 		l, err := m.contendRead(ctx, e, t, try)
@@ -296,15 +286,6 @@ func (m *RWMutex[K]) tryOwnRead(ctx context.Context, op string, e *keylock.RWEnt
 		return nil, lockErr(op, key, mutex.ErrClosed)
 	}
 	return m.readLease(e, s), nil
-}
-
-// ctxErrOf returns ctx's error, with its cause if that differs.
-func ctxErrOf(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("%w (%w)", err, cause)
-	}
-	return err
 }
 
 // acquireRead takes a remote read lease.

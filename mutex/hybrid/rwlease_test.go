@@ -1,11 +1,9 @@
 package hybrid
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/leakcheck"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
@@ -16,13 +14,7 @@ import (
 // finds it on resuming: Err reports the loss, but Done is not closed
 // (nothing has seen it yet), and the key is free for others.
 func (f *rwFake) expireUnseen(key string) {
-	f.mu.Lock()
-	var ls []*rwFakeLease
-	for l := range f.live[key] {
-		ls = append(ls, l)
-	}
-	f.mu.Unlock()
-	for _, l := range ls {
+	for _, l := range f.leasesOf(key) {
 		l.mu.Lock()
 		if l.err == nil {
 			l.err = fmt.Errorf("rwfake: %w: expired", mutex.ErrLost)
@@ -96,23 +88,5 @@ func TestRWAfterDone(t *testing.T) {
 	}
 	ran := make(chan struct{})
 	l.(remote.Watcher).AfterDone(func() { close(ran) })
-	ctx, cancel := mutex.WithLease(context.Background(), l)
-	defer cancel()
-	f.lose("k")
-	select {
-	case <-ran:
-	case <-time.After(wait):
-		t.Fatal("AfterDone function did not run after the remote lease was lost")
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(wait):
-		t.Fatal("WithLease's ctx not cancelled after the remote lease was lost")
-	}
-	if got := context.Cause(ctx); !errors.Is(got, mutex.ErrLost) {
-		t.Errorf("Cause = %v; want ErrLost", got)
-	}
-	if err := l.Unlock(); !errors.Is(err, mutex.ErrLost) {
-		t.Errorf("Unlock() = %v; want ErrLost", err)
-	}
+	checkLossEnds(t, l, ran, func() { f.lose("k") })
 }

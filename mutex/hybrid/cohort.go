@@ -180,25 +180,39 @@ func (c *cohort) requeued(r mutex.Lease, tk remote.Ticket, err error) (closed bo
 	return c.closed
 }
 
-// shutdown marks the cohort closed for Close and takes what it holds: its
-// remote lease and requeue ticket (nil if none), and, if an acquisition
-// is under way, cancels it and returns the channel closed when it ended.
-func (c *cohort) shutdown() (r mutex.Lease, tk remote.Ticket, contending chan struct{}) {
+// seized is what Close takes from the cohorts: remote leases to release,
+// requeue tickets to cancel, and the channels of the acquisitions under
+// way, closed when they have ended.
+type seized struct {
+	remotes    []mutex.Lease
+	tickets    []remote.Ticket
+	contenders []chan struct{}
+}
+
+// shutdown marks the cohort closed for Close and moves what it holds to
+// s: its remote lease and requeue ticket, if any, and, if an acquisition
+// is under way, cancels it and adds the channel closed when it ended.
+func (c *cohort) shutdown(s *seized) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.shutdownLocked()
+	c.shutdownLocked(s)
 }
 
 // shutdownLocked is shutdown. c.mu is held.
-func (c *cohort) shutdownLocked() (r mutex.Lease, tk remote.Ticket, contending chan struct{}) {
+func (c *cohort) shutdownLocked(s *seized) {
 	c.closed = true
-	r, c.remote = c.remote, nil
-	tk, c.ticket = c.ticket, nil
+	if c.remote != nil {
+		s.remotes = append(s.remotes, c.remote)
+		c.remote = nil
+	}
+	if c.ticket != nil {
+		s.tickets = append(s.tickets, c.ticket)
+		c.ticket = nil
+	}
 	if c.cancel != nil {
 		c.cancel()
-		contending = c.contending
+		s.contenders = append(s.contenders, c.contending)
 	}
-	return r, tk, contending
 }
 
 // isClosed reports whether Close took the cohort's remote lease away.

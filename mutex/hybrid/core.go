@@ -189,12 +189,12 @@ func awaitTurn(ctx context.Context, notBefore time.Time) error {
 // tickets, releases the remote leases in parallel, waits for the
 // acquisitions that were under way and for the lease watchers, and closes
 // an owned remote. It returns the errors of the releases and the close.
-func (m *core[K]) shutdown(remotes []mutex.Lease, tickets []remote.Ticket, contenders []chan struct{}) error {
-	for _, tk := range tickets {
+func (m *core[K]) shutdown(s *seized) error {
+	for _, tk := range s.tickets {
 		tk.Cancel()
 	}
-	errs := releaseAll(remotes)
-	for _, done := range contenders {
+	errs := releaseAll(s.remotes)
+	for _, done := range s.contenders {
 		<-done
 	}
 	m.wg.Wait()

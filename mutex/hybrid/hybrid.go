@@ -176,24 +176,9 @@ func (m *Mutex[K]) Close() error {
 		return nil
 	}
 	m.t.Close(mutex.ErrClosed)
-	var (
-		remotes    []mutex.Lease
-		tickets    []remote.Ticket
-		contenders []chan struct{}
-	)
-	m.t.Range(func(e *keylock.Entry[K, cohort]) {
-		r, tk, contending := e.Value.shutdown()
-		if r != nil {
-			remotes = append(remotes, r)
-		}
-		if tk != nil {
-			tickets = append(tickets, tk)
-		}
-		if contending != nil {
-			contenders = append(contenders, contending)
-		}
-	})
-	return m.shutdown(remotes, tickets, contenders)
+	var s seized
+	m.t.Range(func(e *keylock.Entry[K, cohort]) { e.Value.shutdown(&s) })
+	return m.shutdown(&s)
 }
 
 // lease is one local holding of a key of a Mutex: a share of the

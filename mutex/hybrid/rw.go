@@ -326,23 +326,7 @@ func (m *RWMutex[K]) Close() error {
 		return nil
 	}
 	m.t.Close(mutex.ErrClosed)
-	var (
-		remotes    []mutex.Lease
-		tickets    []remote.Ticket
-		contenders []chan struct{}
-	)
-	m.t.Range(func(e *keylock.RWEntry[K, rwCohort]) {
-		var (
-			tk         remote.Ticket
-			contending chan struct{}
-		)
-		remotes, tk, contending = e.Value.shutdownAll(remotes)
-		if tk != nil {
-			tickets = append(tickets, tk)
-		}
-		if contending != nil {
-			contenders = append(contenders, contending)
-		}
-	})
-	return m.shutdown(remotes, tickets, contenders)
+	var s seized
+	m.t.Range(func(e *keylock.RWEntry[K, rwCohort]) { e.Value.shutdownAll(&s) })
+	return m.shutdown(&s)
 }

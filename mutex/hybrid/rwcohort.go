@@ -141,18 +141,13 @@ func (c *rwCohort) drop(s *readShare) {
 }
 
 // shutdownAll is [cohort.shutdown] for Close, in the same step taking
-// the readers' remote read leases too: it appends the write lease (if
-// any) and the read leases to remotes.
-func (c *rwCohort) shutdownAll(remotes []mutex.Lease) ([]mutex.Lease, remote.Ticket, chan struct{}) {
+// the readers' remote read leases too (after the write lease, if any).
+func (c *rwCohort) shutdownAll(s *seized) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	r, tk, contending := c.shutdownLocked()
-	if r != nil {
-		remotes = append(remotes, r)
-	}
-	for _, s := range c.shares {
-		remotes = append(remotes, s.remote)
+	c.shutdownLocked(s)
+	for _, sh := range c.shares {
+		s.remotes = append(s.remotes, sh.remote)
 	}
 	c.run, c.shares = nil, nil
-	return remotes, tk, contending
 }

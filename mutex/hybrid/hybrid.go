@@ -185,7 +185,6 @@ func (m *Mutex[K]) Close() error {
 // cohort's remote lease.
 type lease[K comparable] struct {
 	holding[K]
-	m     *Mutex[K]
 	e     *keylock.Entry[K, cohort] // ours while not unlocked
 	since time.Time                 // when Lock returned it (observed Mutexes only)
 }
@@ -193,7 +192,7 @@ type lease[K comparable] struct {
 // newLease returns a local lease of e on r, the cohort's remote lease,
 // with token.
 func (m *Mutex[K]) newLease(e *keylock.Entry[K, cohort], r mutex.Lease, token uint64) *lease[K] {
-	l := &lease[K]{m: m, e: e}
+	l := &lease[K]{e: e}
 	l.core, l.c, l.key, l.remote, l.token = &m.core, &e.Value, e.Key(), r, token
 	return l
 }
@@ -201,12 +200,12 @@ func (m *Mutex[K]) newLease(e *keylock.Entry[K, cohort], r mutex.Lease, token ui
 // Unlock hands the remote lease to the next local waiter, or releases it;
 // see the package documentation.
 func (l *lease[K]) Unlock() error {
-	if l.m.obs == nil {
+	if l.core.obs == nil {
 		return l.unlock()
 	}
 	err := l.unlock()
 	if ev, report := lockutil.Unlocked(time.Since(l.since), err); report {
-		l.m.observe(context.Background(), mutex.Unlocked, l.key, ev)
+		l.core.observe(context.Background(), mutex.Unlocked, l.key, ev)
 	}
 	return err
 }
@@ -216,5 +215,5 @@ func (l *lease[K]) unlock() error {
 	if again != nil {
 		return again
 	}
-	return l.endUnlock(lost, l.m.release(l.e, &l.e.Value, lost != nil))
+	return l.endUnlock(lost, l.core.release(l.e, &l.e.Value, lost != nil))
 }

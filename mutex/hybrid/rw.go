@@ -165,7 +165,7 @@ func (m *RWMutex[K]) releaseLocal(e *keylock.RWEntry[K, rwCohort], write, lost b
 	if write {
 		return m.release(rwWriter[K]{e}, &e.Value.cohort, lost)
 	}
-	return m.leaveRead(e, nil)
+	return leaveRead(e, nil)
 }
 
 // rwWriter is an entry held for writing, as a writer's release sees it:
@@ -189,7 +189,7 @@ func (m *RWMutex[K]) shareWrite(e *keylock.RWEntry[K, rwCohort]) *rwLease[K] {
 	if !ok {
 		return nil
 	}
-	return m.newLease(e, true, nil, r, token)
+	return m.newLease(e, nil, r, token)
 }
 
 // contendWrite acquires the remote write lease for the key of e, which
@@ -202,12 +202,12 @@ func (m *RWMutex[K]) contendWrite(ctx context.Context, op string, e *keylock.RWE
 		e.Unlock()
 		return nil, lockErr(op, key, err)
 	}
-	return m.newLease(e, true, nil, r, r.Token()), nil
+	return m.newLease(e, nil, r, r.Token()), nil
 }
 
 // readLease is a local read lease of s.
 func (m *RWMutex[K]) readLease(e *keylock.RWEntry[K, rwCohort], s *readShare) *rwLease[K] {
-	return m.newLease(e, false, s, s.remote, s.remote.Token())
+	return m.newLease(e, s, s.remote, s.remote.Token())
 }
 
 // joinRead shares the remote read lease that the local readers hold, if
@@ -220,7 +220,7 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 		t := c.join(ctx, m.perRead, try)
 		switch t.step {
 		case joinClosed:
-			m.leaveRead(e, nil)
+			leaveRead(e, nil)
 			return nil, lockErr(op, key, mutex.ErrClosed)
 		case joinShared:
 			return m.readLease(e, t.share), nil
@@ -232,13 +232,13 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 			case <-t.wait:
 				continue
 			case <-ctx.Done():
-				m.leaveRead(e, nil)
+				leaveRead(e, nil)
 				return nil, lockErr(op, key, keylock.CtxErr(ctx))
 			}
 		}
 		l, err := m.contendRead(ctx, e, t, try)
 		if err != nil {
-			m.leaveRead(e, nil)
+			leaveRead(e, nil)
 			return nil, lockErr(op, key, err)
 		}
 		return l, nil
@@ -276,13 +276,13 @@ func (m *RWMutex[K]) tryOwnRead(ctx context.Context, op string, e *keylock.RWEnt
 	key := e.Key()
 	r, err := m.rw.TryRLock(ctx, key)
 	if err != nil {
-		m.leaveRead(e, nil)
+		leaveRead(e, nil)
 		return nil, lockErr(op, key, err)
 	}
 	s, closed := e.Value.addOwn(r)
 	if closed { // Close came first: it expects no remote lease left
 		m.releaseRemote(key, r)
-		m.leaveRead(e, nil)
+		leaveRead(e, nil)
 		return nil, lockErr(op, key, mutex.ErrClosed)
 	}
 	return m.readLease(e, s), nil
@@ -301,7 +301,7 @@ func (m *RWMutex[K]) acquireRead(ctx context.Context, key K, try bool) (mutex.Le
 // RUnlock, so that a local writer let in by the last RUnlock finds no
 // remote read lease of this process left. It returns the remote
 // release's error.
-func (m *RWMutex[K]) leaveRead(e *keylock.RWEntry[K, rwCohort], s *readShare) error {
+func leaveRead[K comparable](e *keylock.RWEntry[K, rwCohort], s *readShare) error {
 	var err error
 	if s != nil {
 		if r := e.Value.leave(s); r != nil {

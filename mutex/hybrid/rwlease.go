@@ -13,16 +13,14 @@ import (
 // its run.
 type rwLease[K comparable] struct {
 	holding[K]
-	m     *RWMutex[K]
 	e     *keylock.RWEntry[K, rwCohort] // ours while not unlocked
-	write bool
-	share *readShare // a reader's remote read lease and its count
+	share *readShare                    // a reader's remote read lease and its count; nil for a writer
 }
 
 // newLease returns a local lease of e on the remote lease r with token:
-// a writer's, or a reader's share of s.
-func (m *RWMutex[K]) newLease(e *keylock.RWEntry[K, rwCohort], write bool, s *readShare, r mutex.Lease, token uint64) *rwLease[K] {
-	l := &rwLease[K]{m: m, e: e, write: write, share: s}
+// a writer's (s is nil), or a reader's share of s.
+func (m *RWMutex[K]) newLease(e *keylock.RWEntry[K, rwCohort], s *readShare, r mutex.Lease, token uint64) *rwLease[K] {
+	l := &rwLease[K]{e: e, share: s}
 	l.core, l.c, l.key, l.remote, l.token = &m.core, &e.Value.cohort, e.Key(), r, token
 	return l
 }
@@ -37,10 +35,10 @@ func (l *rwLease[K]) Unlock() error {
 		return again
 	}
 	var err error
-	if l.write {
-		err = l.m.releaseLocal(l.e, true, lost != nil)
+	if l.share == nil {
+		err = l.core.release(rwWriter[K]{l.e}, &l.e.Value.cohort, lost != nil)
 	} else {
-		err = l.m.leaveRead(l.e, l.share)
+		err = leaveRead(l.e, l.share)
 	}
 	return l.endUnlock(lost, err)
 }

@@ -243,7 +243,7 @@ func (t *Table[K, V]) UnlockKey(key K, hint *Entry[K, V]) error {
 
 func (t *Table[K, V]) lock(ctx context.Context, key K, n uint64, wait bool, hold uint64, waiting func()) (*Entry[K, V], uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, ctxErr(ctx)
+		return nil, 0, CtxErr(ctx)
 	}
 	if key != key {
 		return nil, 0, ErrNaN
@@ -355,62 +355,93 @@ func (e *Entry[K, V]) grabbed(n uint64) (*Entry[K, V], uint64, error) {
 
 // take issues n consecutive tokens and returns the first (0 for n == 0).
 // The caller holds e.
-func (e *Entry[K, V]) take(n uint64) (uint64, bool) {
+func (e *Entry[K, V]) take(n uint64) (uint64, bool) { return issue(&e.last, n) }
+
+// issue issues n consecutive tokens after *last and returns the first (0
+// for n == 0), or false if they would pass MaxToken.
+func issue(last *uint64, n uint64) (uint64, bool) {
 	if n == 0 {
 		return 0, true
 	}
-	if n > MaxToken || e.last > MaxToken-n {
+	if n > MaxToken || *last > MaxToken-n {
 		return 0, false
 	}
-	tok := e.last + 1
-	e.last += n
+	tok := *last + 1
+	*last += n
 	return tok, true
 }
 
-// await waits for w's grant or ctx's end. This is the one place that
-// settles the race between the two.
+// await waits for w's grant or ctx's end; see [awaitGrant].
 func (t *Table[K, V]) await(ctx context.Context, e *Entry[K, V], w *waiter) (*Entry[K, V], uint64, error) {
+	tok, held, err := awaitGrant(ctx, e, w)
+	if !held {
+		return nil, 0, err
+	}
+	return e, tok, err
+}
+
+// queued is an entry a waiter queues on, as awaitGrant sees it.
+type queued interface {
+	// shardMu returns the lock of the entry's shard, which guards its
+	// queue.
+	shardMu() *sync.Mutex
+	// leaveLocked takes the waiting w out of the queue, for good. The
+	// shard's lock is held.
+	leaveLocked(w *waiter)
+}
+
+func (e *Entry[K, V]) shardMu() *sync.Mutex { return &e.sh.mu }
+
+// leaveLocked takes w out of e's queue and count of waiters. Waiters
+// exist only while e is held: the holder's Unlock frees or deletes it.
+func (e *Entry[K, V]) leaveLocked(w *waiter) {
+	e.q.remove(w)
+	e.state.Add(minusWaiter)
+}
+
+// awaitGrant waits for w's grant, on e, or ctx's end. This is the one
+// place that settles the race between the two, for a [Table] and an
+// [RWTable]. It reports whether the caller holds e: granted, with the
+// first token; or handed to it as ctx ended, with ctx's error (the
+// caller gives it back).
+func awaitGrant(ctx context.Context, e queued, w *waiter) (tok uint64, held bool, err error) {
 	select {
 	case <-w.ready:
 		state, tok, err := w.state, w.tok, w.err
 		putWaiter(w)
 		if state == failed {
-			return nil, 0, err
+			return 0, false, err
 		}
-		return e, tok, nil
+		return tok, true, nil
 	case <-ctx.Done():
 	}
 	if testHookCancelled != nil {
 		testHookCancelled()
 	}
-	sh := e.sh
-	sh.mu.Lock()
+	mu := e.shardMu()
+	mu.Lock()
 	state, tok, err := w.state, w.tok, w.err
 	if state == waiting {
-		e.q.remove(w)
-		e.state.Add(minusWaiter)
+		e.leaveLocked(w)
 	}
-	sh.mu.Unlock()
+	mu.Unlock()
 	if state != waiting {
 		<-w.ready // sent under mu, before we took it
 	}
 	putWaiter(w)
 	switch state {
 	case waiting:
-		// Waiters exist only while e is held: the holder's Unlock frees
-		// or deletes it.
-		return nil, 0, ctxErr(ctx)
+		return 0, false, CtxErr(ctx)
 	case granted:
-		// Handed to us as ctx ended: the caller gives it back.
-		return e, tok, ctxErr(ctx)
+		return tok, true, CtxErr(ctx)
 	default: // failed: already dequeued and uncounted
-		return nil, 0, err
+		return 0, false, err
 	}
 }
 
-// ctxErr returns an error satisfying errors.Is for ctx.Err() and for its
-// cause, if that differs.
-func ctxErr(ctx context.Context) error {
+// CtxErr returns an error satisfying errors.Is for ctx.Err() and for its
+// cause, if that differs: the error of a wait that ctx ended.
+func CtxErr(ctx context.Context) error {
 	err := ctx.Err()
 	if cause := context.Cause(ctx); cause != nil && cause != err {
 		return fmt.Errorf("%w (%w)", err, cause)

@@ -110,7 +110,7 @@ func (t *RWTable[K, V]) TryRLock(ctx context.Context, key K, n uint64) (*RWEntry
 
 func (t *RWTable[K, V]) lock(ctx context.Context, key K, n uint64, hold uint64, wait bool, waiting func()) (*RWEntry[K, V], uint64, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, 0, ctxErr(ctx)
+		return nil, 0, CtxErr(ctx)
 	}
 	if key != key {
 		return nil, 0, ErrNaN
@@ -185,17 +185,7 @@ func (e *RWEntry[K, V]) admit(hold uint64) {
 
 // take issues n consecutive tokens and returns the first (0 for n == 0).
 // e.sh.mu is held.
-func (e *RWEntry[K, V]) take(n uint64) (uint64, bool) {
-	if n == 0 {
-		return 0, true
-	}
-	if n > MaxToken || e.last > MaxToken-n {
-		return 0, false
-	}
-	tok := e.last + 1
-	e.last += n
-	return tok, true
-}
+func (e *RWEntry[K, V]) take(n uint64) (uint64, bool) { return issue(&e.last, n) }
 
 // idleIfUnused keeps e as its shard's idle entry if nobody holds or
 // waits for it, deleting the idle entry it replaces. e.sh.mu is held.
@@ -254,42 +244,22 @@ func (e *RWEntry[K, V]) admitsWaiter(hold uint64) bool {
 }
 
 // await waits for w's grant or ctx's end, and settles the race between
-// the two as [Table] does. A waiter that leaves the queue lets the ones
-// behind it move up.
+// the two as [Table] does (see [awaitGrant]).
 func (t *RWTable[K, V]) await(ctx context.Context, e *RWEntry[K, V], w *waiter) (*RWEntry[K, V], uint64, error) {
-	select {
-	case <-w.ready:
-		state, tok, err := w.state, w.tok, w.err
-		putWaiter(w)
-		if state == failed {
-			return nil, 0, err
-		}
-		return e, tok, nil
-	case <-ctx.Done():
-	}
-	if testHookCancelled != nil {
-		testHookCancelled()
-	}
-	sh := e.sh
-	sh.mu.Lock()
-	state, tok, err := w.state, w.tok, w.err
-	if state == waiting {
-		e.q.remove(w)
-		e.grant()
-	}
-	sh.mu.Unlock()
-	if state != waiting {
-		<-w.ready // sent under mu, before we took it
-	}
-	putWaiter(w)
-	switch state {
-	case waiting:
-		return nil, 0, ctxErr(ctx)
-	case granted:
-		return e, tok, ctxErr(ctx)
-	default:
+	tok, held, err := awaitGrant(ctx, e, w)
+	if !held {
 		return nil, 0, err
 	}
+	return e, tok, err
+}
+
+func (e *RWEntry[K, V]) shardMu() *sync.Mutex { return &e.sh.mu }
+
+// leaveLocked takes w out of e's queue and lets the ones behind it move
+// up.
+func (e *RWEntry[K, V]) leaveLocked(w *waiter) {
+	e.q.remove(w)
+	e.grant()
 }
 
 // Unlock ends the caller's write holding of e: the next writer, or the

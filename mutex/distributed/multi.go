@@ -125,21 +125,7 @@ func (m *Mutex[K]) TryLockSet(ctx context.Context, keys []K) ([]mutex.Lease, err
 // leave together, so a set costs about one round trip to release, not one
 // per key. It returns each lease's error, by position.
 func (m *Mutex[K]) UnlockSet(leases []mutex.Lease) []error {
-	return unlockParallel(leases)
-}
-
-func unlockParallel(leases []mutex.Lease) []error {
-	errs := make([]error, len(leases))
-	if len(leases) == 0 {
-		return errs
-	}
-	var wg sync.WaitGroup
-	for i, l := range leases[1:] {
-		wg.Go(func() { errs[i+1] = l.Unlock() })
-	}
-	errs[0] = leases[0].Unlock()
-	wg.Wait()
-	return errs
+	return lockutil.UnlockParallel(leases)
 }
 
 func (m *Mutex[K]) lockSet(ctx context.Context, keys []K, try bool) ([]mutex.Lease, error) {
@@ -288,7 +274,7 @@ func (m *Mutex[K]) TryLockPrefixN(ctx context.Context, keys []K, n uint64) ([]mu
 // each), and joins their errors.
 func releaseTaken(encs []string, leases []mutex.Lease) error {
 	var errs []error
-	for i, err := range unlockParallel(leases) {
+	for i, err := range lockutil.UnlockParallel(leases) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("distributed: release %s: %w", encs[i], err))
 		}

@@ -28,25 +28,7 @@ func TestAfterDone(t *testing.T) {
 	if !stopped() {
 		t.Error("stop() = false before the lease ended; want true")
 	}
-	ctx, cancel := mutex.WithLease(context.Background(), a)
-	defer cancel()
-	f.lose(key)
-	select {
-	case <-ran:
-	case <-time.After(wait):
-		t.Fatal("AfterDone function did not run after the remote lease was lost")
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(wait):
-		t.Fatal("WithLease's ctx not cancelled after the remote lease was lost")
-	}
-	if got := context.Cause(ctx); !errors.Is(got, mutex.ErrLost) {
-		t.Errorf("Cause = %v; want ErrLost", got)
-	}
-	if err := a.Unlock(); !errors.Is(err, mutex.ErrLost) {
-		t.Errorf("Unlock() = %v; want ErrLost", err)
-	}
+	checkLossEnds(t, a, ran, func() { f.lose(key) })
 
 	b := mustLock(t, m, key)
 	unlocked := make(chan struct{})
@@ -69,4 +51,31 @@ func TestAfterDone(t *testing.T) {
 		t.Fatal("AfterDone on an ended lease did not run its function")
 	}
 	checkClean(t, m, f)
+}
+
+// checkLossEnds checks that the held lease l, whose AfterDone closes
+// ran, ends when lose loses its remote lease: the AfterDone function
+// runs, mutex.WithLease's ctx is cancelled with ErrLost, and Unlock
+// reports the loss.
+func checkLossEnds(t *testing.T, l mutex.Lease, ran <-chan struct{}, lose func()) {
+	t.Helper()
+	ctx, cancel := mutex.WithLease(context.Background(), l)
+	defer cancel()
+	lose()
+	select {
+	case <-ran:
+	case <-time.After(wait):
+		t.Fatal("AfterDone function did not run after the remote lease was lost")
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
+		t.Fatal("WithLease's ctx not cancelled after the remote lease was lost")
+	}
+	if got := context.Cause(ctx); !errors.Is(got, mutex.ErrLost) {
+		t.Errorf("Cause = %v; want ErrLost", got)
+	}
+	if err := l.Unlock(); !errors.Is(err, mutex.ErrLost) {
+		t.Errorf("Unlock() = %v; want ErrLost", err)
+	}
 }

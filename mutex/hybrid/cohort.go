@@ -15,9 +15,11 @@ import (
 //
 // Its state is private to the methods of this file, each of which is one
 // transition under mu: the holder of the entry calls share, detach,
-// begin, install, plan, yieldAfter, requeued and takeTicket; Close calls
-// shutdown; a lease asks ifOpen and isClosed. No other code reads or
-// writes its fields.
+// begin, install, adopt, isFresh, plan, yieldAfter, requeued and
+// takeTicket; Close calls shutdown; a lease asks ifOpen and isClosed.
+// An [RWMutex]'s cohort (rwCohort, in rwcohort.go) is this one, for its
+// writers, with its readers' transitions beside these, under the same
+// mu. No other code reads or writes its fields.
 type cohort struct {
 	mu        sync.Mutex
 	remote    mutex.Lease   // the cohort's remote lease, or nil
@@ -81,12 +83,18 @@ func (c *cohort) begin(cancel context.CancelFunc, try bool) (tk remote.Ticket, n
 	if c.closed {
 		return nil, time.Time{}, true
 	}
+	tk, notBefore = c.beginLocked(cancel, try)
+	return tk, notBefore, false
+}
+
+// beginLocked is begin once c is known open. c.mu is held.
+func (c *cohort) beginLocked(cancel context.CancelFunc, try bool) (tk remote.Ticket, notBefore time.Time) {
 	c.cancel, c.contending = cancel, make(chan struct{})
 	tk, c.ticket = c.ticket, nil
 	if tk == nil || try {
 		notBefore, c.notBefore = c.notBefore, time.Time{}
 	}
-	return tk, notBefore, false
+	return tk, notBefore
 }
 
 // install ends the acquisition that begin started: unless it failed (err)
@@ -98,13 +106,45 @@ func (c *cohort) install(r mutex.Lease, reserved uint64, err error) (closed bool
 	defer c.mu.Unlock()
 	closed = c.closed
 	if err == nil && !closed {
-		c.remote = r
-		c.next = r.Token() + 1
-		c.end = r.Token() + reserved
+		c.adoptLocked(r, reserved)
 	}
+	return closed, c.endLocked()
+}
+
+// endLocked ends the acquisition under way, returning its contending
+// channel for the caller to close. c.mu is held.
+func (c *cohort) endLocked() (contending chan struct{}) {
 	contending = c.contending
 	c.cancel, c.contending = nil, nil
-	return closed, contending
+	return contending
+}
+
+// adopt makes r, with reserved tokens from its own, the cohort's remote
+// lease, unless Close came first (closed). It is install for a lease
+// taken without begin (LockAll's, of keys that were free).
+func (c *cohort) adopt(r mutex.Lease, reserved uint64) (closed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return true
+	}
+	c.adoptLocked(r, reserved)
+	return false
+}
+
+// adoptLocked makes r the cohort's remote lease. c.mu is held.
+func (c *cohort) adoptLocked(r mutex.Lease, reserved uint64) {
+	c.remote = r
+	c.next = r.Token() + 1
+	c.end = r.Token() + reserved
+}
+
+// isFresh reports whether the cohort has nothing from a previous holder:
+// no remote lease, requeue ticket or yield, and is not closed.
+func (c *cohort) isFresh() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remote == nil && c.ticket == nil && c.notBefore.IsZero() && !c.closed
 }
 
 // plan says what the end of a holding does with the remote lease r: live
@@ -140,20 +180,39 @@ func (c *cohort) requeued(r mutex.Lease, tk remote.Ticket, err error) (closed bo
 	return c.closed
 }
 
-// shutdown marks the cohort closed for Close and takes what it holds: its
-// remote lease and requeue ticket (nil if none), and, if an acquisition
-// is under way, cancels it and returns the channel closed when it ended.
-func (c *cohort) shutdown() (r mutex.Lease, tk remote.Ticket, contending chan struct{}) {
+// seized is what Close takes from the cohorts: remote leases to release,
+// requeue tickets to cancel, and the channels of the acquisitions under
+// way, closed when they have ended.
+type seized struct {
+	remotes    []mutex.Lease
+	tickets    []remote.Ticket
+	contenders []chan struct{}
+}
+
+// shutdown marks the cohort closed for Close and moves what it holds to
+// s: its remote lease and requeue ticket, if any, and, if an acquisition
+// is under way, cancels it and adds the channel closed when it ended.
+func (c *cohort) shutdown(s *seized) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.shutdownLocked(s)
+}
+
+// shutdownLocked is shutdown. c.mu is held.
+func (c *cohort) shutdownLocked(s *seized) {
 	c.closed = true
-	r, c.remote = c.remote, nil
-	tk, c.ticket = c.ticket, nil
+	if c.remote != nil {
+		s.remotes = append(s.remotes, c.remote)
+		c.remote = nil
+	}
+	if c.ticket != nil {
+		s.tickets = append(s.tickets, c.ticket)
+		c.ticket = nil
+	}
 	if c.cancel != nil {
 		c.cancel()
-		contending = c.contending
+		s.contenders = append(s.contenders, c.contending)
 	}
-	return r, tk, contending
 }
 
 // isClosed reports whether Close took the cohort's remote lease away.

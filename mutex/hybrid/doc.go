@@ -93,7 +93,9 @@
 // remote read leases are released, then shares the write lease of the
 // local writer before it, or acquires one (reserving bound+1 tokens with
 // LockN, and requeuing at the bound, as [Mutex] does). The loss of a
-// remote lease ends every local lease that shares it.
+// remote lease ends every local lease that shares it, as described under
+// Lost leases: Err reports it at once, and Done, AfterDone and Unlock
+// behave as a Mutex lease's.
 //
 // [distributed.WithMaxHold]: https://pkg.go.dev/github.com/keyedmutex/keyedmutex/mutex/distributed#WithMaxHold
 // [distributed.ErrMaxHold]: https://pkg.go.dev/github.com/keyedmutex/keyedmutex/mutex/distributed#ErrMaxHold

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/keyedmutex/keyedmutex/internal/lockutil"
-	"sync"
 	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
@@ -90,7 +89,7 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 	ents := make([]*keylock.Entry[K, cohort], 0, len(keys))
 	giveBack := func(from int) {
 		for _, e := range ents[from:] {
-			m.release(e, false)
+			m.release(e, &e.Value, false)
 		}
 	}
 	for _, k := range keys {
@@ -98,12 +97,8 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 		if err != nil {
 			break
 		}
-		c := &e.Value
-		c.mu.Lock()
-		fresh := c.remote == nil && c.ticket == nil && c.notBefore.IsZero() && !c.closed
-		c.mu.Unlock()
-		if !fresh {
-			m.release(e, false)
+		if !e.Value.isFresh() {
+			m.release(e, &e.Value, false)
 			break
 		}
 		ents = append(ents, e)
@@ -121,23 +116,15 @@ func (m *Mutex[K]) takeFree(ctx context.Context, p remote.PrefixLocker[K], keys 
 	out := make([]mutex.Lease, 0, len(rs))
 	var closedErr error
 	for i, r := range rs {
-		e, c := ents[i], &ents[i].Value
-		c.mu.Lock()
-		closed := c.closed
-		if !closed {
-			c.remote = r
-			c.next = r.Token() + 1
-			c.end = r.Token() + max(1, min(r.Reserved(), m.block))
-		}
-		c.mu.Unlock()
-		if closed {
+		e := ents[i]
+		if e.Value.adopt(r, max(1, min(r.Reserved(), m.block))) {
 			// Close came first: it expects no remote lease left.
 			_ = r.Unlock()
 			e.Unlock()
 			closedErr = lockErr("LockAll", keys[i], mutex.ErrClosed)
 			continue
 		}
-		l := &lease[K]{m: m, e: e, key: keys[i], remote: r, token: r.Token()}
+		l := m.newLease(e, r, r.Token())
 		if m.obs != nil {
 			m.observe(ctx, mutex.RemoteAcquired, keys[i], mutex.Event{})
 			m.observe(ctx, mutex.LockDone, keys[i], mutex.Event{Op: "LockAll", Outcome: mutex.Acquired, Wait: time.Since(start)})
@@ -163,15 +150,5 @@ func (m *Mutex[K]) TryLockSet(ctx context.Context, keys []K) ([]mutex.Lease, err
 // UnlockSet unlocks the leases of a set together: the remote releases
 // that are due leave at once, rather than one after another.
 func (m *Mutex[K]) UnlockSet(leases []mutex.Lease) []error {
-	errs := make([]error, len(leases))
-	if len(leases) == 0 {
-		return errs
-	}
-	var wg sync.WaitGroup
-	for i, l := range leases[1:] {
-		wg.Go(func() { errs[i+1] = l.Unlock() })
-	}
-	errs[0] = leases[0].Unlock()
-	wg.Wait()
-	return errs
+	return lockutil.UnlockParallel(leases)
 }

@@ -3,15 +3,10 @@ package hybrid
 import (
 	"context"
 	"errors"
-	"fmt"
-	"github.com/keyedmutex/keyedmutex/internal/lockutil"
-	"io"
-	"log/slog"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/keyedmutex/keyedmutex/internal/keylock"
+	"github.com/keyedmutex/keyedmutex/internal/lockutil"
 	"github.com/keyedmutex/keyedmutex/internal/remote"
 	"github.com/keyedmutex/keyedmutex/internal/rlocker"
 	"github.com/keyedmutex/keyedmutex/mutex"
@@ -20,6 +15,7 @@ import (
 var (
 	_ mutex.RWKeyed[string] = (*RWMutex[string])(nil)
 	_ mutex.Lease           = (*rwLease[string])(nil)
+	_ remote.Watcher        = (*rwLease[string])(nil)
 )
 
 // RWMutex is a keyed reader/writer mutex, a [mutex.RWKeyed], that queues
@@ -36,67 +32,15 @@ var (
 // read lease before the next Lock or TryLock that does; across
 // processes the remote gives the same guarantees.
 type RWMutex[K comparable] struct {
-	remote         mutex.RWKeyed[K]
-	reserver       mutex.TokenReserver[K] // remote as a TokenReserver if bound > 0, else nil
-	block          uint64                 // write tokens reserved per remote write lease: bound+1, or 1
-	perRead        int                    // local readers one remote read lease serves: bound+1
-	logger         *slog.Logger           // nil: slog.Default()
-	closer         io.Closer              // the remote, if owned (WithOwnedRemote)
-	yield          time.Duration          // fixed yield after a bound release, if !adapt
-	adapt          bool
-	releaseLatency atomic.Int64 // EWMA of the remote release latency, ns
+	core[K]                  // its remote is rw, as a Keyed: the write side
+	rw      mutex.RWKeyed[K] // the remote
+	perRead int              // local readers one remote read lease serves: bound+1
 
 	// t holds the local state of every key in use: its FIFO of local
 	// goroutines and, in each entry's Value, the cohort.
 	t        keylock.RWTable[K, rwCohort]
 	lockers  lockutil.LockerSet[K]
 	rlockers rlocker.Set[K]
-
-	closing atomic.Bool
-	wg      sync.WaitGroup // the watchers started by Done
-}
-
-// rwCohort is the remote side of one key: the remote write lease that
-// local writers pass on, or the remote read leases that local readers
-// share. Readers use it together, so every field is guarded by mu.
-type rwCohort struct {
-	mu        sync.Mutex
-	remote    mutex.Lease   // the writers' remote write lease, or nil
-	next      uint64        // token of the next local writer of remote
-	end       uint64        // one past the last token reserved with remote
-	share     *readShare    // the remote read lease new local readers join, or nil
-	shares    []*readShare  // every remote read lease local readers hold
-	closed    bool          // Close took the remote leases away
-	notBefore time.Time     // after a bound release: contend not before
-	ticket    remote.Ticket // the remote write waiter queued by a requeue
-	// While a holder acquires a remote lease: cancel stops it, and
-	// contending is closed when the acquisition has ended. Readers wait
-	// for it rather than acquire a second read lease.
-	cancel     context.CancelFunc
-	contending chan struct{}
-}
-
-// readShare is one remote read lease and the local readers that share it.
-// Its counts are guarded by the cohort's mu.
-type readShare struct {
-	remote mutex.Lease
-	refs   int // local readers holding it now
-	served int // local readers it has served
-}
-
-// drop removes s from c.shares. c.mu is held.
-func (c *rwCohort) drop(s *readShare) {
-	for i, x := range c.shares {
-		if x == s {
-			c.shares[i] = c.shares[len(c.shares)-1]
-			c.shares[len(c.shares)-1] = nil
-			c.shares = c.shares[:len(c.shares)-1]
-			break
-		}
-	}
-	if c.share == s {
-		c.share = nil
-	}
 }
 
 // NewRW returns an RWMutex that coordinates processes through the remote
@@ -108,37 +52,17 @@ func (c *rwCohort) drop(s *readShare) {
 // acquires its own with a bound of 0). [WithObserver] is not supported
 // yet, and is an error. A nil r is an error.
 func NewRW[K comparable](r mutex.RWKeyed[K], opts ...Option) (*RWMutex[K], error) {
-	switch {
-	case r == nil:
-		return nil, errors.New("hybrid: NewRW: nil remote mutex")
-	case lockutil.IsNilPointer(r):
-		return nil, fmt.Errorf("hybrid: NewRW: nil remote mutex (%T)", r)
-	}
-	c := config{maxHandoffs: DefaultMaxLocalHandoffs}
-	for _, o := range opts {
-		if o == nil {
-			continue
-		}
-		if err := o(&c); err != nil {
-			return nil, err
-		}
+	c, err := configure[K]("NewRW", r, opts)
+	if err != nil {
+		return nil, err
 	}
 	if c.obs != nil {
 		return nil, errors.New("hybrid: NewRW: WithObserver is not supported by RWMutex yet")
 	}
-	m := &RWMutex[K]{remote: r, block: 1, logger: c.logger, yield: c.yield, adapt: !c.yieldSet}
-	if c.ownRemote {
-		closer, ok := r.(io.Closer)
-		if !ok {
-			return nil, fmt.Errorf("hybrid: WithOwnedRemote: the remote (%T) has no Close method", r)
-		}
-		m.closer = closer
+	m := &RWMutex[K]{rw: r, perRead: c.maxHandoffs + 1}
+	if err := m.init(r, c); err != nil {
+		return nil, err
 	}
-	if b, ok := r.(mutex.TokenReserver[K]); ok && c.maxHandoffs > 0 {
-		m.reserver = b
-		m.block = uint64(c.maxHandoffs) + 1
-	}
-	m.perRead = c.maxHandoffs + 1
 	return m, nil
 }
 
@@ -149,7 +73,7 @@ func NewRW[K comparable](r mutex.RWKeyed[K], opts ...Option) (*RWMutex[K], error
 // ctx end the error satisfies errors.Is(err, ctx.Err()); after Close,
 // errors.Is(err, [mutex.ErrClosed]).
 func (m *RWMutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "lock", key, true, false)
+	return m.lock(ctx, "Lock", key, true, false)
 }
 
 // TryLock takes the write lock for key only if no goroutine of this
@@ -157,7 +81,7 @@ func (m *RWMutex[K]) Lock(ctx context.Context, key K) (mutex.Lease, error) {
 // otherwise it returns an error satisfying errors.Is(err,
 // [mutex.ErrLocked]).
 func (m *RWMutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "trylock", key, true, true)
+	return m.lock(ctx, "TryLock", key, true, true)
 }
 
 // RLock blocks until the caller holds the read lock for key, ctx is done,
@@ -165,7 +89,7 @@ func (m *RWMutex[K]) TryLock(ctx context.Context, key K) (mutex.Lease, error) {
 // the key, and their remote read lease, unless a local writer waits (it
 // then queues behind it) or the run has served its bound.
 func (m *RWMutex[K]) RLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "rlock", key, false, false)
+	return m.lock(ctx, "RLock", key, false, false)
 }
 
 // TryRLock takes the read lock for key only if no local writer holds or
@@ -173,7 +97,7 @@ func (m *RWMutex[K]) RLock(ctx context.Context, key K) (mutex.Lease, error) {
 // share, or the remote grants one at once; otherwise it returns an error
 // satisfying errors.Is(err, [mutex.ErrLocked]).
 func (m *RWMutex[K]) TryRLock(ctx context.Context, key K) (mutex.Lease, error) {
-	return m.lock(ctx, "trylock", key, false, true)
+	return m.lock(ctx, "TryRLock", key, false, true)
 }
 
 // Locker returns a [sync.Locker] for the write lock of key; see
@@ -195,28 +119,12 @@ func (m *RWMutex[K]) RLocker(key K) sync.Locker {
 	return m.rlockers.Locker(m, key, m.lockerError)
 }
 
-func (m *RWMutex[K]) lockerError(key K, err error) {
-	m.log().Warn("keyedmutex: Locker: Lock failed, retrying", "err", err)
-}
-
-func (m *RWMutex[K]) log() *slog.Logger {
-	if m.logger != nil {
-		return m.logger
-	}
-	return slog.Default()
-}
-
 // errNotNewRW is the error of an RWMutex that NewRW did not make.
 var errNotNewRW = errors.New("hybrid: RWMutex not created by NewRW (the zero value is not usable): use NewRW")
 
 func (m *RWMutex[K]) lock(ctx context.Context, op string, key K, write, try bool) (mutex.Lease, error) {
-	switch {
-	case m.remote == nil:
-		return nil, errNotNewRW
-	case ctx == nil:
-		return nil, lockErr(op, key, lockutil.ErrNilContext)
-	case keylock.EmptyKey(key):
-		return nil, lockErr(op, key, errEmptyKey)
+	if err := m.check(ctx, op, key, errNotNewRW); err != nil {
+		return nil, err
 	}
 	var (
 		e   *keylock.RWEntry[K, rwCohort]
@@ -255,24 +163,33 @@ func (m *RWMutex[K]) lock(ctx context.Context, op string, key K, write, try bool
 // or a reader's.
 func (m *RWMutex[K]) releaseLocal(e *keylock.RWEntry[K, rwCohort], write, lost bool) error {
 	if write {
-		return m.releaseWrite(e, lost)
+		return m.release(rwWriter[K]{e}, &e.Value.cohort, lost)
 	}
-	return m.leaveRead(e, nil)
+	return leaveRead(e, nil)
+}
+
+// rwWriter is an entry held for writing, as a writer's release sees it:
+// only a writer next can take the remote write lease (a reader waits for
+// Unlock, which lets the readers at the head in).
+type rwWriter[K comparable] struct {
+	*keylock.RWEntry[K, rwCohort]
+}
+
+// Waiting reports whether the first waiter is a writer.
+func (w rwWriter[K]) Waiting() bool {
+	waiting, writer := w.Next()
+	return waiting && writer
 }
 
 // shareWrite returns a lease on the cohort's remote write lease if it is
 // still held and has a token left: a local handoff. The caller holds e
 // alone.
 func (m *RWMutex[K]) shareWrite(e *keylock.RWEntry[K, rwCohort]) *rwLease[K] {
-	c := &e.Value
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.remote == nil || c.next >= c.end || ended(c.remote) {
+	r, token, ok := e.Value.share()
+	if !ok {
 		return nil
 	}
-	l := &rwLease[K]{m: m, e: e, key: e.Key(), write: true, remote: c.remote, token: c.next}
-	c.next++
-	return l
+	return m.newLease(e, nil, r, token)
 }
 
 // contendWrite acquires the remote write lease for the key of e, which
@@ -280,13 +197,17 @@ func (m *RWMutex[K]) shareWrite(e *keylock.RWEntry[K, rwCohort]) *rwLease[K] {
 // it. On failure the local lock passes on.
 func (m *RWMutex[K]) contendWrite(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort], try bool) (mutex.Lease, error) {
 	key := e.Key()
-	e.Value.mu.Lock()
-	r, _, err := m.contendLocked(ctx, e, true, try)
+	r, err := m.core.contendWrite(ctx, &e.Value.cohort, key, try)
 	if err != nil {
 		e.Unlock()
 		return nil, lockErr(op, key, err)
 	}
-	return &rwLease[K]{m: m, e: e, key: key, write: true, remote: r, token: r.Token()}, nil
+	return m.newLease(e, nil, r, r.Token()), nil
+}
+
+// readLease is a local read lease of s.
+func (m *RWMutex[K]) readLease(e *keylock.RWEntry[K, rwCohort], s *readShare) *rwLease[K] {
+	return m.newLease(e, s, s.remote, s.remote.Token())
 }
 
 // joinRead shares the remote read lease that the local readers hold, if
@@ -296,40 +217,55 @@ func (m *RWMutex[K]) contendWrite(ctx context.Context, op string, e *keylock.RWE
 func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort], try bool) (mutex.Lease, error) {
 	c, key := &e.Value, e.Key()
 	for {
-		c.mu.Lock()
-		s := c.share
-		switch {
-		case c.closed:
-			c.mu.Unlock()
-			m.leaveRead(e, nil)
+		t := c.join(ctx, m.perRead, try)
+		switch t.step {
+		case joinClosed:
+			leaveRead(e, nil)
 			return nil, lockErr(op, key, mutex.ErrClosed)
-		case s != nil && s.served < m.perRead && !ended(s.remote):
-			s.refs++
-			s.served++
-			c.mu.Unlock()
-			return &rwLease[K]{m: m, e: e, key: key, share: s, remote: s.remote, token: s.remote.Token()}, nil
-		case c.contending != nil && try:
+		case joinShared:
+			return m.readLease(e, t.share), nil
+		case joinOwn:
 			// Not waiting for that acquisition: try one of our own.
-			c.mu.Unlock()
 			return m.tryOwnRead(ctx, op, e)
-		case c.contending != nil:
-			wait := c.contending
-			c.mu.Unlock()
+		case joinWait:
 			select {
-			case <-wait:
+			case <-t.wait:
 				continue
 			case <-ctx.Done():
-				m.leaveRead(e, nil)
-				return nil, lockErr(op, key, ctxErrOf(ctx))
+				leaveRead(e, nil)
+				return nil, lockErr(op, key, keylock.CtxErr(ctx))
 			}
 		}
-		l, _, err := m.contendLocked(ctx, e, false, try)
+		l, err := m.contendRead(ctx, e, t, try)
 		if err != nil {
-			m.leaveRead(e, nil)
+			leaveRead(e, nil)
 			return nil, lockErr(op, key, err)
 		}
 		return l, nil
 	}
+}
+
+// contendRead acquires the run's remote read lease, as join began it
+// (t), and returns the caller's local lease of it. Readers that come
+// meanwhile wait for it. The caller holds e as a reader.
+func (m *RWMutex[K]) contendRead(caller context.Context, e *keylock.RWEntry[K, rwCohort], t readTurn, try bool) (mutex.Lease, error) {
+	defer t.cancel()
+	if t.tk != nil {
+		t.tk.Cancel() // a requeued turn is a writer's
+	}
+	var r mutex.Lease
+	err := awaitTurn(t.ctx, t.notBefore)
+	if err == nil {
+		r, err = m.acquireRead(t.ctx, e.Key(), try)
+	}
+	s, closed, contending := e.Value.installRead(r, err)
+	if err == nil && !closed {
+		close(contending)
+		return m.readLease(e, s), nil
+	}
+	err = abandoned(caller, r, err, closed)
+	close(contending)
+	return nil, err
 }
 
 // tryOwnRead takes a remote read lease for the caller alone, with
@@ -337,296 +273,27 @@ func (m *RWMutex[K]) joinRead(ctx context.Context, op string, e *keylock.RWEntry
 // wait for. Readers that come later join the one in progress. The
 // caller holds e as a reader.
 func (m *RWMutex[K]) tryOwnRead(ctx context.Context, op string, e *keylock.RWEntry[K, rwCohort]) (mutex.Lease, error) {
-	c, key := &e.Value, e.Key()
-	r, err := m.remote.TryRLock(ctx, key)
+	key := e.Key()
+	r, err := m.rw.TryRLock(ctx, key)
 	if err != nil {
-		m.leaveRead(e, nil)
+		leaveRead(e, nil)
 		return nil, lockErr(op, key, err)
 	}
-	s := &readShare{remote: r, refs: 1, served: 1}
-	c.mu.Lock()
-	closed := c.closed
-	if !closed {
-		c.shares = append(c.shares, s)
-	}
-	c.mu.Unlock()
+	s, closed := e.Value.addOwn(r)
 	if closed { // Close came first: it expects no remote lease left
 		m.releaseRemote(key, r)
-		m.leaveRead(e, nil)
+		leaveRead(e, nil)
 		return nil, lockErr(op, key, mutex.ErrClosed)
 	}
-	return &rwLease[K]{m: m, e: e, key: key, share: s, remote: r, token: r.Token()}, nil
+	return m.readLease(e, s), nil
 }
 
-// ctxErrOf returns ctx's error, with its cause if that differs.
-func ctxErrOf(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("%w (%w)", err, cause)
+// acquireRead takes a remote read lease.
+func (m *RWMutex[K]) acquireRead(ctx context.Context, key K, try bool) (mutex.Lease, error) {
+	if try {
+		return m.rw.TryRLock(ctx, key)
 	}
-	return err
-}
-
-// contendLocked acquires a remote lease for the key of e and installs it
-// in the cohort. For a writer, it returns the remote write lease and how
-// many tokens it reserved, and releases a (lost) write lease left in the
-// cohort. For a reader, it returns the caller's local lease of the new
-// read share. The caller holds e, and c.mu, which contendLocked unlocks:
-// readers that come meanwhile see the acquisition in progress and wait
-// for it.
-func (m *RWMutex[K]) contendLocked(caller context.Context, e *keylock.RWEntry[K, rwCohort], write, try bool) (mutex.Lease, uint64, error) {
-	c, key := &e.Value, e.Key()
-	ctx, cancel := context.WithCancel(caller)
-	defer cancel()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, 0, mutex.ErrClosed
-	}
-	var stale mutex.Lease
-	tk := c.ticket
-	if write {
-		stale = c.remote
-		c.remote = nil
-	}
-	c.ticket = nil
-	c.cancel, c.contending = cancel, make(chan struct{})
-	c.mu.Unlock()
-	if stale != nil {
-		m.releaseRemote(key, stale)
-	}
-
-	var (
-		r        mutex.Lease
-		reserved uint64
-		err      error
-	)
-	if tk != nil && write && !try {
-		// The previous holder requeued this process in the remote's
-		// queue: wait for that turn.
-		var rs mutex.Reservation
-		if rs, err = tk.Wait(ctx); err == nil {
-			r, reserved = rs, max(1, min(rs.Reserved(), m.block))
-		}
-	} else {
-		if tk != nil {
-			tk.Cancel()
-		}
-		if err = m.awaitTurn(ctx, c); err == nil {
-			r, reserved, err = m.acquireRemote(ctx, key, write, try)
-		}
-	}
-
-	c.mu.Lock()
-	closed := c.closed
-	var l mutex.Lease = r
-	switch {
-	case err != nil || closed:
-	case write:
-		c.remote, c.next, c.end = r, r.Token()+1, r.Token()+reserved
-	default:
-		s := &readShare{remote: r, refs: 1, served: 1}
-		c.share = s
-		c.shares = append(c.shares, s)
-		l = &rwLease[K]{m: m, e: e, key: key, share: s, remote: r, token: r.Token()}
-	}
-	contending := c.contending
-	c.cancel, c.contending = nil, nil
-	c.mu.Unlock()
-	close(contending)
-	switch {
-	case err == nil && !closed:
-		return l, reserved, nil
-	case err == nil: // Close came first: it expects no remote lease left
-		if uerr := r.Unlock(); uerr != nil && !errors.Is(uerr, mutex.ErrLost) {
-			err = uerr
-		}
-		err = errors.Join(mutex.ErrClosed, err)
-	case closed && caller.Err() == nil:
-		err = fmt.Errorf("%w: %w", mutex.ErrClosed, err)
-	}
-	return nil, 0, err
-}
-
-// awaitTurn waits until the cohort's notBefore (the yield after a bound
-// release), or ctx's end. The caller holds e (alone, or as the reader
-// that contends for its run), so notBefore is its to clear.
-func (m *RWMutex[K]) awaitTurn(ctx context.Context, c *rwCohort) error {
-	c.mu.Lock()
-	nb := c.notBefore
-	c.notBefore = time.Time{}
-	c.mu.Unlock()
-	if nb.IsZero() {
-		return nil
-	}
-	d := time.Until(nb)
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// acquireRemote takes the remote lease: a read lease, or a write lease
-// that reserves a token per local writer it may serve. It returns the
-// lease and how many write tokens it holds (1 for a read lease).
-func (m *RWMutex[K]) acquireRemote(ctx context.Context, key K, write, try bool) (mutex.Lease, uint64, error) {
-	var (
-		r   mutex.Reservation
-		l   mutex.Lease
-		err error
-	)
-	switch {
-	case !write && try:
-		l, err = m.remote.TryRLock(ctx, key)
-	case !write:
-		l, err = m.remote.RLock(ctx, key)
-	case m.reserver != nil && try:
-		r, err = m.reserver.TryLockN(ctx, key, m.block)
-	case m.reserver != nil:
-		r, err = m.reserver.LockN(ctx, key, m.block)
-	case try:
-		l, err = m.remote.TryLock(ctx, key)
-	default:
-		l, err = m.remote.Lock(ctx, key)
-	}
-	switch {
-	case err != nil:
-		return nil, 0, err
-	case r != nil:
-		return r, max(1, min(r.Reserved(), m.block)), nil
-	}
-	return l, 1, nil
-}
-
-// releaseRemote releases a remote lease nobody will use again, reporting
-// errors other than its loss.
-func (m *RWMutex[K]) releaseRemote(key K, r mutex.Lease) {
-	if err := r.Unlock(); err != nil && !errors.Is(err, mutex.ErrLost) && !errors.Is(err, mutex.ErrUnlocked) {
-		m.log().Warn("keyedmutex: hybrid: release of a lost remote lease failed", "err", lockErr("unlock", key, err))
-	}
-}
-
-// takeRemote detaches the cohort's remote lease, if any, and its requeue
-// ticket.
-func takeRemote(c *rwCohort) (mutex.Lease, remote.Ticket) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r, tk := c.remote, c.ticket
-	c.remote, c.ticket = nil, nil
-	return r, tk
-}
-
-// releaseWrite ends the write holding of e: it passes the key, with the
-// cohort's remote write lease, to the next local waiter if that is a
-// writer and the lease is live and has a token left; otherwise it
-// requeues (at the bound, with a writer next) or releases the remote
-// lease, then the local lock. It returns the remote release's error.
-func (m *RWMutex[K]) releaseWrite(e *keylock.RWEntry[K, rwCohort], lost bool) error {
-	c := &e.Value
-	c.mu.Lock()
-	r, tk := c.remote, c.ticket
-	live := !lost && !c.closed && r != nil && !ended(r)
-	handOff := live && c.next < c.end
-	c.mu.Unlock()
-	if (handOff || tk != nil) && e.HandOff() {
-		// A cohort handoff (no remote command), or the requeued turn
-		// passed on to the next writer (a waiter gave up as it was
-		// handed the key).
-		return nil
-	}
-	if live && !handOff {
-		if waiting, writer := e.Next(); waiting && writer {
-			if done, err := m.requeue(e, r); done {
-				return err
-			}
-		}
-	}
-	err := m.releaseCohort(e, live && !handOff)
-	e.Unlock()
-	return err
-}
-
-// releaseCohort releases the cohort's remote lease, if any, and cancels
-// its ticket; after a release forced by the bound it makes the next
-// contender yield. The caller holds e alone.
-func (m *RWMutex[K]) releaseCohort(e *keylock.RWEntry[K, rwCohort], bound bool) error {
-	c := &e.Value
-	r, tk := takeRemote(c)
-	if tk != nil {
-		tk.Cancel()
-	}
-	var err error
-	if r != nil {
-		// The release latency feeds the yield after a bound-forced
-		// release, so only such releases (and the first) are timed.
-		timed := m.adapt && (bound || m.releaseLatency.Load() == 0)
-		var start time.Time
-		if timed {
-			start = time.Now()
-		}
-		err = r.Unlock()
-		if err == nil && timed {
-			m.recordReleaseLatency(time.Since(start))
-		}
-	}
-	if bound {
-		// If a local waiter takes the key next, let another process's
-		// waiter take the remote lock first.
-		c.mu.Lock()
-		c.notBefore = time.Now().Add(m.yieldFor())
-		c.mu.Unlock()
-	}
-	return err
-}
-
-// requeue ends the cohort's write lease at its bound with a local writer
-// next: if the remote lease can requeue, it hands the remote lock to the
-// next process in the remote's queue and queues this process again, in
-// one step, and passes the key with that queued turn to the next local
-// writer. It reports whether it did (false: release as usual).
-func (m *RWMutex[K]) requeue(e *keylock.RWEntry[K, rwCohort], r mutex.Lease) (bool, error) {
-	rq, ok := r.(remote.Lease)
-	if !ok {
-		return false, nil
-	}
-	tk, err := rq.Requeue(m.block)
-	if errors.Is(err, remote.ErrUnavailable) {
-		return false, nil
-	}
-	c := &e.Value
-	c.mu.Lock()
-	if c.remote == r {
-		c.remote = nil
-	}
-	closed := c.closed
-	if err == nil && !closed {
-		c.ticket = tk
-	}
-	c.mu.Unlock()
-	switch {
-	case err != nil:
-		e.Unlock()
-		return true, err
-	case closed:
-		tk.Cancel()
-		e.Unlock()
-		return true, nil
-	case e.HandOff():
-		return true, nil
-	}
-	// The next writer left meanwhile: nobody will take the turn.
-	_, tk = takeRemote(c)
-	if tk != nil {
-		tk.Cancel()
-	}
-	e.Unlock()
-	return true, nil
+	return m.rw.RLock(ctx, key)
 }
 
 // leaveRead ends a read holding of e that shares s (nil: none yet). The
@@ -634,21 +301,10 @@ func (m *RWMutex[K]) requeue(e *keylock.RWEntry[K, rwCohort], r mutex.Lease) (bo
 // RUnlock, so that a local writer let in by the last RUnlock finds no
 // remote read lease of this process left. It returns the remote
 // release's error.
-func (m *RWMutex[K]) leaveRead(e *keylock.RWEntry[K, rwCohort], s *readShare) error {
+func leaveRead[K comparable](e *keylock.RWEntry[K, rwCohort], s *readShare) error {
 	var err error
 	if s != nil {
-		c := &e.Value
-		c.mu.Lock()
-		s.refs--
-		var r mutex.Lease
-		if s.refs == 0 {
-			c.drop(s)
-			if !c.closed { // else Close released it
-				r = s.remote
-			}
-		}
-		c.mu.Unlock()
-		if r != nil {
+		if r := e.Value.leave(s); r != nil {
 			err = r.Unlock()
 		}
 	}
@@ -670,67 +326,7 @@ func (m *RWMutex[K]) Close() error {
 		return nil
 	}
 	m.t.Close(mutex.ErrClosed)
-	var (
-		remotes    []mutex.Lease
-		tickets    []remote.Ticket
-		contenders []chan struct{}
-	)
-	m.t.Range(func(e *keylock.RWEntry[K, rwCohort]) {
-		c := &e.Value
-		c.mu.Lock()
-		c.closed = true
-		if c.remote != nil {
-			remotes = append(remotes, c.remote)
-			c.remote = nil
-		}
-		for _, s := range c.shares {
-			remotes = append(remotes, s.remote)
-		}
-		c.share, c.shares = nil, nil
-		if c.ticket != nil {
-			tickets = append(tickets, c.ticket)
-			c.ticket = nil
-		}
-		if c.cancel != nil {
-			c.cancel()
-			contenders = append(contenders, c.contending)
-		}
-		c.mu.Unlock()
-	})
-	for _, tk := range tickets {
-		tk.Cancel()
-	}
-	errs := releaseAll(remotes)
-	for _, done := range contenders {
-		<-done
-	}
-	m.wg.Wait()
-	if m.closer != nil {
-		if err := m.closer.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("hybrid: close the remote: %w", err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// yieldFor is how long the next local head waits after a bound release.
-func (m *RWMutex[K]) yieldFor() time.Duration {
-	if !m.adapt {
-		return m.yield
-	}
-	return min(max(2*time.Duration(m.releaseLatency.Load()), minYield), maxYield)
-}
-
-// recordReleaseLatency folds a remote release latency into the moving average.
-func (m *RWMutex[K]) recordReleaseLatency(d time.Duration) {
-	for {
-		old := m.releaseLatency.Load()
-		v := int64(d)
-		if old != 0 {
-			v = old + (v-old)/8
-		}
-		if m.releaseLatency.CompareAndSwap(old, v) {
-			return
-		}
-	}
+	var s seized
+	m.t.Range(func(e *keylock.RWEntry[K, rwCohort]) { e.Value.shutdownAll(&s) })
+	return m.shutdown(&s)
 }

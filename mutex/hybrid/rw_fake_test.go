@@ -92,15 +92,20 @@ func (f *rwFake) held(key string) int {
 
 // lose ends every lease held on key as lost, and frees the key.
 func (f *rwFake) lose(key string) {
+	for _, l := range f.leasesOf(key) {
+		l.end(fmt.Errorf("rwfake: %w: taken away", mutex.ErrLost))
+	}
+}
+
+// leasesOf returns the leases held on key now.
+func (f *rwFake) leasesOf(key string) []*rwFakeLease {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	var ls []*rwFakeLease
 	for l := range f.live[key] {
 		ls = append(ls, l)
 	}
-	f.mu.Unlock()
-	for _, l := range ls {
-		l.end(fmt.Errorf("rwfake: %w: taken away", mutex.ErrLost))
-	}
+	return ls
 }
 
 type rwFakeLease struct {

@@ -28,12 +28,31 @@ func (m *Mutex[K]) LockOrder(keys []K) ([]K, error) {
 	if m.remote == nil {
 		return nil, errNotNew
 	}
+	return remoteOrder(m.remote, keys)
+}
+
+// LockOrder returns the distinct keys of keys in the lock order of the
+// remote read-write mutex, as [Mutex.LockOrder] does for a Mutex: the
+// remote's [mutex.Orderer] if it has one (the Redis RWMutex orders by
+// encoded key), else [mutex.SortKeys]. [mutex.LockAll] of write locks on
+// hybrid RWMutexes in different processes thus takes keys in one order.
+func (m *RWMutex[K]) LockOrder(keys []K) ([]K, error) {
+	if m.remote == nil {
+		return nil, errNotNew
+	}
+	return remoteOrder(m.remote, keys)
+}
+
+// remoteOrder is the lock order of keys on remote (a Mutex's or an
+// RWMutex's): its own if it is a [mutex.Orderer], else [mutex.SortKeys];
+// the empty key is refused first.
+func remoteOrder[K comparable](remote any, keys []K) ([]K, error) {
 	for _, k := range keys {
 		if keylock.EmptyKey(k) {
 			return nil, lockErr("LockAll", k, errEmptyKey)
 		}
 	}
-	if o, ok := m.remote.(mutex.Orderer[K]); ok {
+	if o, ok := remote.(mutex.Orderer[K]); ok {
 		return o.LockOrder(keys)
 	}
 	return mutex.SortKeys(keys)

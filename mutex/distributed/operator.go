@@ -520,21 +520,29 @@ func ForceRelease(ctx context.Context, client redis.UniversalClient, prefix, key
 	// read of the key's own server clock (InspectKeys reads it there, in a
 	// Cluster too): tokens issued after the release start above them.
 	top := strconv.FormatInt(before.clockUs+maxAhead, 10)
-	n, err := runInPipeline(ctx, client, sc.release, []string{nm.lock, nm.queue}, before.Owner, "a", "", top)
+	return breakHold(ctx, client, "ForceRelease", key, nm, sc.release, []any{before.Owner, "a", "", top}, res,
+		func() ([]KeyReport, error) { return InspectKeys(ctx, client, prefix, key) })
+}
+
+// breakHold runs a release script in its abort mode for an operator
+// (ForceRelease, ForceReleaseRW), then reads the key again with inspect
+// for res.After.
+func breakHold(ctx context.Context, client redis.UniversalClient, op, key string, nm names, script *redis.Script, args []any, res ReleaseResult, inspect func() ([]KeyReport, error)) (ReleaseResult, error) {
+	n, err := runInPipeline(ctx, client, script, nm.keys(), args...)
 	if err != nil {
 		if isWrongType(err) {
 			err = wrongType(nm, err)
 		}
-		return res, fmt.Errorf("distributed: ForceRelease %q: %w", key, err)
+		return res, fmt.Errorf("distributed: %s %q: %w", op, key, err)
 	}
 	switch n {
 	case 0:
-		return res, fmt.Errorf("distributed: ForceRelease %q: %w: the lock changed hands before the release", key, ErrHeldByOther)
+		return res, fmt.Errorf("distributed: %s %q: %w: the lock changed hands before the release", op, key, ErrHeldByOther)
 	case 2:
-		return res, fmt.Errorf("distributed: ForceRelease %q: %w: the lock expired before the release", key, ErrNotLocked)
+		return res, fmt.Errorf("distributed: %s %q: %w: the hold expired before the release", op, key, ErrNotLocked)
 	}
 	res.After = KeyReport{}
-	if rs, err = InspectKeys(ctx, client, prefix, key); err == nil {
+	if rs, err := inspect(); err == nil {
 		res.After = rs[0]
 	}
 	return res, nil

@@ -128,22 +128,6 @@ func ForceReleaseRW(ctx context.Context, client redis.UniversalClient, prefix, k
 	if top != "" {
 		args = append(args, top)
 	}
-	n, err := runInPipeline(ctx, client, sc.release, nm.keys(), args...)
-	if err != nil {
-		if isWrongType(err) {
-			err = wrongType(nm, err)
-		}
-		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w", key, err)
-	}
-	switch n {
-	case 0:
-		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: the lock changed hands before the release", key, ErrHeldByOther)
-	case 2:
-		return res, fmt.Errorf("distributed: ForceReleaseRW %q: %w: the hold expired before the release", key, ErrNotLocked)
-	}
-	res.After = KeyReport{}
-	if rs, err = InspectRWKeys(ctx, client, prefix, key); err == nil {
-		res.After = rs[0]
-	}
-	return res, nil
+	return breakHold(ctx, client, "ForceReleaseRW", key, nm, sc.release, args, res,
+		func() ([]KeyReport, error) { return InspectRWKeys(ctx, client, prefix, key) })
 }
